@@ -1,0 +1,349 @@
+"""Typed configuration: the three profiles (`tiny`, `cpu`, `paper`), YAML loading, `--set` overrides.
+
+One dataclass per stage. A profile is a YAML file with exactly this schema; unknown keys and
+values of the wrong type are rejected with a message that names the key and the fix.
+
+>>> p = load_profile("tiny", ["distill.alpha=0.2"])
+>>> p.distill.alpha
+0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILES = ("tiny", "cpu", "paper")
+
+# The 34 DGHS target codes the paper keeps for the toxic model (official code, `wom` = women).
+DGHS_TARGETS = (
+    "wom", "trans", "gendermin", "bis", "gay", "gay.man", "gay.wom",
+    "mixed.race", "ethnic.minority", "indig", "indig.wom", "non.white", "bla", "bla.wom", "bla.man",
+    "asi", "asi.wom", "asi.east", "asi.south", "asi.chin", "asi.pak", "arab",
+    "eastern.europe", "russian", "pol", "hispanic", "immig", "asylum", "ref", "for",
+    "jew", "mus", "mus.wom", "other.religion",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and how to fix it."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data sets come from."""
+
+    source: str = "local"  # "local": files under `dir`; "hub": the paper's Hugging Face Hub ids
+    dir: str = ""  # local data dir; "" = $UNIDETOX_DATA_DIR, else ../shared/data beside the repo
+    dghs_hub_id: str = "LennardZuendorf/Dynamically-Generated-Hate-Speech-Dataset"
+    toxigen_hub_id: str = "skg/toxigen-data"
+    mmlu_hub_id: str = "cais/mmlu"
+
+    def __post_init__(self):
+        _check(self.source in ("local", "hub"), f"data.source must be 'local' or 'hub', not {self.source!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The one causal-LM fine-tuning loop (toxic model, detoxification, baselines)."""
+
+    learning_rate: float = 5e-5  # peak AdamW learning rate
+    max_steps: int = 0  # optimizer steps; 0 = derive from `epochs`
+    epochs: int = 0  # passes over the data, used when max_steps == 0
+    batch_size: int = 8  # sequences per optimizer step, summed over processes and accumulation
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_length: int = 256  # tokens per training sequence; longer texts are truncated
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    scheduler: str = "linear"  # "linear" (decay to 0, HF Trainer's default) or "constant"
+    seed: int = 42
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints; 0 = none
+    log_every: int = 10  # optimizer steps between loss records
+
+    def __post_init__(self):
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.max_steps >= 0 and self.epochs >= 0, "max_steps and epochs must be >= 0")
+        _check(self.max_steps > 0 or self.epochs > 0, "set max_steps > 0 or epochs > 0 (both are 0)")
+        _check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        _check(self.grad_accum > 0, f"grad_accum must be > 0, got {self.grad_accum}")
+        _check(
+            self.batch_size % self.grad_accum == 0,
+            f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})",
+        )
+        _check(self.max_length > 1, f"max_length must be > 1, got {self.max_length}")
+        _check(self.scheduler in ("linear", "constant"), "scheduler must be 'linear' or 'constant'")
+        _check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
+        _check(self.log_every > 0, "log_every must be > 0")
+
+
+@dataclass(frozen=True)
+class ToxicModelConfig:
+    """Stage 1: fine-tune the base model on DGHS hate speech."""
+
+    base_model: str = "tiny:gpt2"  # model spec, see `unidetox.models`
+    train_splits: tuple[str, ...] = ("train",)  # DGHS `split` values used for training
+    val_splits: tuple[str, ...] = ("dev",)  # held out, for the validation loss
+    targets: tuple[str, ...] = DGHS_TARGETS  # DGHS target codes kept; () keeps every target
+    max_texts: int = 0  # cap on training texts (0 = all)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-5, epochs=3, batch_size=4))
+
+    def __post_init__(self):
+        _check(len(self.train_splits) > 0, "toxic.train_splits must name at least one DGHS split")
+        _check(self.max_texts >= 0, "toxic.max_texts must be >= 0")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Stage 2: contrastive decoding from BOS, `log p_base - log p_toxic` under the plausibility mask."""
+
+    alpha: float = 0.1  # keep tokens with p_base >= alpha * max p_base; in (0, 1]
+    num_texts: int = 640
+    max_new_tokens: int = 255  # tokens after BOS (official code: max_length 256 including BOS)
+    batch_size: int = 128  # texts decoded together
+    temperature: float = 1.0
+    top_k: int = 50  # 0 = off (official code: transformers' default top-k 50)
+    top_p: float = 1.0  # 1.0 = off
+    seed: int = 1234
+
+    def __post_init__(self):
+        _check(0 < self.alpha <= 1, f"distill.alpha must be in (0, 1], got {self.alpha}")
+        _check(self.num_texts > 0, f"distill.num_texts must be > 0, got {self.num_texts}")
+        _check(self.max_new_tokens > 0, f"distill.max_new_tokens must be > 0, got {self.max_new_tokens}")
+        _check(self.batch_size > 0, f"distill.batch_size must be > 0, got {self.batch_size}")
+        _check(self.temperature > 0, f"distill.temperature must be > 0, got {self.temperature}")
+        _check(self.top_k >= 0, f"distill.top_k must be >= 0, got {self.top_k}")
+        _check(0 < self.top_p <= 1, f"distill.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class DetoxConfig:
+    """Stage 3: fine-tune each target on the distilled text, over a grid of learning rates and steps."""
+
+    targets: tuple[str, ...] = ("tiny:gpt2", "tiny:llama")
+    learning_rates: tuple[float, ...] = (5e-5, 1e-5)
+    steps: tuple[int, ...] = (1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=5e-5, max_steps=1, batch_size=8))
+
+    def __post_init__(self):
+        _check(len(self.targets) > 0, "detox.targets must name at least one model")
+        _check(len(self.learning_rates) > 0, "detox.learning_rates must not be empty")
+        _check(all(lr > 0 for lr in self.learning_rates), "detox.learning_rates must all be > 0")
+        _check(len(self.steps) > 0, "detox.steps must not be empty")
+        _check(all(s > 0 for s in self.steps), f"detox.steps must all be > 0, got {list(self.steps)}")
+        _check(list(self.steps) == sorted(set(self.steps)), "detox.steps must be strictly increasing")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Stage 4: ToxiGen continuations, toxicity, perplexity, diversity, MMLU."""
+
+    prompt_split: str = "validation"  # validation (paper's 896) | test (Hub's 940) | report (rest of train)
+    prompts_per_domain: int = 0  # cap per domain after a seeded shuffle (0 = all prompts)
+    samples_per_prompt: int = 25  # k
+    max_new_tokens: int = 20
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 50  # transformers' old default, applied by the official code; 0 = off
+    seeds: tuple[int, ...] = (42, 43, 44, 45, 46)
+    batch_size: int = 64  # sequences per forward pass
+    scorer: str = "hf:unitary/toxic-bert"  # hf:<id> | detoxify | toxblock
+    scorer_batch_size: int = 64
+    threshold: float = 0.5  # a continuation is toxic when its score is > threshold
+    perplexity_model: str = "meta-llama/Llama-2-7b-hf"
+    perplexity_max: float = 1e4  # continuations with perplexity >= this are dropped (paper)
+    dist_include_prompt: bool = False  # True reproduces the official code (prompt in Dist-n)
+    mmlu_split: str = "validation"  # MMLU split scored (official code: validation)
+    mmlu_shots: int = 1  # exemplars from dev (official code: 1)
+    mmlu_per_subject: int = 0  # questions per subject (0 = all)
+    mmlu_subjects: tuple[str, ...] = ()  # () = all 57 subjects
+
+    def __post_init__(self):
+        _check(
+            self.prompt_split in ("validation", "test", "report"),
+            f"eval.prompt_split must be validation, test or report, not {self.prompt_split!r}",
+        )
+        _check(self.prompts_per_domain >= 0, "eval.prompts_per_domain must be >= 0")
+        _check(self.samples_per_prompt > 0, "eval.samples_per_prompt must be > 0")
+        _check(self.max_new_tokens > 0, "eval.max_new_tokens must be > 0")
+        _check(self.temperature > 0, "eval.temperature must be > 0")
+        _check(0 < self.top_p <= 1, f"eval.top_p must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, "eval.top_k must be >= 0")
+        _check(len(self.seeds) > 0, "eval.seeds must not be empty")
+        _check(self.batch_size > 0 and self.scorer_batch_size > 0, "eval batch sizes must be > 0")
+        _check(0 <= self.threshold <= 1, "eval.threshold must be in [0, 1]")
+        _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything one run of the pipeline needs."""
+
+    name: str = "tiny"
+    runs_dir: str = "runs"  # outputs go to <runs_dir>/<profile>/<stage>/<key>/
+    device: str = "auto"  # auto | cpu | cuda
+    trust_remote_code: bool = False  # let Hub models run their own code (off: safer)
+    data: DataConfig = field(default_factory=DataConfig)
+    toxic: ToxicModelConfig = field(default_factory=ToxicModelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    detox: DetoxConfig = field(default_factory=DetoxConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def to_dict(cfg: Any) -> Any:
+    """Dataclass (nested) -> plain JSON-able dict/list/scalars."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; convert lists to tuples and ints to floats."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        _check(isinstance(value, (list, tuple)), f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), f"{key} must be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is bool:
+        _check(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML reads "1e-5" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        _check(
+            isinstance(value, (int, float)) and not isinstance(value, bool), f"{key} must be a number, got {value!r}"
+        )
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _unknown_key(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown configuration key {key!r}{hint}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(prefix + key, names)
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict, dotted: str, value: Any, cls: type) -> None:
+    parts = dotted.split(".")
+    node, tp = tree, cls
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(tp)] if dataclasses.is_dataclass(tp) else []
+        if part not in names:
+            raise _unknown_key(".".join(parts[: i + 1]), names)
+        sub_tp = typing.get_type_hints(tp)[part]
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+            tp = sub_tp
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=value' -> ('a.b', YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. distill.alpha=0.1")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: cannot parse the value ({e})") from None
+    return key.strip(), value
+
+
+def profile_path(name: str) -> Path:
+    """A profile name (tiny|cpu|paper) or a path to a YAML file."""
+    if name in PROFILES:
+        return PROFILE_DIR / f"{name}.yaml"
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    raise ConfigError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)} or a path to a YAML file")
+
+
+def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load a profile by name or YAML path and apply `key=value` overrides."""
+    path = profile_path(name)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"profile {path} is not valid YAML: {e}") from None
+    _check(isinstance(tree, dict), f"profile {path} must be a mapping")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(tree, key, value, Profile)
+    try:
+        return from_dict(Profile, tree)
+    except TypeError as e:  # a missing required field
+        raise ConfigError(f"profile {path}: {e}") from None
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace that re-runs validation."""
+    return dataclasses.replace(cfg, **changes)
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "TrainConfig",
+    "ToxicModelConfig",
+    "DistillConfig",
+    "DetoxConfig",
+    "EvalConfig",
+    "Profile",
+    "DGHS_TARGETS",
+    "PROFILES",
+    "load_profile",
+    "from_dict",
+    "to_dict",
+    "parse_override",
+]
