@@ -1,0 +1,198 @@
+"""The run store: stage keys, stage directories, atomic writes and completion markers.
+
+A stage's outputs live in ``<runs_dir>/<profile>/<stage>/<key>/`` where ``key`` hashes the stage's
+resolved configuration and the keys of the stages it reads. ``config.json`` is written first, the
+outputs next, and ``DONE`` last: a directory with ``DONE`` is complete and reused; one without it
+is resumed from whatever its stage checkpointed. Every file is written to a temporary name in the
+same directory and renamed into place, so a reader never sees a partial file.
+
+>>> import tempfile
+>>> st = StageDir.create(tempfile.mkdtemp(), "tiny", "distill", {"alpha": 0.1})
+>>> st.done
+False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+DONE = "DONE"
+
+
+class StoreError(RuntimeError):
+    """An output directory that cannot be written; the message says which and why."""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def stage_key(config: Any, inputs: dict[str, str] | None = None) -> str:
+    """16 hex digits identifying a stage run: hash of its configuration and its inputs' keys."""
+    payload = canonical_json({"config": config, "inputs": dict(sorted((inputs or {}).items()))})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it into place, on error remove it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create output directory {path.parent}: {e.strerror}") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Atomically write a text file (UTF-8)."""
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise StoreError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `path`; on success it replaces `path` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """One stage run's directory."""
+
+    path: Path
+    stage: str
+    key: str
+
+    @classmethod
+    def create(
+        cls, runs_dir: str | Path, profile: str, stage: str, config: Any, inputs: dict[str, str] | None = None
+    ) -> StageDir:
+        """Make (or find) the directory for this configuration and write its config.json."""
+        key = stage_key(config, inputs)
+        path = Path(runs_dir) / profile / stage / key
+        st = cls(path=path, stage=stage, key=key)
+        if not (path / "config.json").exists():
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create {path}: {e.strerror}. Choose a writable runs_dir.") from None
+            write_json(path / "config.json", {"stage": stage, "key": key, "config": config, "inputs": inputs or {}})
+        return st
+
+    @property
+    def done(self) -> bool:
+        return (self.path / DONE).exists()
+
+    def mark_done(self, summary: dict | None = None) -> None:
+        """Write the completion marker last; `summary` (timings, counts) goes inside it."""
+        write_json(self.path / DONE, summary or {})
+
+    def summary(self) -> dict:
+        return read_json(self.path / DONE) if self.done else {}
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+
+class JsonlWriter:
+    """Append-only JSONL stream that survives a crash: on open, a torn last line is cut off.
+
+    Each `append` writes whole lines and fsyncs, so after a SIGKILL the file holds a prefix of
+    complete records (plus at most one partial line, removed on the next open).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = read_jsonl(self.path, repair=True)
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.extend(records)
+
+
+def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
+    """Complete records of a JSONL file; with `repair`, truncate a torn trailing line in place."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    end = raw.rfind(b"\n") + 1
+    if repair and end < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return [json.loads(line) for line in raw[:end].decode("utf-8").splitlines() if line.strip()]
