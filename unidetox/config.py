@@ -332,18 +332,18 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 
 __all__ = [
-    "ConfigError",
-    "DataConfig",
-    "TrainConfig",
-    "ToxicModelConfig",
-    "DistillConfig",
-    "DetoxConfig",
-    "EvalConfig",
-    "Profile",
     "DGHS_TARGETS",
     "PROFILES",
-    "load_profile",
+    "ConfigError",
+    "DataConfig",
+    "DetoxConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "Profile",
+    "ToxicModelConfig",
+    "TrainConfig",
     "from_dict",
-    "to_dict",
+    "load_profile",
     "parse_override",
+    "to_dict",
 ]

