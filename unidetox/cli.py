@@ -1,0 +1,124 @@
+"""The ``unidetox`` command: one subcommand per stage, plus ``pipeline`` and ``book``.
+
+    unidetox toxic-model --profile tiny
+    unidetox distill     --profile cpu --set distill.num_texts=8 --set distill.max_new_tokens=32
+    unidetox detox       --profile tiny
+    unidetox evaluate    --profile tiny [--model SPEC] [--split validation|test|report] [--no-mmlu]
+    unidetox pipeline    --profile tiny
+    unidetox book        --profile tiny
+
+Every stage prints where its outputs went; a rerun with the same configuration reuses them.
+Bad input ends with one line ``error: ...`` naming the problem and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import PROFILES, ConfigError, load_profile
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .distill import DistillError
+    from .evaluate import EvaluationError
+    from .models import ModelLoadError
+    from .scorers import ScorerError
+    from .store import StoreError
+
+    errs: list[type[BaseException]] = [ConfigError, DataError, DistillError, EvaluationError, ModelLoadError,
+                                       ScorerError, StoreError]  # fmt: skip
+    try:
+        from .book import BookError
+
+        errs.append(BookError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=os.environ.get("UNIDETOX_PROFILE", "tiny"),
+                   help=f"one of {', '.join(PROFILES)} or a YAML file (default: tiny)")  # fmt: skip
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration value, e.g. --set distill.alpha=0.05 (repeatable)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="unidetox", description="UniDetox: detoxify LMs via dataset distillation.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, text in [
+        ("toxic-model", "fine-tune the base model on DGHS hate speech"),
+        ("distill", "contrastive decoding of the detoxifying text (runs toxic-model if needed)"),
+        ("detox", "fine-tune every target on the distilled text over the lr x steps grid"),
+        ("pipeline", "all stages, then the evaluation of every candidate"),
+    ]:
+        _common(sub.add_parser(name, help=text, description=text))
+    ev = sub.add_parser("evaluate", help="ToxiGen toxicity, perplexity, Dist-n and MMLU of the candidates")
+    _common(ev)
+    ev.add_argument("--model", help="evaluate only this model (spec or directory) instead of the profile's grid")
+    ev.add_argument("--split", choices=["validation", "test", "report"], help="prompt split (default: profile's)")
+    ev.add_argument("--no-mmlu", action="store_true", help="skip MMLU")
+    bk = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
+    _common(bk)
+    bk.add_argument("-p", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra notebook parameter (repeatable)")  # fmt: skip
+    bk.add_argument("--no-html", action="store_true", help="execute notebooks only")
+    return ap
+
+
+def _evaluate(profile, args) -> None:
+    from . import pipeline as P
+
+    if args.model:
+        cands = [P.Candidate(args.model, "none", None, None, args.model, args.model)]
+    else:
+        cands = P.detox_all(profile, quiet=args.quiet)
+    done = [(c, P.evaluate(profile, c, split=args.split, quiet=args.quiet)) for c in cands]
+    out = P.collect(profile, done, name=f"results-{args.split or profile.eval.prompt_split}")
+    print(f"results: {out} and {out.with_suffix('.parquet')}")
+    if not args.no_mmlu:
+        for c in cands:
+            P.mmlu(profile, c, quiet=args.quiet)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        profile = load_profile(args.profile, args.overrides)
+        from . import pipeline as P
+
+        if args.command == "toxic-model":
+            P.toxic_model(profile, quiet=args.quiet)
+        elif args.command == "distill":
+            P.distill(profile, quiet=args.quiet)
+        elif args.command == "detox":
+            P.detox_all(profile, quiet=args.quiet)
+        elif args.command == "evaluate":
+            _evaluate(profile, args)
+        elif args.command == "pipeline":
+            args.model, args.split, args.no_mmlu = None, None, False
+            _evaluate(profile, args)
+        elif args.command == "book":
+            from .book import build_book
+
+            out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
+                             html=not args.no_html)  # fmt: skip
+            print(f"book: {out}")
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
