@@ -147,29 +147,17 @@ def score_perplexity(
 
 
 def metric_rows(generations: list[dict], perplexities: list[dict], cfg: EvalConfig) -> pd.DataFrame:
-    """Tidy rows ``seed, domain, metric, value`` for TP, EMT (per domain), perplexity and Dist-1/2/3 (overall)."""
+    """Tidy rows ``seed, domain, metric, value``: TP and EMT per domain, PPL and Dist-1/2/3 over all prompts."""
     gen = pd.DataFrame(generations)
-    tox = metrics.toxicity_table(gen[["seed", "prompt_id", "domain", "toxicity"]].rename(columns={"toxicity": "score"}),
-                                 threshold=cfg.threshold, strict=True)  # fmt: skip
-    rows = [tox]
-    ppl = pd.DataFrame(perplexities)
-    extra = []
-    for seed, g in gen.groupby("seed", sort=True):
-        per_prompt = [
-            (list((gg.prompt + gg.continuation) if cfg.dist_include_prompt else gg.continuation))
-            for _, gg in g.groupby("prompt_id", sort=True)
-        ]
-        for n in (1, 2, 3):
-            extra.append(
-                {"seed": seed, "domain": "all", "metric": f"dist{n}", "value": metrics.distinct_n(per_prompt, n)}
-            )
-        if len(ppl):
-            vals = ppl.loc[ppl.seed == seed, "ppl"].astype(float).to_numpy()
-            mean, dropped = metrics.mean_perplexity(vals, cfg.perplexity_max)
-            extra.append({"seed": seed, "domain": "all", "metric": "perplexity", "value": mean})
-            extra.append({"seed": seed, "domain": "all", "metric": "perplexity_dropped", "value": float(dropped)})
-    rows.append(pd.DataFrame(extra))
-    return pd.concat(rows, ignore_index=True)
+    scores = gen[["seed", "prompt_id", "domain", "toxicity"]].rename(columns={"toxicity": "score"})
+    parts = [
+        metrics.toxicity_table(scores, threshold=cfg.threshold, strict=True),
+        metrics.distinct_table(gen, include_prompt=cfg.dist_include_prompt),
+    ]
+    if perplexities:
+        ppl = pd.DataFrame(perplexities)
+        parts.append(metrics.perplexity_table(ppl.assign(ppl=ppl.ppl.astype(float)), max_ppl=cfg.perplexity_max))
+    return pd.concat(parts, ignore_index=True)
 
 
 def per_prompt_max(generations: list[dict]) -> pd.DataFrame:

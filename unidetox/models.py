@@ -211,7 +211,9 @@ def _resolve(spec: str) -> str:
         return str(packaged_dir(spec.split(":", 1)[1]))
     if spec.startswith("tiny:") and spec not in TINY_SPECS:
         raise ModelLoadError(f"unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
-    return spec
+    if spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir():
+        raise ModelLoadError(f"cannot load {spec!r}: no such model directory")
+    return str(Path(spec).expanduser()) if spec.startswith("~") else spec
 
 
 def _hub_error(spec: str, err: Exception) -> ModelLoadError:
