@@ -52,9 +52,9 @@ def _stage(profile: Profile, stage: str, config: dict, inputs: dict | None = Non
     return StageDir.create(profile.runs_dir, profile.name, stage, config, inputs)
 
 
-def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, flush=True)
+def _log(msg: str) -> None:
+    """Where a stage's outputs went (printed also with --quiet, which only hides progress bars)."""
+    print(msg, flush=True)
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -78,7 +78,7 @@ def toxic_model(profile: Profile, *, quiet: bool = False) -> StageDir:
     config = {"toxic": to_dict(profile.toxic), "texts": D.text_fingerprint(train), "val": D.text_fingerprint(val)}
     st = _stage(profile, "toxic-model", config)
     if st.done:
-        _log(f"toxic-model: reusing {st.path}", quiet)
+        _log(f"toxic-model: reusing {st.path}")
         return st
     summary: dict = {"n_train": len(train), "n_val": len(val)}
     with _timed(summary):
@@ -87,7 +87,7 @@ def toxic_model(profile: Profile, *, quiet: bool = False) -> StageDir:
                               progress=not quiet)  # fmt: skip
         summary.update(steps=res.steps, val_loss=res.val_loss)
     st.mark_done(summary)
-    _log(f"toxic-model: wrote {st.path / 'final'}", quiet)
+    _log(f"toxic-model: wrote {st.path / 'final'}")
     return st
 
 
@@ -102,7 +102,7 @@ def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model}
     st = _stage(profile, "distill", config, {"toxic-model": tox.key})
     if st.done:
-        _log(f"distill: reusing {st.path}", quiet)
+        _log(f"distill: reusing {st.path}")
         return st
     state = _state()
     summary: dict = {}
@@ -120,7 +120,7 @@ def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
         summary["n_texts"] = len(recs)
         st.mark_done(summary)
     state.wait_for_everyone()
-    _log(f"distill: wrote {st / 'texts.jsonl'}", quiet)
+    _log(f"distill: wrote {st / 'texts.jsonl'}")
     return st
 
 
@@ -156,7 +156,7 @@ def detox(profile: Profile, target: str, lr: float, *, texts_stage: StageDir | N
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(profile.detox.steps), "method": method}
     st = _stage(profile, "detox", config, {"texts": texts_stage.key})
     if st.done:
-        _log(f"detox {target} lr={lr}: reusing {st.path}", quiet)
+        _log(f"detox {target} lr={lr}: reusing {st.path}")
         return st
     texts = distilled_texts(texts_stage)
     summary: dict = {"n_texts": len(texts)}
@@ -166,7 +166,7 @@ def detox(profile: Profile, target: str, lr: float, *, texts_stage: StageDir | N
                               save_at_steps=profile.detox.steps, progress=not quiet)  # fmt: skip
         summary["steps"] = res.steps
     st.mark_done(summary)
-    _log(f"detox {target} lr={lr}: wrote {st.path / 'steps'}", quiet)
+    _log(f"detox {target} lr={lr}: wrote {st.path / 'steps'}")
     return st
 
 
@@ -202,7 +202,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, pre
     config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": prefix}
     st = _stage(profile, "evaluate", config, {"model": cand.key})
     if st.done:
-        _log(f"evaluate {cand.labels()}: reusing {st.path}", quiet)
+        _log(f"evaluate {cand.labels()}: reusing {st.path}")
         return st
     state = _state()
     device = resolve_device(profile.device)
@@ -228,7 +228,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, pre
     if state.is_main_process:
         st.mark_done(summary)
     state.wait_for_everyone()
-    _log(f"evaluate {cand.labels()}: wrote {st / 'metrics.csv'}", quiet)
+    _log(f"evaluate {cand.labels()}: wrote {st / 'metrics.csv'}")
     return st
 
 
@@ -241,7 +241,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
               "subjects": list(cfg.mmlu_subjects)}  # fmt: skip
     st = _stage(profile, "mmlu", config, {"model": cand.key})
     if st.done:
-        _log(f"mmlu {cand.labels()}: reusing {st.path}", quiet)
+        _log(f"mmlu {cand.labels()}: reusing {st.path}")
         return st
     test = D.load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
     dev = D.load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
@@ -253,7 +253,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
         summ = mmlu_summary(per_q)
         write_text(st / "summary.csv", summ.to_csv(index=False))
     st.mark_done(summary)
-    _log(f"mmlu {cand.labels()}: wrote {st / 'mmlu.csv'}", quiet)
+    _log(f"mmlu {cand.labels()}: wrote {st / 'mmlu.csv'}")
     return st
 
 
