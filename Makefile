@@ -1,0 +1,54 @@
+# The two commands of the README:
+#   make test                 install into .venv if needed, then run the test suite
+#   make book PROFILE=cpu     execute the book's notebooks (they run the pipeline), build book/_build/html
+# Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
+# requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
+
+PYTHON ?= $(shell command -v python3.11 || echo python3)
+VENV ?= .venv
+PROFILE ?= tiny
+SET ?=
+PYTEST_ARGS ?=
+TESTS ?= tests/
+export UNIDETOX_DATA_DIR ?= $(abspath ../shared/data)
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REQUIREMENTS := requirements-torch.txt requirements.txt requirements-nodeps.txt pyproject.toml
+
+.PHONY: test book lint format clean-book install
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) $(TESTS)
+
+book: $(STAMP)
+	$(BIN)/unidetox book --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+
+clean-book:
+	rm -rf book/_build book/_generated
+
+install: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else \
+	  "$(PYTHON) is Python %d.%d; unidetox needs 3.11: make PYTHON=/path/to/python3.11" % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
+
+# 1. torch, pinned (a CPU wheel; an unpinned torch pulls a multi-GB CUDA build), its dependencies held to
+#    the pins; 2. every other pin, torch held as a constraint; 3. the packages that ship model weights,
+#    without their declared dependencies; 4. this package, editable (its dependencies are pinned above).
+# The kernelspec makes papermill's `python3` kernel this environment's interpreter.
+$(STAMP): $(REQUIREMENTS) | $(BIN)/python
+	$(BIN)/python -m pip install -r requirements-torch.txt -c requirements.txt
+	$(BIN)/python -m pip install -r requirements.txt -c requirements-torch.txt
+	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (unidetox)"
+	touch $@

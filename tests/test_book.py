@@ -1,0 +1,699 @@
+"""The book runner (jupytext -> papermill -> Jupyter Book) and the book itself, built and opened in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unidetox.book import (
+    BookError,
+    NotebookError,
+    build_book,
+    build_html,
+    execute_notebook,
+    find_notebooks,
+    notebook_order,
+    parse_params,
+    toc_files,
+)
+from unidetox.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+SMOKE = "book_smoke_test"  # a rendered-notebook page added to the test copy of the book
+
+NOTEBOOK = """\
+# %% [markdown]
+# # Tiny notebook {name}
+
+# %% tags=["parameters"]
+profile = "unset"
+overrides = []
+scale = 1
+fail = False
+
+# %%
+with open("executions.log", "a") as f:
+    f.write("{name}\\n")
+result = scale * 7
+print(f"profile={{profile}} overrides={{overrides}} result={{result}}")
+
+# %%
+if fail:
+    raise ValueError(f"deliberate failure with scale={{scale}}")
+"""
+
+MYST_NOTEBOOK = """\
+---
+jupytext:
+  text_representation:
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  name: python3
+---
+# A MyST notebook
+
+```{code-cell} ipython3
+:tags: [parameters]
+profile = "unset"
+overrides = []
+```
+
+```{code-cell} ipython3
+print("myst says", profile)
+```
+"""
+
+
+def write_notebook(directory: Path, name: str, text: str | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.py"
+    path.write_text(NOTEBOOK.format(name=name) if text is None else text)
+    return path
+
+
+def stdout_of(notebook: Path) -> str:
+    nb = json.loads(notebook.read_text())
+    return "".join(
+        "".join(out.get("text", ""))
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream"
+    )
+
+
+def executions(cwd: Path) -> list[str]:
+    log = cwd / "executions.log"
+    return log.read_text().split() if log.exists() else []
+
+
+# ----------------------------------------------------------------------------- one notebook
+
+
+def test_parameters_are_injected_and_cwd_is_set(tmp_path):
+    src = write_notebook(tmp_path / "notebooks", "alpha")
+    out = tmp_path / "out"
+    run = execute_notebook(
+        src, out, parameters={"profile": "tiny", "overrides": ["distill.alpha=0.2"], "scale": 6}, cwd=tmp_path
+    )
+    assert run.executed and run.output == out / "alpha.ipynb"
+    assert "profile=tiny overrides=['distill.alpha=0.2'] result=42" in stdout_of(run.output)
+    assert executions(tmp_path) == ["alpha"]  # ran in cwd=tmp_path
+    nb = json.loads(run.output.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and 'profile = "tiny"' in "".join(injected[0]["source"])
+    record = json.loads((out / "alpha.run.json").read_text())
+    assert record["key"] == run.key and record["parameters"]["scale"] == 6
+    assert not list(out.glob(".*tmp*")), "no temporary file may be left behind"
+
+
+def test_unchanged_notebook_is_not_reexecuted(tmp_path):
+    src = write_notebook(tmp_path / "notebooks", "beta")
+    out = tmp_path / "out"
+    params = {"profile": "tiny", "overrides": [], "scale": 2}
+
+    def run(**kw):
+        kw = {"parameters": params, "config_hash": "h1", "cwd": tmp_path} | kw
+        return execute_notebook(src, out, **kw)
+
+    first = run()
+    before = first.output.read_bytes()
+    second = run()
+    assert first.executed and not second.executed and second.key == first.key
+    assert second.output.read_bytes() == before
+    assert executions(tmp_path) == ["beta"]
+
+    assert run(parameters=params | {"scale": 3}).executed  # a changed parameter
+    assert run(config_hash="h2").executed  # a changed profile
+    src.write_text(src.read_text() + "\n# %%\nprint('edited')\n")
+    assert run().executed  # a changed source
+    assert not run().executed
+    assert run(force=True).executed
+    assert executions(tmp_path) == ["beta"] * 5
+
+    (out / "beta.ipynb").unlink()  # a lost output is rebuilt even though its record matches
+    assert run().executed
+
+
+def test_failing_notebook_raises_with_the_cell_and_keeps_the_previous_output(tmp_path):
+    src = write_notebook(tmp_path / "notebooks", "gamma")
+    out = tmp_path / "out"
+    ok = execute_notebook(src, out, parameters={"profile": "tiny", "overrides": [], "fail": False}, cwd=tmp_path)
+    output_before = ok.output.read_bytes()
+    record_before = (out / "gamma.run.json").read_bytes()
+
+    with pytest.raises(NotebookError) as info:
+        execute_notebook(
+            src, out, parameters={"profile": "tiny", "overrides": [], "fail": True, "scale": 5}, cwd=tmp_path
+        )
+    err = info.value
+    message = str(err)
+    assert 'raise ValueError(f"deliberate failure with scale={scale}")' in message  # the failing cell
+    assert "ValueError: deliberate failure with scale=5" in message
+    assert err.ename == "ValueError" and err.evalue == "deliberate failure with scale=5"
+    assert "if fail:" in err.cell_source
+    assert ok.output.read_bytes() == output_before, "the previous output must be left intact"
+    assert (out / "gamma.run.json").read_bytes() == record_before
+    failed = json.loads(err.failed_path.read_text())
+    assert err.failed_path == out / "gamma.failed.ipynb"
+    assert any(o.get("ename") == "ValueError" for c in failed["cells"] for o in c.get("outputs", []))
+    assert not list(out.glob(".*tmp*"))
+
+    execute_notebook(src, out, parameters={"profile": "tiny", "overrides": [], "scale": 5}, cwd=tmp_path)
+    assert not err.failed_path.exists(), "a successful run removes the stale failed notebook"
+
+
+def test_unknown_parameter_is_rejected_before_executing(tmp_path):
+    src = write_notebook(tmp_path / "notebooks", "delta")
+    with pytest.raises(
+        BookError, match=r"unknown notebook parameter\(s\) 'scael'.*declares profile, overrides, scale, fail"
+    ):
+        execute_notebook(
+            src, tmp_path / "out", parameters={"profile": "tiny", "overrides": [], "scael": 2}, cwd=tmp_path
+        )
+    assert executions(tmp_path) == [] and not (tmp_path / "out" / "delta.ipynb").exists()
+
+
+def test_builtin_parameters_must_be_declared(tmp_path):
+    src = write_notebook(
+        tmp_path / "notebooks", "eps", '# %% tags=["parameters"]\nprofile = "unset"\n\n# %%\nprint(profile)\n'
+    )
+    with pytest.raises(BookError, match=r"'overrides'.*add `overrides = \.\.\.` to that cell"):
+        execute_notebook(src, tmp_path / "out", parameters={"profile": "tiny", "overrides": []}, cwd=tmp_path)
+    bare = write_notebook(tmp_path / "notebooks", "zeta", "# %%\nprint('no parameters cell')\n")
+    with pytest.raises(BookError, match="no cell tagged `parameters`"):
+        execute_notebook(bare, tmp_path / "out", parameters={"profile": "tiny", "overrides": []}, cwd=tmp_path)
+
+
+def test_myst_markdown_notebook(tmp_path):
+    src = tmp_path / "notebooks" / "eta.md"
+    src.parent.mkdir()
+    src.write_text(MYST_NOTEBOOK)
+    run = execute_notebook(src, tmp_path / "out", parameters={"profile": "cpu", "overrides": []}, cwd=tmp_path)
+    assert "myst says cpu" in stdout_of(run.output)
+    assert json.loads(run.output.read_text())["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_parse_params():
+    assert parse_params(["n=3", "name=abc", "xs=[1, 2]", "flag=true", "empty="]) == {
+        "n": 3,
+        "name": "abc",
+        "xs": [1, 2],
+        "flag": True,
+        "empty": "",
+    }
+    for bad in ("novalue", "1x=2", "=3", "a b=1"):
+        with pytest.raises(BookError, match="must look like name=value"):
+            parse_params([bad])
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+
+def make_repo(tmp_path: Path, names: list[str], listed: list[str]) -> Path:
+    """A repository skeleton: notebooks/<names>.py and a _toc.yml whose Results part lists `listed`."""
+    repo = tmp_path / "repo"
+    (repo / "book").mkdir(parents=True)
+    for name in names:
+        write_notebook(repo / "notebooks", name)
+    toc = {
+        "format": "jb-book",
+        "root": "intro",
+        "parts": [
+            {"caption": "Method", "chapters": [{"file": "method"}]},
+            {"caption": "Results", "chapters": [{"file": "results"}] + [{"file": f"_generated/{n}"} for n in listed]},
+        ],
+    }
+    (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    return repo
+
+
+def test_toc_files_and_notebook_order(tmp_path):
+    repo = make_repo(tmp_path, ["a_first", "b_second", "c_third"], ["c_third", "a_first", "b_second"])
+    (repo / "notebooks" / "_helpers.py").write_text("x = 1\n")  # not a notebook
+    (repo / "notebooks" / "README.md").write_text("# notebooks\n")  # not a notebook
+    assert toc_files(repo / "_toc.yml") == [
+        "intro",
+        "method",
+        "results",
+        "_generated/c_third",
+        "_generated/a_first",
+        "_generated/b_second",
+    ]
+    assert sorted(find_notebooks(repo / "notebooks")) == ["a_first", "b_second", "c_third"]
+    order = notebook_order(
+        repo / "notebooks", toc=repo / "_toc.yml", book_dir=repo / "book", out_dir=repo / "book" / "_generated"
+    )
+    assert [p.stem for p in order] == ["c_third", "a_first", "b_second"]
+
+    write_notebook(repo / "notebooks", "d_unlisted")
+    with pytest.raises(BookError, match=r"d_unlisted.py not listed in .*_toc.yml: add `- file: _generated/d_unlisted`"):
+        notebook_order(
+            repo / "notebooks", toc=repo / "_toc.yml", book_dir=repo / "book", out_dir=repo / "book" / "_generated"
+        )
+    (repo / "notebooks" / "d_unlisted.py").unlink()
+    (repo / "notebooks" / "b_second.py").unlink()
+    with pytest.raises(BookError, match=r"lists _generated/b_second but .* has no b_second.py or b_second.md"):
+        notebook_order(
+            repo / "notebooks", toc=repo / "_toc.yml", book_dir=repo / "book", out_dir=repo / "book" / "_generated"
+        )
+    (repo / "notebooks" / "a_first.md").write_text(MYST_NOTEBOOK)
+    with pytest.raises(BookError, match="two sources for notebook 'a_first'"):
+        find_notebooks(repo / "notebooks")
+    with pytest.raises(BookError, match="no table of contents"):
+        toc_files(tmp_path / "nowhere" / "_toc.yml")
+
+
+def test_build_book_runs_notebooks_in_toc_order_with_profile_and_overrides(tmp_path):
+    repo = make_repo(tmp_path, ["one", "two"], ["two", "one"])
+    kw = {"root": repo, "html": False, "log": None}
+    out = build_book("tiny", overrides=["distill.alpha=0.2"], params={"scale": 3}, **kw)
+    assert out == repo / "book" / "_generated"
+    assert executions(repo) == ["two", "one"]
+    assert "profile=tiny overrides=['distill.alpha=0.2'] result=21" in stdout_of(out / "one.ipynb")
+
+    build_book("tiny", overrides=["distill.alpha=0.2"], params={"scale": 3}, **kw)
+    assert executions(repo) == ["two", "one"], "nothing changed: nothing may run again"
+    build_book("tiny", overrides=["distill.alpha=0.3"], params={"scale": 3}, **kw)
+    assert executions(repo) == ["two", "one"] * 2, "a changed setting changes the profile hash"
+
+    with pytest.raises(ConfigError, match="distill.alpah"):
+        build_book("tiny", overrides=["distill.alpah=0.2"], **kw)
+    with pytest.raises(BookError, match="set by the runner"):
+        build_book("tiny", params={"profile": "cpu"}, **kw)
+    with pytest.raises(BookError, match="unknown notebook parameter"):
+        build_book("tiny", params={"nope": 1}, **kw)
+    assert executions(repo) == ["two", "one"] * 2
+
+
+# ----------------------------------------------------------------------------- the real book
+
+
+def _png(width: int = 24, height: int = 16) -> bytes:
+    """A small RGB PNG (a colour gradient), encoded by hand."""
+    rows = b"".join(
+        b"\0" + b"".join(bytes((x * 10 % 256, y * 15 % 256, 128)) for x in range(width)) for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _placeholder_notebook(title: str) -> dict:
+    """An executed notebook as papermill writes one: markdown with math, a code cell with text and a figure."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "id": "c1",
+                "metadata": {},
+                "source": f"# {title}\n\nInline math $\\alpha = 0.1$ and a display formula\n\n$$\n"
+                "s(v) = \\log p_{\\text{base}}(v) - \\log p_{\\text{toxic}}(v)\n$$\n",
+            },
+            {
+                "cell_type": "code",
+                "id": "c2",
+                "metadata": {},
+                "execution_count": 1,
+                "source": "print(6 * 7)",
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": "42\n"},
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"},
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def _jupyter_book() -> list[str]:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    found = str(exe) if exe.exists() else shutil.which("jupyter-book")
+    assert found, "jupyter-book is not installed in the test environment"
+    return [found]
+
+
+@pytest.fixture(scope="session")
+def book_repo(tmp_path_factory) -> Path:
+    """A copy of the repository's book (top-level _config.yml/_toc.yml, book/ with its links), built once with
+    exactly `jupyter-book build book/ -W -n --keep-going`. Executed notebooks listed in the TOC are replaced
+    by placeholders, and one more rendered notebook (with math and a figure) is added to the Results part.
+    """
+    repo = tmp_path_factory.mktemp("bookrepo")
+    shutil.copy2(ROOT / "_config.yml", repo / "_config.yml")
+    shutil.copy2(ROOT / "_toc.yml", repo / "_toc.yml")
+    shutil.copytree(ROOT / "book", repo / "book", symlinks=True, ignore=shutil.ignore_patterns("_build", "_generated"))
+    toc = yaml.safe_load((repo / "_toc.yml").read_text())
+    results = next(p for p in toc["parts"] if p["caption"] == "Results")
+    results["chapters"].append({"file": f"_generated/{SMOKE}"})
+    (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    generated = repo / "book" / "_generated"
+    generated.mkdir()
+    for entry in toc_files(repo / "_toc.yml"):
+        if entry.startswith("_generated/"):
+            name = Path(entry).stem
+            (generated / f"{name}.ipynb").write_text(json.dumps(_placeholder_notebook(f"Placeholder {name}")))
+    proc = subprocess.run(
+        [*_jupyter_book(), "build", "book/", "-W", "-n", "--keep-going"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert proc.returncode == 0, f"the book does not build with warnings as errors:\n{proc.stdout}\n{proc.stderr}"
+    return repo
+
+
+def book_pages(repo: Path) -> list[Path]:
+    html = repo / "book" / "_build" / "html"
+    return [html / f"{Path(entry).with_suffix('').as_posix()}.html" for entry in toc_files(repo / "_toc.yml")]
+
+
+def test_book_links_are_the_top_level_files():
+    for name in ("_config.yml", "_toc.yml"):
+        link = ROOT / "book" / name
+        assert link.is_symlink(), f"book/{name} must be a link to the top-level {name}"
+        assert os.readlink(link) == f"../{name}", "the link must be relative, so that it works in any clone"
+        assert link.resolve() == (ROOT / name).resolve()
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config["only_build_toc_files"] is True
+    assert "sphinx-mathjax-offline" in config["sphinx"]["config"]["extensions"]
+    assert "sphinx_thebe" not in config["sphinx"]["config"]["extensions"]
+    assert not any(config["html"][k] for k in ("use_edit_page_button", "use_repository_button", "use_issues_button"))
+    assert not any(config["launch_buttons"][k] for k in ("binderhub_url", "jupyterhub_url", "colab_url", "thebe"))
+    for bib in config["bibtex_bibfiles"]:
+        assert (ROOT / "book" / bib).is_file()
+    toc_pages = toc_files(ROOT / "_toc.yml")
+    for page in ("intro", "method", "reproduce", "results", "references"):
+        assert page in toc_pages
+        assert (ROOT / "book" / f"{page}.md").is_file()
+
+
+def test_bibliography_covers_the_cited_works():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE)
+    assert len(keys) == len(set(keys)), "duplicate bibtex keys"
+    for needle in (
+        "2504.20500",
+        "ToxiGen",
+        "Learning from the Worst",
+        "Detoxify",
+        "DExperts",
+        "Contrastive Decoding",
+        "Measuring Massive Multitask",
+        "Unsupervised Multitask Learners",
+        "SmolLM2",
+        "Gemma 3",
+    ):
+        assert needle in bib, f"references.bib lacks {needle}"
+    cited = set()
+    for page in (ROOT / "book").glob("*.md"):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited and cited <= set(keys), f"cited but not in references.bib: {cited - set(keys)}"
+
+
+def test_book_builds_every_toc_page(book_repo):
+    pages = book_pages(book_repo)
+    missing = [p.name for p in pages if not p.is_file()]
+    assert not missing, f"pages listed in _toc.yml but not built: {missing}"
+    html = book_repo / "book" / "_build" / "html"
+    assert (html / "index.html").is_file()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax must be bundled into _static"
+    intro = (html / "intro.html").read_text()
+    assert "UniDetox" in intro and "Lu <em>et al.</em>" in intro  # a resolved author-year citation
+    assert 'src="_static/mathjax/tex-chtml.js"' in intro
+    references = (html / "references.html").read_text().lower()
+    assert "universal detoxification of large language models via dataset distillation" in references
+    smoke = (html / "_generated" / f"{SMOKE}.html").read_text()
+    assert "42" in smoke and "<img" in smoke  # the notebook's outputs are rendered, not re-executed
+
+
+class _Assets(HTMLParser):
+    """Collects the URLs a page loads by itself: scripts, stylesheets, preloads, icons, images, frames."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed") and a.get("src"):
+            self.urls.append(a["src"])
+        if (
+            tag == "link"
+            and a.get("href")
+            and set((a.get("rel") or "").split())
+            & {
+                "stylesheet",
+                "preload",
+                "icon",
+                "modulepreload",
+                "prefetch",
+                "preconnect",
+                "dns-prefetch",
+            }
+        ):
+            self.urls.append(a["href"])
+
+
+def test_book_loads_nothing_remote(book_repo):
+    html = book_repo / "book" / "_build" / "html"
+    for page in sorted(html.rglob("*.html")):
+        parser = _Assets()
+        parser.feed(page.read_text())
+        remote = [u for u in parser.urls if re.match(r"^(https?:)?//", u)]
+        assert not remote, f"{page.relative_to(html)} loads remote resources: {remote}"
+        text = page.read_text()
+        for marker in ("googletagmanager", "google-analytics", "plausible.io", "unpkg.com", "thebe"):
+            assert marker not in text, f"{page.relative_to(html)} mentions {marker}"
+
+
+def test_build_html_keeps_the_previous_book_on_failure(book_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(book_repo, repo, symlinks=True)
+    html = repo / "book" / "_build" / "html"
+    index_before = (html / "intro.html").read_bytes()
+
+    (repo / "book" / "broken.md").write_text("# Broken\n\nSee {doc}`no-such-page`.\n")
+    toc = yaml.safe_load((repo / "_toc.yml").read_text())
+    toc["parts"][0]["chapters"].append({"file": "broken"})
+    (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    with pytest.raises(BookError, match=r"(?s)failed.*left as it was.*WARNING.*no-such-page"):
+        build_html("book", cwd=repo)
+    assert (html / "intro.html").read_bytes() == index_before
+    assert not (html / "broken.html").exists()
+    assert not list((repo / "book" / "_build").glob(".staging-*")), "the staging folder was left behind"
+
+    (repo / "book" / "broken.md").write_text("# Fixed\n\nSee {doc}`intro`.\n")
+    index = build_html("book", cwd=repo)
+    assert index == repo / "book" / "_build" / "html" / "index.html"
+    assert (html / "broken.html").is_file()
+
+
+# ----------------------------------------------------------------------------- in a browser
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``)."""
+
+    FLAGS = (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        "--remote-debugging-pipe",
+    )
+
+    def __init__(self, exe: Path, user_data_dir: Path):
+        to_chrome_r, self._w = os.pipe()
+        self._r, from_chrome_w = os.pipe()
+        # Chromium reads commands on fd 3 and writes replies on fd 4; move our ends out of the way first.
+        hi_r, hi_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 30), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 30)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        script = f'exec 3<&{hi_r} 4>&{hi_w} {hi_r}<&- {hi_w}>&- "$@"'
+        log = os.open(user_data_dir.parent / "chromium-stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.proc = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                script,
+                "chromium",
+                str(exe),
+                *self.FLAGS,
+                f"--user-data-dir={user_data_dir}",
+                "about:blank",
+            ],
+            pass_fds=(hi_r, hi_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        for fd in (hi_r, hi_w, log):
+            os.close(fd)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict] = []
+
+    def _message(self, deadline: float) -> dict:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("Chromium did not answer in time")
+            if select.select([self._r], [], [], left)[0]:
+                chunk = os.read(self._r, 1 << 20)
+                if not chunk:
+                    raise RuntimeError(f"Chromium exited (code {self.proc.poll()})")
+                self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}} | ({"sessionId": session} if session else {})
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._message(deadline)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str, session: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        seen = [e for e in self.events if e.get("method") == method and e.get("sessionId") == session]
+        while not seen:
+            event = self._message(deadline)
+            self.events.append(event)
+            if event.get("method") == method and event.get("sessionId") == session:
+                seen.append(event)
+        return seen[0]
+
+    def of(self, method: str, session: str) -> list[dict]:
+        return [e["params"] for e in self.events if e.get("method") == method and e.get("sessionId") == session]
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=5)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+
+
+PAGE_STATE = r"""
+(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  await Promise.all(Array.from(document.images).map(
+    i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+  const text = document.querySelector('main') ? document.querySelector('main').cloneNode(true) : document.body;
+  text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
+  return {
+    h1: (document.querySelector('main h1') || {}).textContent || '',
+    title: document.title,
+    mathjax: !!(window.MathJax && MathJax.version),
+    math: document.querySelectorAll('.math').length,
+    rendered: document.querySelectorAll('.math mjx-container').length,
+    errors: document.querySelectorAll('mjx-merror').length,
+    text: text.textContent,
+    images: Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+  };
+})()
+"""
+
+
+@pytest.mark.browser
+def test_book_pages_render_in_chromium(book_repo, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    browser = Chromium(CHROMIUM, tmp_path / "profile")
+    try:
+        browser.send("Browser.getVersion", timeout=60)  # first contact: Chromium is up
+        for page in book_pages(book_repo):
+            target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Network", "Runtime"):
+                browser.send(f"{domain}.enable", session=session)
+            browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
+            browser.wait_for("Page.loadEventFired", session)
+            state = browser.send(
+                "Runtime.evaluate",
+                {"expression": PAGE_STATE, "awaitPromise": True, "returnByValue": True},
+                session=session,
+                timeout=60,
+            )["result"]["value"]
+            name = page.name
+            assert state["h1"].strip() and state["title"], f"{name}: did not load (no title or heading)"
+            requests = [p["request"]["url"] for p in browser.of("Network.requestWillBeSent", session)]
+            remote = [u for u in requests if not u.startswith(("file:", "data:", "about:", "blob:"))]
+            assert not remote, f"{name}: requested remote resources {remote}"
+            failed = [p for p in browser.of("Network.loadingFailed", session) if not p.get("canceled")]
+            assert not failed, f"{name}: resources failed to load: {failed}"
+            thrown = [p["exceptionDetails"] for p in browser.of("Runtime.exceptionThrown", session)]
+            assert not thrown, f"{name}: JavaScript errors: {thrown}"
+            if state["math"]:
+                assert state["mathjax"], f"{name}: has formulas but MathJax did not load"
+                assert state["rendered"] == state["math"], f"{name}: {state['rendered']}/{state['math']} formulas"
+                assert state["errors"] == 0, f"{name}: MathJax reported {state['errors']} TeX errors"
+            for raw in ("\\(", "\\)", "\\[", "$$", "\\frac", "\\log"):
+                assert raw not in state["text"], f"{name}: raw TeX {raw!r} left in the page text"
+            broken = [i["src"] for i in state["images"] if not i["ok"]]
+            assert not broken, f"{name}: images did not load: {broken}"
+            if name == "intro.html":
+                assert state["math"] >= 6, "the intro's formulas are missing"
+                png = base64.b64decode(
+                    browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
+                )
+                ARTIFACTS.mkdir(exist_ok=True)
+                (ARTIFACTS / "book-intro.png").write_bytes(png)
+                assert png.startswith(b"\x89PNG") and len(png) > 20_000
+            if name == f"{SMOKE}.html":
+                assert state["images"] and state["math"] >= 2  # the figure output and both formulas
+            browser.send("Target.closeTarget", {"targetId": target})
+    finally:
+        browser.close()
