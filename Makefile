@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make test                 install into .venv if needed, then run the test suite
-#   make book PROFILE=cpu     execute the book's notebooks (they run the pipeline), build book/_build/html
+#   make book PROFILE=cpu     run the pipeline, execute the book's notebooks, build book/_build/html
 # Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
 # requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
 
@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) $(TESTS)
 
 book: $(STAMP)
+	$(BIN)/unidetox pipeline --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 	$(BIN)/unidetox book --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 
 lint: $(STAMP)

@@ -1,0 +1,75 @@
+"""The evaluator against the official code's pattern, on the same prompts and model.
+
+    python benchmarks/bench_evaluate.py --model packaged:smollm2-135m --prompts 16 --k 10 --tokens 20
+
+(a) `unidetox.evaluate.generate_and_score`: prompts batched with left padding (several prompts x k samples per
+    forward pass), KV cache, toxicity scored in batches;
+(b) the official UniDetox evaluator's pattern: one `pipeline("text-generation")` call per prompt with
+    `num_return_sequences=k`, the continuation cut from the text, then one toxicity call per continuation.
+Both use the same scorer (default `toxblock`, the offline stand-in for Detoxify) and sampling settings.
+Prints wall seconds for each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unidetox.config import DataConfig, EvalConfig
+from unidetox.data import load_toxigen_prompts
+from unidetox.evaluate import generate_and_score
+from unidetox.models import load_model
+from unidetox.scorers import load_scorer
+
+
+def official_pattern(lm, prompts, k, tokens, scorer):
+    from transformers import pipeline
+
+    pipe = pipeline("text-generation", model=lm.model, tokenizer=lm.tokenizer, batch_size=64)
+    out = []
+    for prompt in prompts:
+        gens = pipe(prompt, max_new_tokens=tokens, temperature=1.0, top_p=0.9, top_k=50, do_sample=True,
+                    num_return_sequences=k, pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+        for g in gens:
+            cont = g["generated_text"].replace(prompt, "")
+            out.append(float(scorer.score([cont])[0]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="packaged:smollm2-135m")
+    ap.add_argument("--scorer", default="toxblock")
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    lm = load_model(args.model)
+    scorer = load_scorer(args.scorer)
+    ps = load_toxigen_prompts(DataConfig(), "validation").head(args.prompts).reset_index(drop=True)
+    cfg = EvalConfig(samples_per_prompt=args.k, max_new_tokens=args.tokens, seeds=(42,), batch_size=args.batch,
+                     scorer=args.scorer)  # fmt: skip
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        generate_and_score(lm, ps, cfg, scorer, Path(d) / "g.jsonl", progress=False)
+        ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    official_pattern(lm, ps.text.tolist(), args.k, args.tokens, scorer)
+    theirs = time.perf_counter() - t0
+    n = args.prompts * args.k
+    print(json.dumps({"model": args.model, "scorer": args.scorer, "prompts": args.prompts, "k": args.k,
+                      "new_tokens": args.tokens, "batch": args.batch, "threads": torch.get_num_threads(),
+                      "ours_s": round(ours, 2), "official_pattern_s": round(theirs, 2),
+                      "ours_continuations_per_s": round(n / ours, 1), "speedup": round(theirs / ours, 2)},
+                     indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
