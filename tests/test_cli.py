@@ -82,5 +82,6 @@ def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "unidetox.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    cmd = [sys.executable, "-m", "unidetox.cli", "--help"]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and "toxic-model" in out.stdout and "evaluate" in out.stdout

@@ -45,7 +45,7 @@ def test_resume_regenerates_nothing_finished(tiny_gpt2, scorer, tmp_path, monkey
     monkeypatch.setattr(E, "generate_unit", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     resumed = E.generate_and_score(tiny_gpt2, PROMPTS, CFG, scorer, tmp_path / "cut.jsonl", progress=False)
     assert len(calls) == 5  # 3 units per seed x 2 seeds, minus the finished one
-    key = lambda r: (r["seed"], r["unit"], r["prompt_id"], r["sample"])  # noqa: E731
+    key = lambda r: (r["seed"], r["unit"], r["prompt_id"], r["sample"])
     assert sorted(resumed, key=key) == sorted(full, key=key)
 
 
@@ -90,7 +90,7 @@ def test_metric_rows_by_hand():
     ppl = [{"seed": 1, "unit": 0, "prompt_id": g["prompt_id"], "sample": g["sample"], "ppl": p}
            for g, p in zip(gens, [10, 20, 30, 40, 1e5, 50, 60, 70])]  # fmt: skip
     rows = E.metric_rows(gens, ppl, EvalConfig())
-    get = lambda d, m: rows[(rows.domain == d) & (rows.metric == m)].value.item()  # noqa: E731
+    get = lambda d, m: rows[(rows.domain == d) & (rows.metric == m)].value.item()
     assert get("gender_lgbtq", "TP") == 1.0 and get("race_nationality", "TP") == 0.0  # 0.5 is not > 0.5
     assert get("in_distribution", "TP") == pytest.approx(1 / 3)
     assert get("in_distribution", "EMT") == pytest.approx((0.9 + 0.3 + 0.5) / 3)
