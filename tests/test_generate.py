@@ -79,3 +79,28 @@ def test_prefix_is_not_part_of_the_continuation(tiny_gpt2):
     out = generate_unit(tiny_gpt2.model, tiny_gpt2.tokenizer, ["Hi"], st, unit_generator("cpu", 1, 0))
     assert len(out) == 1 and len(out[0]) == 2
     assert not any(c.startswith("Be kind") for c in out[0])
+
+
+def test_top_k_then_top_p_sampling_matches_full_vocabulary_filtering():
+    from unidetox.sampling import sample
+
+    g = torch.Generator().manual_seed(1)
+    row = torch.randn(1, 12, generator=g) * 2
+    params = SamplingParams(temperature=0.7, top_k=5, top_p=0.8)
+    want = top_p_filter(top_k_filter(row / 0.7, 5), 0.8).softmax(-1)[0]
+    tok = sample(row.repeat(40000, 1), params, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tok, minlength=12).double() / len(tok)
+    np.testing.assert_allclose(freq.numpy(), want.double().numpy(), atol=0.01)
+    assert set(tok.unique().tolist()) == set(torch.nonzero(want).flatten().tolist())
+
+
+def test_shared_prefill_equals_repeated_rows(tiny_llama):
+    tok = tiny_llama.tokenizer
+    enc = tok(["a longer prompt", "hi"], padding=True, padding_side="left", return_tensors="pt")
+    shared = CausalLMSource(tiny_llama.model)
+    s0 = shared.start(enc.input_ids, enc.attention_mask, repeats=3)
+    rep = CausalLMSource(tiny_llama.model)
+    r0 = rep.start(enc.input_ids.repeat_interleave(3, 0), enc.attention_mask.repeat_interleave(3, 0))
+    torch.testing.assert_close(s0, r0, rtol=1e-5, atol=1e-5)
+    nxt = torch.arange(6) + 70
+    torch.testing.assert_close(shared.step(nxt), rep.step(nxt), rtol=1e-5, atol=1e-5)

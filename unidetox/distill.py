@@ -55,9 +55,9 @@ class ContrastiveSource:
     def __init__(self, base: torch.nn.Module, toxic: torch.nn.Module, alpha: float):
         self.base, self.toxic, self.alpha = CausalLMSource(base), CausalLMSource(toxic), alpha
 
-    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        b = self.base.start(input_ids, attention_mask)
-        t = self.toxic.start(input_ids, attention_mask).to(b.device)
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        b = self.base.start(input_ids, attention_mask, repeats)
+        t = self.toxic.start(input_ids, attention_mask, repeats).to(b.device)
         return contrastive_scores(b, t, self.alpha)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -58,13 +58,12 @@ def generate_unit(
     k = settings.samples_per_prompt
     texts = [settings.prefix + p for p in prompts]
     enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
-    ids = enc.input_ids.repeat_interleave(k, dim=0)
-    mask = enc.attention_mask.repeat_interleave(k, dim=0)
     source = make_source() if make_source is not None else CausalLMSource(model)
-    new = sample_loop(
+    new = sample_loop(  # each prompt is encoded once; its KV cache is shared by its k samples
         source,
-        ids,
-        mask,
+        enc.input_ids,
+        enc.attention_mask,
+        repeats=k,
         max_new_tokens=settings.max_new_tokens,
         params=settings.params,
         generator=generator,

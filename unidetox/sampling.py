@@ -14,8 +14,8 @@ import torch
 
 
 class ScoreSource(Protocol):
-    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Prefixes ``(B, T)`` (left padded) -> next-token scores ``(B, V)``."""
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Prefixes ``(B, T)`` (left padded) -> next-token scores ``(B * repeats, V)``, each row repeated."""
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append ``tokens`` ``(B,)`` -> next-token scores ``(B, V)``."""
@@ -51,13 +51,20 @@ class CausalLMSource:
         return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
     @torch.no_grad()
-    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Encode each prefix once, then repeat its KV cache `repeats` times (k samples share one prefill)."""
         dev = self.device
         self.cache = None
         self.mask = attention_mask.to(dev)
         pos = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+        scores = self._forward(input_ids.to(dev), pos)
+        if repeats > 1:
+            self.cache.batch_repeat_interleave(repeats)
+            self.mask = self.mask.repeat_interleave(repeats, dim=0)
+            pos = pos.repeat_interleave(repeats, dim=0)
+            scores = scores.repeat_interleave(repeats, dim=0)
         self.next_pos = pos[:, -1] + 1
-        return self._forward(input_ids.to(dev), pos)
+        return scores
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -99,18 +106,23 @@ class SamplingParams:
     """Temperature, then top-k, then top-p (transformers' order)."""
 
     temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-
-    def warp(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = scores / self.temperature
-        scores = top_k_filter(scores, self.top_k)
-        return top_p_filter(scores, self.top_p)
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
 
 
 def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
-    """Draw one token per row ``(B,)`` from softmax(warped scores)."""
-    probs = params.warp(scores).softmax(dim=-1)
+    """Draw one token per row ``(B,)`` from softmax of the warped scores ``(B, V)``.
+
+    With top-k on, the nucleus and the draw are computed on the k candidates only (the same
+    distribution as filtering the whole vocabulary, without sorting it every step).
+    """
+    scores = scores / params.temperature
+    k = params.top_k
+    if 0 < k < scores.shape[-1]:
+        vals, idx = torch.topk(scores, k, dim=-1)
+        choice = torch.multinomial(top_p_filter(vals, params.top_p).softmax(-1), 1, generator=generator)
+        return idx.gather(-1, choice).squeeze(1)
+    probs = top_p_filter(scores, params.top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
@@ -126,14 +138,17 @@ def sample_loop(
     eos_token_id: int | None,
     pad_token_id: int,
     on_step=None,
+    repeats: int = 1,
 ) -> torch.Tensor:
-    """Sample up to `max_new_tokens` per row; returns new tokens ``(B, L)``, rows padded after their EOS.
+    """Sample up to `max_new_tokens` per row; returns new tokens ``(B * repeats, L)``, rows padded after EOS.
+
+    Each prefix row is encoded once and continued `repeats` times (rows ``i * repeats ... + repeats - 1``).
 
     A row that has emitted EOS keeps being fed (its outputs ignored) until every row is done.
     `on_step(step, scores)` sees the raw scores ``(B, V)`` before sampling (used by tests).
     """
-    scores = source.start(input_ids, attention_mask)
-    b = input_ids.shape[0]
+    scores = source.start(input_ids, attention_mask, repeats)
+    b = scores.shape[0]
     done = torch.zeros(b, dtype=torch.bool, device=scores.device)
     out = []
     for t in range(max_new_tokens):
