@@ -85,3 +85,22 @@ def test_console_script_help():
     cmd = [sys.executable, "-m", "unidetox.cli", "--help"]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and "toxic-model" in out.stdout and "evaluate" in out.stdout
+
+
+def test_two_cpu_processes_give_the_single_process_results(tmp_path):
+    """torchrun with 2 CPU processes shards the evaluation; the merged metrics equal one process's."""
+    import shutil
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    common = ["-m", "unidetox.cli", "evaluate", "--profile", "tiny", "--model", "tiny:gpt2", "--no-mmlu", "--quiet"]
+    one = subprocess.run([sys.executable, *common, "--set", f"runs_dir={tmp_path / 'one'}"], check=False,
+                         capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", *common, "--set", f"runs_dir={tmp_path / 'two'}"],
+                         check=False, capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    shards = list((tmp_path / "two").glob("tiny/evaluate/*/generations.jsonl.rank*"))
+    assert len(shards) == 2  # the work really was split
+    a = (tmp_path / "one" / "tiny" / "results-validation.csv").read_text()
+    b = (tmp_path / "two" / "tiny" / "results-validation.csv").read_text()
+    assert a == b

@@ -80,6 +80,8 @@ def _evaluate(profile, args) -> None:
     else:
         cands = P.detox_all(profile, quiet=args.quiet)
     done = [(c, P.evaluate(profile, c, split=args.split, quiet=args.quiet)) for c in cands]
+    if not P.is_main_process():  # under torchrun/accelerate the main process merges and scores MMLU
+        return
     out = P.collect(profile, done, name=f"results-{args.split or profile.eval.prompt_split}")
     print(f"results: {out} and {out.with_suffix('.parquet')}")
     if not args.no_mmlu:

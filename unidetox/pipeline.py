@@ -32,6 +32,11 @@ def _state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 under torchrun / accelerate launch."""
+    return _state().is_main_process
+
+
 @contextmanager
 def _timed(summary: dict) -> Iterator[dict]:
     t0 = time.perf_counter()
