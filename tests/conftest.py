@@ -39,3 +39,12 @@ def tiny_llama() -> LoadedModel:
 @pytest.fixture(scope="session")
 def tiny_toxic(tiny_gpt2) -> LoadedModel:
     return perturbed(tiny_gpt2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread; several threads stall on a busy shared CPU (25x seen here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

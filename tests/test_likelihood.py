@@ -22,13 +22,7 @@ from unidetox.models import load_model as _load_model
 load_model = functools.cache(_load_model)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run faster on one thread; several threads stall on a busy shared CPU (25x here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PROMPTS = [
