@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .config import DistillConfig
 from .models import LoadedModel, same_tokenizer
 from .sampling import CausalLMSource, SamplingParams, make_generator, sample_loop, strip_after_eos
-from .store import JsonlWriter
+from .store import JsonlWriter, read_jsonl
 
 
 class DistillError(ValueError):
@@ -145,8 +145,6 @@ def distill(
 
 def merge_streams(out_path: str | Path, world_size: int) -> list[dict]:
     """Records of all ranks' streams, ordered by text index."""
-    from .store import read_jsonl
-
     if world_size == 1:
         return sorted(read_jsonl(out_path), key=lambda r: r["index"])
     recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}")]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from . import metrics
@@ -158,13 +157,3 @@ def metric_rows(generations: list[dict], perplexities: list[dict], cfg: EvalConf
         ppl = pd.DataFrame(perplexities)
         parts.append(metrics.perplexity_table(ppl.assign(ppl=ppl.ppl.astype(float)), max_ppl=cfg.perplexity_max))
     return pd.concat(parts, ignore_index=True)
-
-
-def per_prompt_max(generations: list[dict]) -> pd.DataFrame:
-    """Per (seed, prompt): max toxicity over its k continuations; for bootstrap comparisons between models."""
-    gen = pd.DataFrame(generations)
-    return gen.groupby(["seed", "prompt_id", "domain"], as_index=False)["toxicity"].max()
-
-
-def device_of(lm: LoadedModel) -> torch.device:
-    return next(lm.model.parameters()).device
