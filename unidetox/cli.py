@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("toxic-model", "fine-tune the base model on DGHS hate speech"),
         ("distill", "contrastive decoding of the detoxifying text (runs toxic-model if needed)"),
         ("detox", "fine-tune every target on the distilled text over the lr x steps grid"),
-        ("pipeline", "all stages, then the evaluation of every candidate"),
+        ("pipeline", "everything the book reads: tune on validation, transfer, baselines, report, diagnostics"),
     ]:
         _common(sub.add_parser(name, help=text, description=text))
     ev = sub.add_parser("evaluate", help="ToxiGen toxicity, perplexity, Dist-n and MMLU of the candidates")
@@ -104,8 +104,9 @@ def run(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             _evaluate(profile, args)
         elif args.command == "pipeline":
-            args.model, args.split, args.no_mmlu = None, None, False
-            _evaluate(profile, args)
+            st = P.run_all(profile, quiet=args.quiet)
+            lr, steps = st.chosen
+            print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
         elif args.command == "book":
             from .book import build_book
 

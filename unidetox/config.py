@@ -186,6 +186,44 @@ class EvalConfig:
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
 
 
+SAFETY_PREPROMPT = (
+    "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "
+    "about any group of people.\n"
+)
+BASELINES = ("preprompt", "base-samples", "nothate", "dexperts")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The comparison: tune on validation prompts, transfer one configuration, report on held-out prompts.
+
+    The shared configuration (learning rate, steps) is the one with the lowest in-distribution TP of
+    `select_target` on the validation prompts (paper: GPT-2 XL, the distillation model), ties broken by
+    EMT then fewer steps; it is applied unchanged to every target and to the fine-tuning baselines.
+    """
+
+    select_target: str = ""  # "" = toxic.base_model (the distillation model)
+    report_split: str = "test"  # held-out prompts of the final tables: test (paper) | report (offline)
+    baselines: tuple[str, ...] = BASELINES  # any of: preprompt, base-samples, nothate, dexperts
+    preprompt: str = SAFETY_PREPROMPT  # prepended to every prompt by the preprompt baseline; never scored
+    dexperts_lambdas: tuple[float, ...] = (0.5, 1.0, 2.0)  # DExperts strength grid, tuned per target on validation
+    bootstrap: int = 1000  # paired bootstrap resamples over prompts
+    ci_level: float = 0.95
+    mmlu: bool = True  # score MMLU for the report candidates
+
+    def __post_init__(self):
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        _check(not unknown, f"study.baselines: unknown {unknown}; choose among {list(BASELINES)}")
+        _check(
+            self.report_split in ("validation", "test", "report"),
+            f"study.report_split must be validation, test or report, not {self.report_split!r}",
+        )
+        _check(len(self.dexperts_lambdas) > 0, "study.dexperts_lambdas must not be empty")
+        _check(all(x > 0 for x in self.dexperts_lambdas), "study.dexperts_lambdas must all be > 0")
+        _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
+        _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything one run of the pipeline needs."""
@@ -199,6 +237,7 @@ class Profile:
     distill: DistillConfig = field(default_factory=DistillConfig)
     detox: DetoxConfig = field(default_factory=DetoxConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
@@ -340,6 +379,7 @@ __all__ = [
     "DistillConfig",
     "EvalConfig",
     "Profile",
+    "StudyConfig",
     "ToxicModelConfig",
     "TrainConfig",
     "from_dict",

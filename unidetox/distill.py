@@ -89,15 +89,18 @@ def batch_plan(cfg: DistillConfig) -> list[tuple[int, int]]:
 
 
 def decode_batch(
-    base: LoadedModel, toxic: LoadedModel, cfg: DistillConfig, batch_index: int, size: int
+    base: LoadedModel, toxic: LoadedModel | None, cfg: DistillConfig, batch_index: int, size: int
 ) -> list[list[int]]:
-    """Contrastively sample `size` texts from BOS for batch `batch_index`; returns token ids per text (EOS cut)."""
+    """Contrastively sample `size` texts from BOS for batch `batch_index`; returns token ids per text (EOS cut).
+
+    With ``toxic=None`` the texts are plain samples of `base` with the same sampling settings (the paper's
+    "w/o contrast" ablation, and the base/toxic samples of the diagnostics)."""
     dev = next(base.model.parameters()).device
     start = torch.full((size, 1), base.start_token_id, dtype=torch.long, device=dev)
     mask = torch.ones_like(start)
     gen = make_generator(dev, cfg.seed, batch_index)
     params = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
-    source = ContrastiveSource(base.model, toxic.model, cfg.alpha)
+    source = ContrastiveSource(base.model, toxic.model, cfg.alpha) if toxic is not None else CausalLMSource(base.model)
     tok = base.tokenizer
     new = sample_loop(source, start, mask, max_new_tokens=cfg.max_new_tokens, params=params, generator=gen,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
@@ -106,7 +109,7 @@ def decode_batch(
 
 def distill(
     base: LoadedModel,
-    toxic: LoadedModel,
+    toxic: LoadedModel | None,
     cfg: DistillConfig,
     out_path: str | Path,
     *,
@@ -118,16 +121,23 @@ def distill(
 
     With several processes, process `rank` takes batches ``rank, rank + world_size, ...`` and writes its
     own stream (`out_path` with a ``.rank<r>`` suffix); :func:`merge_streams` joins them.
-    Records: ``{"index", "batch", "text", "n_tokens"}``.
+    Records: ``{"index", "batch", "text", "n_tokens"}``. ``toxic=None`` samples `base` alone.
     """
-    check_pair(base, toxic)
+    if toxic is not None:
+        check_pair(base, toxic)
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
     writer = JsonlWriter(path)
     finished = {r["batch"] for r in writer.records}
     plan = [(b, first, size) for b, (first, size) in enumerate(batch_plan(cfg)) if b % world_size == rank]
     todo = [p for p in plan if p[0] not in finished]
     t0, n_tok = time.perf_counter(), 0
-    bar = tqdm(total=len(plan), initial=len(plan) - len(todo), desc="distill", unit="batch", disable=not progress)
+    bar = tqdm(
+        total=len(plan),
+        initial=len(plan) - len(todo),
+        desc="distill" if toxic is not None else f"sample {base.spec}",
+        unit="batch",
+        disable=not progress,
+    )
     for b, first, size in todo:
         rows = decode_batch(base, toxic, cfg, b, size)
         recs = [

@@ -9,6 +9,7 @@ evaluator split their units of work over processes; the main process merges and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import resource
 import time
@@ -54,7 +55,8 @@ def _load(profile: Profile, spec: str):
 
 
 def _stage(profile: Profile, stage: str, config: dict, inputs: dict | None = None) -> StageDir:
-    return StageDir.create(profile.runs_dir, profile.name, stage, config, inputs)
+    """The stage's directory, located but not created: call ``.begin()`` once its inputs loaded fine."""
+    return StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs)
 
 
 def _log(msg: str) -> None:
@@ -75,46 +77,63 @@ def toxic_texts(profile: Profile) -> tuple[list[str], list[str]]:
     return train, val
 
 
-def toxic_model(profile: Profile, *, quiet: bool = False) -> StageDir:
-    """Fine-tune the base model on hate speech; weights in ``<stage>/final``."""
+def nothate_texts(profile: Profile, n: int) -> list[str]:
+    """`n` DGHS ``nothate`` rows of the toxic model's training splits (any target), in a seeded random order."""
+    rows = D.load_dghs(profile.data, profile.toxic.train_splits, label="nothate", targets=())
+    if len(rows) < n:
+        raise D.DataError(f"only {len(rows)} DGHS nothate rows in splits {list(profile.toxic.train_splits)}; need {n}")
+    return rows.sample(n=n, random_state=profile.distill.seed).text.tolist()
+
+
+def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str], quiet: bool) -> StageDir:
+    """Fine-tune the base model with the toxic model's training configuration; weights in ``<stage>/final``."""
     from .train import train_causal_lm
 
-    train, val = toxic_texts(profile)
     config = {"toxic": to_dict(profile.toxic), "texts": D.text_fingerprint(train), "val": D.text_fingerprint(val)}
-    st = _stage(profile, "toxic-model", config)
+    st = _stage(profile, stage, config)
     if st.done:
-        _log(f"toxic-model: reusing {st.path}")
+        _log(f"{stage}: reusing {st.path}")
         return st
     summary: dict = {"n_train": len(train), "n_val": len(val)}
     with _timed(summary):
         lm = _load(profile, profile.toxic.base_model)
+        st.begin()
         res = train_causal_lm(lm, train, profile.toxic.train, st.path, device=profile.device, val_texts=val,
                               progress=not quiet)  # fmt: skip
         summary.update(steps=res.steps, val_loss=res.val_loss)
     st.mark_done(summary)
-    _log(f"toxic-model: wrote {st.path / 'final'}")
+    _log(f"{stage}: wrote {st.path / 'final'}")
     return st
+
+
+def toxic_model(profile: Profile, *, quiet: bool = False) -> StageDir:
+    """Fine-tune the base model on hate speech; weights in ``<stage>/final``."""
+    train, val = toxic_texts(profile)
+    return _finetune_base(profile, "toxic-model", train, val, quiet)
+
+
+def expert_model(profile: Profile, *, quiet: bool = False) -> StageDir:
+    """DExperts' non-toxic expert: the base model fine-tuned like the toxic model, on as many ``nothate`` rows."""
+    train = toxic_texts(profile)[0]
+    return _finetune_base(profile, "expert-model", nothate_texts(profile, len(train)), [], quiet)
 
 
 # ----------------------------------------------------------------------------- stage 2
 
 
-def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
-    """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
+def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None, quiet: bool) -> StageDir:
+    """Sample ``distill.num_texts`` texts from BOS (contrastive when `toxic` is given) into ``<st>/texts.jsonl``."""
     from . import distill as Dist
 
-    tox = toxic_model(profile, quiet=quiet)
-    config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model}
-    st = _stage(profile, "distill", config, {"toxic-model": tox.key})
-    if st.done:
-        _log(f"distill: reusing {st.path}")
-        return st
     state = _state()
     summary: dict = {}
     with _timed(summary):
-        base = _load(profile, profile.toxic.base_model)
-        toxic = _load(profile, str(tox.path / "final"))
-        res = Dist.distill(base, toxic, profile.distill, st / "stream.jsonl", rank=state.process_index,
+        base = _load(profile, model)
+        tox = _load(profile, toxic) if toxic is not None else None
+        if tox is not None:
+            Dist.check_pair(base, tox)
+        st.begin()
+        res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
                            world_size=state.num_processes, progress=not quiet and state.is_main_process)  # fmt: skip
         summary.update(tokens=res.tokens_generated, tokens_per_second=res.tokens_generated / max(res.seconds, 1e-9))
     state.wait_for_everyone()
@@ -125,8 +144,35 @@ def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
         summary["n_texts"] = len(recs)
         st.mark_done(summary)
     state.wait_for_everyone()
-    _log(f"distill: wrote {st / 'texts.jsonl'}")
+    _log(f"{st.stage}: wrote {st / 'texts.jsonl'}")
     return st
+
+
+def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
+    """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
+    tox = toxic_model(profile, quiet=quiet)
+    config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model}
+    st = _stage(profile, "distill", config, {"toxic-model": tox.key})
+    if st.done:
+        _log(f"distill: reusing {st.path}")
+        return st
+    return _decode_stage(profile, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
+
+
+def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
+    """Plain samples from BOS of the base (``which="base"``) or toxic model, as many and as long as the distilled text.
+
+    The base samples are the "w/o contrast" ablation's training text; both feed the diagnostics.
+    """
+    if which not in ("base", "toxic"):
+        raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
+    config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model, "which": which}
+    tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
+    st = _stage(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
+    if st.done:
+        _log(f"samples {which}: reusing {st.path}")
+        return st
+    return _decode_stage(profile, st, str(tox.path / "final") if tox else profile.toxic.base_model, None, quiet)
 
 
 def distilled_texts(st: StageDir) -> list[str]:
@@ -138,52 +184,112 @@ def distilled_texts(st: StageDir) -> list[str]:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model to evaluate: a target as it is, or one of its fine-tuned checkpoints."""
+    """A model to evaluate: a target as it is, one of its fine-tuned checkpoints, or a decoding-time method."""
 
     target: str
-    method: str  # "none" | "unidetox" | a baseline's name
+    method: str  # "none" | "unidetox" | "toxic" | a baseline's name
     lr: float | None
     steps: int | None
     path: str  # spec or directory to load
     key: str  # identity used in stage keys
+    prefix: str = ""  # prepended to every prompt at generation time (safety pre-prompt)
+    expert: str = ""  # DExperts: expert and anti-expert model paths
+    antiexpert: str = ""
+    hparam: float | None = None  # DExperts' lambda
+    selection: str = ""  # "transferred" | "oracle" | "" (how its configuration was chosen)
 
     def labels(self) -> dict:
-        return {"target": self.target, "method": self.method, "lr": self.lr, "steps": self.steps}
+        return {"target": self.target, "method": self.method, "lr": self.lr, "steps": self.steps,
+                "hparam": self.hparam, "selection": self.selection}  # fmt: skip
 
 
-def detox(profile: Profile, target: str, lr: float, *, texts_stage: StageDir | None = None,
-          method: str = "unidetox", quiet: bool = False) -> StageDir:  # fmt: skip
-    """Fine-tune `target` on the distilled text at learning rate `lr`; weights at every grid step."""
+FINETUNED = ("unidetox", "base-samples", "nothate")  # methods that fine-tune the target on a text set
+
+
+def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
+    """The text set a fine-tuning method trains on, and its identity for stage keys."""
+    if method == "unidetox":
+        st = distill(profile, quiet=quiet)
+        return distilled_texts(st), st.key
+    if method == "base-samples":
+        st = samples(profile, "base", quiet=quiet)
+        return distilled_texts(st), st.key
+    if method == "nothate":
+        texts = nothate_texts(profile, profile.distill.num_texts)
+        return texts, D.text_fingerprint(texts)
+    raise ValueError(f"unknown fine-tuning method {method!r}; choose among {list(FINETUNED)}")
+
+
+def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox", steps: tuple[int, ...] | None = None,
+          quiet: bool = False) -> StageDir:  # fmt: skip
+    """Fine-tune `target` on `method`'s text set at learning rate `lr`; weights at every step of `steps`."""
     from .train import train_causal_lm
 
-    texts_stage = texts_stage or distill(profile, quiet=quiet)
-    train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(profile.detox.steps))
-    config = {"target": target, "train": to_dict(train_cfg), "steps": list(profile.detox.steps), "method": method}
-    st = _stage(profile, "detox", config, {"texts": texts_stage.key})
+    steps = tuple(steps or profile.detox.steps)
+    texts, texts_key = training_texts(profile, method, quiet=quiet)
+    train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
+    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps), "method": method}
+    st = _stage(profile, "detox", config, {"texts": texts_key})
     if st.done:
-        _log(f"detox {target} lr={lr}: reusing {st.path}")
+        _log(f"detox {method} {target} lr={lr}: reusing {st.path}")
         return st
-    texts = distilled_texts(texts_stage)
     summary: dict = {"n_texts": len(texts)}
     with _timed(summary):
         lm = _load(profile, target)
-        res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device,
-                              save_at_steps=profile.detox.steps, progress=not quiet)  # fmt: skip
+        st.begin()
+        res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
+                              progress=not quiet)  # fmt: skip
         summary["steps"] = res.steps
     st.mark_done(summary)
-    _log(f"detox {target} lr={lr}: wrote {st.path / 'steps'}")
+    _log(f"detox {method} {target} lr={lr}: wrote {st.path / 'steps'}")
     return st
 
 
+def finetuned(profile: Profile, target: str, method: str, lr: float, steps: int, *, selection: str = "",
+              grid: bool = False, quiet: bool = False) -> Candidate:  # fmt: skip
+    """Candidate of `target` fine-tuned by `method` at (lr, steps); `grid` trains over the whole step grid."""
+    st = detox(profile, target, lr, method=method, steps=None if grid else (steps,), quiet=quiet)
+    return Candidate(target, method, lr, steps, str(st.path / "steps" / str(steps)), f"{st.key}/{steps}",
+                     selection=selection)  # fmt: skip
+
+
+def untouched(target: str) -> Candidate:
+    return Candidate(target, "none", None, None, target, target)
+
+
+def toxic_candidate(profile: Profile, *, quiet: bool = False) -> Candidate:
+    """The toxic model as a candidate (diagnostics: is it more toxic than the base?)."""
+    st = toxic_model(profile, quiet=quiet)
+    return Candidate(profile.toxic.base_model, "toxic", None, None, str(st.path / "final"), f"toxic-model/{st.key}")
+
+
+def preprompt(profile: Profile, target: str) -> Candidate:
+    """The safety pre-prompt baseline: `target` untouched, ``study.preprompt`` before every prompt."""
+    return Candidate(target, "preprompt", None, None, target, target, prefix=profile.study.preprompt)
+
+
+def dexperts(profile: Profile, target: str, strength: float, *, selection: str = "", quiet: bool = False) -> Candidate:
+    """DExperts on `target`: expert = base fine-tuned on nothate rows, anti-expert = the toxic model."""
+    exp, tox = expert_model(profile, quiet=quiet), toxic_model(profile, quiet=quiet)
+    key = f"dexperts/{target}/{exp.key}/{tox.key}/{strength!r}"
+    return Candidate(target, "dexperts", None, None, target, key, expert=str(exp.path / "final"),
+                     antiexpert=str(tox.path / "final"), hparam=strength, selection=selection)  # fmt: skip
+
+
+def dexperts_applies(profile: Profile, target: str) -> bool:
+    """DExperts needs the target to share the base model's tokenizer (its experts are fine-tuned from the base)."""
+    from .models import load_tokenizer, same_tokenizer
+
+    return same_tokenizer(load_tokenizer(target), load_tokenizer(profile.toxic.base_model))
+
+
 def detox_all(profile: Profile, *, quiet: bool = False) -> list[Candidate]:
-    """Every target, untouched and fine-tuned at every (learning rate, step) of the grid."""
+    """Every target, untouched and fine-tuned on the distilled text at every (learning rate, step) of the grid."""
     out = []
     for target in profile.detox.targets:
-        out.append(Candidate(target, "none", None, None, target, target))
+        out.append(untouched(target))
         for lr in profile.detox.learning_rates:
-            st = detox(profile, target, lr, quiet=quiet)
-            for s in profile.detox.steps:
-                out.append(Candidate(target, "unidetox", lr, s, str(st.path / "steps" / str(s)), f"{st.key}/{s}"))
+            out += [finetuned(profile, target, "unidetox", lr, s, grid=True, quiet=quiet) for s in profile.detox.steps]
     return out
 
 
@@ -195,8 +301,7 @@ def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
                                   prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
 
 
-def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, prefix: str = "",
-             quiet: bool = False) -> StageDir:  # fmt: skip
+def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, quiet: bool = False) -> StageDir:
     """Generations, toxicity, perplexity and Dist-n of one candidate; tidy rows in ``metrics.csv``."""
     from . import evaluate as E
     from .scorers import load_scorer
@@ -204,7 +309,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, pre
     cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
     ps = prompts(profile, cfg.prompt_split)
     gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu")}
-    config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": prefix}
+    config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix}
     st = _stage(profile, "evaluate", config, {"model": cand.key})
     if st.done:
         _log(f"evaluate {cand.labels()}: reusing {st.path}")
@@ -216,9 +321,18 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, pre
     summary: dict = {"n_prompts": len(ps)}
     with _timed(summary):
         lm = _load(profile, cand.path)
-        E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=prefix, rank=state.process_index,
-                             world_size=state.num_processes, progress=not quiet and state.is_main_process)  # fmt: skip
-        del lm
+        make_source = None
+        if cand.method == "dexperts":
+            from .dexperts import DExpertsSource, check_models
+
+            expert, anti = _load(profile, cand.expert), _load(profile, cand.antiexpert)
+            check_models(lm, expert, anti)
+            make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
+        st.begin()
+        E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
+                             rank=state.process_index, world_size=state.num_processes,
+                             progress=not quiet and state.is_main_process)  # fmt: skip
+        del lm, make_source
         state.wait_for_everyone()
         if state.is_main_process:
             gens = E.merge(st / "generations.jsonl", state.num_processes)
@@ -229,7 +343,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, pre
                 rows[k] = v
             rows["config_key"] = st.key
             write_text(st / "metrics.csv", rows.to_csv(index=False))
-            write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), prefix), **cand.labels()})
+            write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), cand.prefix), **cand.labels()})
     if state.is_main_process:
         st.mark_done(summary)
     state.wait_for_everyone()
@@ -253,6 +367,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     summary: dict = {"n_questions": len(test)}
     with _timed(summary):
         lm = _load(profile, cand.path)
+        st.begin()
         per_q = score_mmlu(lm.model, lm.tokenizer, test, dev, shots=cfg.mmlu_shots)
         write_text(st / "mmlu.csv", per_q.to_csv(index=False))
         summ = mmlu_summary(per_q)
@@ -264,12 +379,219 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
 
 def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: str = "results") -> Path:
     """Concatenate candidates' tidy rows into ``runs/<profile>/<name>.csv`` and ``.parquet``."""
-    frames = [pd.read_csv(st / "metrics.csv") for _, st in stages]
-    table = pd.concat(frames, ignore_index=True)
+    table = _rows(stages)
     out = Path(profile.runs_dir) / profile.name / f"{name}.csv"
     write_text(out, table.to_csv(index=False))
     with atomic_path(out.with_suffix(".parquet")) as tmp:
         table.to_parquet(tmp, index=False)
+    return out
+
+
+def _rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(st / "metrics.csv") for _, st in stages], ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+@dataclass
+class Study:
+    """The comparison of the paper's main table and its hyperparameter-transfer study.
+
+    ``validation``/``report``: tidy metric rows (labels + seed, domain, metric, value) of every candidate on the
+    validation / report prompts; ``cis``: candidate minus the untouched target with paired bootstrap CIs over
+    prompts (labels + metric, domain, diff, lo, hi); ``mmlu``: labels + accuracy; ``applicability``: which
+    method applies to which target and why not; ``chosen``: the shared (lr, steps) picked on `select_target`;
+    ``oracle``: each target's own best (lr, steps); ``dexperts_lambda``: each applicable target's best lambda.
+    """
+
+    select_target: str
+    chosen: tuple[float, int]
+    oracle: dict[str, tuple[float, int]]
+    dexperts_lambda: dict[str, float]
+    validation: pd.DataFrame
+    report: pd.DataFrame
+    cis: pd.DataFrame
+    mmlu: pd.DataFrame
+    applicability: pd.DataFrame
+    path: Path
+
+
+def _check_study(profile: Profile) -> str:
+    from .config import ConfigError
+
+    sel = profile.study.select_target or profile.toxic.base_model
+    if sel not in profile.detox.targets:
+        raise ConfigError(f"study.select_target {sel!r} is not among detox.targets {list(profile.detox.targets)}; "
+                          "add it there or choose one of them")  # fmt: skip
+    if profile.study.report_split == profile.eval.prompt_split:
+        raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
+                          "on the prompts you report on inflates the results; use validation to tune and test/report "
+                          "to report")  # fmt: skip
+    return sel
+
+
+def _per_prompt(profile: Profile, st: StageDir) -> pd.DataFrame:
+    from .compare import per_prompt_values
+
+    gens = pd.DataFrame(read_jsonl(st / "generations.jsonl"))
+    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
+    return per_prompt_values(gens, ppl if len(ppl) else None, threshold=profile.eval.threshold,
+                             max_ppl=profile.eval.perplexity_max)  # fmt: skip
+
+
+def study(profile: Profile, *, quiet: bool = False) -> Study:
+    """Tune on validation, transfer the shared configuration, evaluate every method on the report prompts.
+
+    Runs (or reuses) every stage it needs; its tables go to ``runs/<profile>/study/<key>/``.
+    """
+    from .compare import choose_config, choose_value, paired_ci
+
+    cfg = profile.study
+    sel = _check_study(profile)
+    targets = list(profile.detox.targets)
+    val_split, rep_split = profile.eval.prompt_split, cfg.report_split
+    use_dex = "dexperts" in cfg.baselines
+    applies = {t: dexperts_applies(profile, t) for t in targets} if use_dex else {}
+
+    val: list[Candidate] = []
+    for t in targets:
+        val.append(untouched(t))
+        val += [finetuned(profile, t, "unidetox", lr, s, grid=True, quiet=quiet)
+                for lr in profile.detox.learning_rates for s in profile.detox.steps]  # fmt: skip
+        if applies.get(t):
+            val += [dexperts(profile, t, lam, quiet=quiet) for lam in cfg.dexperts_lambdas]
+    val_stages = [(c, evaluate(profile, c, split=val_split, quiet=quiet)) for c in val]
+    val_rows = _rows(val_stages)
+
+    def rows(t: str, method: str) -> pd.DataFrame:
+        return val_rows[(val_rows.target == t) & (val_rows.method == method)]
+
+    chosen = choose_config(rows(sel, "unidetox"))
+    oracle = {t: choose_config(rows(t, "unidetox")) for t in targets}
+    lam = {t: choose_value(rows(t, "dexperts"), "hparam") for t in targets if applies.get(t)}
+
+    rep: list[Candidate] = []
+    for t in targets:
+        rep.append(untouched(t))
+        if "preprompt" in cfg.baselines:
+            rep.append(preprompt(profile, t))
+        rep.append(finetuned(profile, t, "unidetox", *chosen, selection="transferred", grid=True, quiet=quiet))
+        rep.append(finetuned(profile, t, "unidetox", *oracle[t], selection="oracle", grid=True, quiet=quiet))
+        rep += [finetuned(profile, t, m, *chosen, selection="transferred", quiet=quiet)
+                for m in ("base-samples", "nothate") if m in cfg.baselines]  # fmt: skip
+        if t in lam:
+            if sel in lam:
+                rep.append(dexperts(profile, t, lam[sel], selection="transferred", quiet=quiet))
+            rep.append(dexperts(profile, t, lam[t], selection="oracle", quiet=quiet))
+    rep_stages = [(c, evaluate(profile, c, split=rep_split, quiet=quiet)) for c in rep]
+    mmlu_stages = {}
+    if cfg.mmlu:
+        for c in rep:
+            if c.method in ("none", *FINETUNED) and c.key not in mmlu_stages:
+                mmlu_stages[c.key] = mmlu(profile, c, quiet=quiet)
+
+    keys = sorted({st.key for _, st in val_stages + rep_stages} | {st.key for st in mmlu_stages.values()})
+    st = _stage(profile, "study", {"study": to_dict(cfg), "select_target": sel}, {"stages": ",".join(keys)})
+    applicability = pd.DataFrame(
+        [{"target": t, "method": m, "applies": m != "dexperts" or bool(applies.get(t)),
+          "reason": "" if m != "dexperts" or applies.get(t) else "target's tokenizer differs from the experts'"}
+         for t in targets for m in ("none", "unidetox", *cfg.baselines)]
+    )  # fmt: skip
+    if not st.done:
+        st.begin()
+        rep_rows = _rows(rep_stages)
+        pp = {c.key + c.prefix: _per_prompt(profile, s) for c, s in rep_stages}
+        ci_rows = []
+        for c, _ in rep_stages:
+            if c.method == "none":
+                continue
+            d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
+            ci_rows.append(d.assign(**c.labels()))
+        cis = pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+        acc = []
+        for c in rep:
+            if c.method in ("none", *FINETUNED) and c.key in mmlu_stages:
+                summ = pd.read_csv(mmlu_stages[c.key] / "summary.csv")
+                acc.append({**c.labels(), **_mmlu_overall(summ)})
+        write_text(st / "validation.csv", val_rows.to_csv(index=False))
+        write_text(st / "report.csv", rep_rows.to_csv(index=False))
+        write_text(st / "cis.csv", cis.to_csv(index=False))
+        write_text(st / "mmlu.csv", pd.DataFrame(acc).to_csv(index=False))
+        write_text(st / "applicability.csv", applicability.to_csv(index=False))
+        write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
+                                           "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
+                                           "dexperts_lambda": lam, "validation_split": val_split,
+                                           "report_split": rep_split})  # fmt: skip
+        st.mark_done({"n_validation": len(val), "n_report": len(rep)})
+        _log(f"study: wrote {st.path}")
+
+    def read(name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(st / name)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+
+    return Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
+                 read("mmlu.csv"), read("applicability.csv"), st.path)  # fmt: skip
+
+
+def _mmlu_overall(summary: pd.DataFrame) -> dict:
+    """``{"MMLU": micro accuracy, "MMLU_macro": macro accuracy, "MMLU_n": questions}`` from an MMLU summary."""
+    by = summary.set_index("subject")
+    micro = by.loc["micro_average"]
+    return {
+        "MMLU": float(micro.accuracy),
+        "MMLU_macro": float(by.loc["macro_average"].accuracy),
+        "MMLU_n": int(micro.n),
+    }
+
+
+def text_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[str]]:
+    """Equal-sized text sets for the analyses: distilled text, base and toxic samples, DGHS hate rows."""
+    n = profile.distill.num_texts
+    hate = pd.Series(toxic_texts(profile)[0])
+    return {
+        "UniDetox distilled": distilled_texts(distill(profile, quiet=quiet)),
+        "Base samples": distilled_texts(samples(profile, "base", quiet=quiet)),
+        "Toxic-model samples": distilled_texts(samples(profile, "toxic", quiet=quiet)),
+        "DGHS hate": hate.sample(n=min(n, len(hate)), random_state=profile.distill.seed).tolist(),
+    }
+
+
+def short_name(spec: str) -> str:
+    """A display name for a model spec: 'packaged:smollm2-135m' -> 'smollm2-135m', 'org/name' -> 'name'."""
+    return spec.split(":")[-1].rstrip("/").split("/")[-1]
+
+
+def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
+    """(label, model path or spec) of the models the political-bias analysis probes."""
+    st = study(profile, quiet=quiet)
+    base = profile.toxic.base_model
+    out = [
+        (f"{short_name(base)} (base)", base),
+        (f"{short_name(base)} (toxic)", str(toxic_model(profile).path / "final")),
+    ]
+    for t in profile.detox.targets:
+        out.append((f"{short_name(t)} + UniDetox", finetuned(profile, t, "unidetox", *st.chosen, grid=True).path))
+    if "base-samples" in profile.study.baselines:
+        out.append((f"{short_name(st.select_target)} + base samples",
+                    finetuned(profile, st.select_target, "base-samples", *st.chosen).path))  # fmt: skip
+    return out
+
+
+def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
+    """Validation metric rows of the untouched base model and of the toxic model (is the toxic model toxic?)."""
+    split = profile.eval.prompt_split
+    cands = [untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)]
+    return _rows([(c, evaluate(profile, c, split=split, quiet=quiet)) for c in cands])
+
+
+def run_all(profile: Profile, *, quiet: bool = False) -> Study:
+    """Everything the book reads: the study, the toxic-model diagnostics and the text sets."""
+    out = study(profile, quiet=quiet)
+    toxic_vs_base(profile, quiet=quiet)
+    text_sets(profile, quiet=quiet)
     return out
 
 

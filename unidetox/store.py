@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,22 +131,33 @@ class StageDir:
     path: Path
     stage: str
     key: str
+    record: dict | None = field(default=None, compare=False, repr=False)  # what config.json will hold
+
+    @classmethod
+    def locate(
+        cls, runs_dir: str | Path, profile: str, stage: str, config: Any, inputs: dict[str, str] | None = None
+    ) -> StageDir:
+        """The directory this configuration maps to, without touching the disk (see :meth:`begin`)."""
+        key = stage_key(config, inputs)
+        record = {"stage": stage, "key": key, "config": config, "inputs": inputs or {}}
+        return cls(path=Path(runs_dir) / profile / stage / key, stage=stage, key=key, record=record)
 
     @classmethod
     def create(
         cls, runs_dir: str | Path, profile: str, stage: str, config: Any, inputs: dict[str, str] | None = None
     ) -> StageDir:
         """Make (or find) the directory for this configuration and write its config.json."""
-        key = stage_key(config, inputs)
-        path = Path(runs_dir) / profile / stage / key
-        st = cls(path=path, stage=stage, key=key)
-        if not (path / "config.json").exists():
+        return cls.locate(runs_dir, profile, stage, config, inputs).begin()
+
+    def begin(self) -> StageDir:
+        """Create the directory and its config.json, once the stage's inputs are known to be good."""
+        if not (self.path / "config.json").exists():
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                self.path.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise StoreError(f"cannot create {path}: {e.strerror}. Choose a writable runs_dir.") from None
-            write_json(path / "config.json", {"stage": stage, "key": key, "config": config, "inputs": inputs or {}})
-        return st
+                raise StoreError(f"cannot create {self.path}: {e.strerror}. Choose a writable runs_dir.") from None
+            write_json(self.path / "config.json", self.record or {"stage": self.stage, "key": self.key})
+        return self
 
     @property
     def done(self) -> bool:
