@@ -63,3 +63,14 @@ def test_unknown_profile(tmp_path):
     bad.write_text("name: x\ndistill: {alpha: 0.1, colour: red}\n")
     with pytest.raises(ConfigError, match="distill.colour"):
         load_profile(str(bad))
+
+
+def test_notebook_profile_accepts_papermill_strings():
+    from unidetox.config import notebook_profile
+
+    assert notebook_profile("tiny", '["distill.alpha=0.5", "eval.seeds=[1]"]').eval.seeds == (1,)
+    assert notebook_profile("tiny", "distill.alpha=0.5").distill.alpha == 0.5
+    assert notebook_profile("tiny", "").distill.alpha == load_profile("tiny").distill.alpha
+    assert notebook_profile("tiny", ["distill.alpha=0.25"]).distill.alpha == 0.25
+    with pytest.raises(ConfigError, match="list of key=value"):
+        notebook_profile("tiny", [1, 2])

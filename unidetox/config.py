@@ -365,6 +365,28 @@ def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()
         raise ConfigError(f"profile {path}: {e}") from None
 
 
+def notebook_profile(profile: str, overrides: Any = ()) -> Profile:
+    """The profile a notebook's ``profile``/``overrides`` parameters name.
+
+    `overrides` may be a list of ``key=value`` strings, or a string as ``papermill -p`` passes it: a YAML/JSON
+    list (``'["eval.seeds=[1]"]'``), one ``key=value``, or '' for none.
+    """
+    if isinstance(overrides, str):
+        text = overrides.strip()
+        if not text:
+            overrides = []
+        elif text.startswith("["):
+            try:
+                overrides = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"notebook parameter overrides={text!r} is not a list: {e}") from None
+        else:
+            overrides = [text]
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"notebook parameter overrides must be a list of key=value strings, got {overrides!r}")
+    return load_profile(profile, list(overrides))
+
+
 def replace(cfg: Any, **changes: Any) -> Any:
     """dataclasses.replace that re-runs validation."""
     return dataclasses.replace(cfg, **changes)
@@ -384,6 +406,7 @@ __all__ = [
     "TrainConfig",
     "from_dict",
     "load_profile",
+    "notebook_profile",
     "parse_override",
     "to_dict",
 ]

@@ -8,8 +8,10 @@ evaluator split their units of work over processes; the main process merges and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import json
 import resource
 import time
@@ -388,7 +390,21 @@ def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: st
 
 
 def _rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(st / "metrics.csv") for _, st in stages], ignore_index=True)
+    """Tidy rows of every evaluation, labelled by its candidate (one evaluation can serve several candidates,
+    e.g. when the transferred configuration is also a target's own best)."""
+    frames = []
+    for c, st in stages:
+        df = pd.read_csv(st / "metrics.csv")
+        for k, v in c.labels().items():
+            df[k] = v
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def silently(func, *args, **kwargs):
+    """Call ``func`` with its stage messages ("reusing ...", "wrote ...") hidden: for notebooks."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return func(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------- the study

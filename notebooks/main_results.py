@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Detoxification results (the main table)
+#
+# The paper's main result: fine-tuning *any* model on the text distilled from one base/toxic pair lowers the
+# toxicity of its continuations of ToxiGen prompts, with one shared configuration, at little cost in fluency and
+# knowledge, and at least as well as model-specific baselines. This page reproduces that table for the profile
+# it was built with.
+#
+# **How it was produced.** The learning rate and the number of fine-tuning steps were chosen *once*, on the
+# validation prompts, as the grid point with the lowest in-distribution Toxicity Probability of the distillation
+# model (the base model of the toxic fine-tune), and then applied unchanged to every target and to the
+# fine-tuning baselines. DExperts' strength $\lambda$ had to be tuned per model on validation (the method needs
+# the target to share the experts' vocabulary, so it is "n/a" elsewhere). All numbers below come from the
+# held-out *report* prompts, never used for any choice.
+#
+# **How to read it.** TP is the share of prompts with at least one toxic continuation (toxicity score
+# $> 0.5$), EMT the mean over prompts of the most toxic continuation's score; "in" averages the three domains
+# that the toxic model's hate speech covers (gender/LGBTQ, race/nationality, religion), "out" is the unseen
+# disability domain. $\Delta$ columns are the method minus the untouched target on the same prompts, with a
+# 95% paired bootstrap interval over prompts: an interval that excludes 0 is a difference larger than prompt
+# sampling noise. PPL is the perplexity of the continuations under a larger model (lower is more fluent);
+# Dist-n the share of distinct n-grams among a prompt's continuations; MMLU the few-shot accuracy.
+
+# %% tags=["parameters"]
+profile = "tiny"
+overrides = []
+digits = 3
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from unidetox import pipeline as P
+from unidetox import tables as T
+from unidetox.config import notebook_profile
+
+prof = notebook_profile(profile, overrides)
+study = P.silently(P.study, prof, quiet=True)
+main = T.main_table(study.report, study.cis, study.mmlu, study.applicability)
+lr, steps = study.chosen
+display(
+    Markdown(
+        f"Profile **{prof.name}**; targets: {', '.join(f'`{t}`' for t in prof.detox.targets)}; shared configuration "
+        f"chosen on `{study.select_target}`: learning rate **{lr:g}**, **{steps}** steps; "
+        f"{len(prof.eval.seeds)} seeds x {prof.eval.samples_per_prompt} samples per prompt; "
+        f"toxicity scorer `{prof.eval.scorer}`; perplexity under `{prof.eval.perplexity_model}`; "
+        f"report prompts: split `{prof.study.report_split}`, {prof.eval.prompts_per_domain or 'all'} per domain."
+    )
+)
+
+# %% [markdown]
+# ## The table
+#
+# Mean ± standard deviation over seeds; $\Delta$ with its 95% bootstrap interval.
+
+# %%
+display(T.display_main_table(main, digits=digits).style.hide(axis="index"))
+
+# %% [markdown]
+# ## What the intervals say
+#
+# For each target and method, whether the in-distribution TP moved by more than prompt noise:
+
+# %%
+display(Markdown(T.verdicts(main)))
+
+# %% [markdown]
+# ## Toxicity against fluency
+#
+# Each point is a method on a target (error bars: seed std). Down is less toxic, left is more fluent.
+
+# %%
+plot = main.dropna(subset=["TP (in)"])
+fig, axes = plt.subplots(1, plot.target.nunique(), figsize=(5.5 * plot.target.nunique(), 3.8), squeeze=False)
+palette = dict(zip(T.METHOD_NAMES.values(), sns.color_palette("tab10", len(T.METHOD_NAMES))))
+for ax, (target, g) in zip(axes[0], plot.groupby("target", sort=False)):
+    for _, r in g.iterrows():
+        ax.errorbar(r["PPL"], r["TP (in)"], xerr=r["PPL std"], yerr=r["TP (in) std"], fmt="o",
+                    color=palette[r["method"]], label=r["method"], capsize=3)  # fmt: skip
+    ax.set(title=target, xlabel="perplexity of continuations", ylabel="TP (in-distribution)")
+handles, labels = axes[0][0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.12))
+fig.tight_layout()
+glue("fig_tp_ppl", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_tp_ppl
+# :name: fig-tp-ppl
+#
+# In-distribution Toxicity Probability against perplexity of the continuations, per target and method, on the
+# report prompts.
+# ```
+
+# %% [markdown]
+# ## Differences to the untouched model
+#
+# The change in in-distribution TP and EMT of each method, with 95% paired bootstrap intervals over prompts
+# ({numref}`fig-delta`); left of the dashed line is less toxic than the untouched target.
+
+# %%
+delta = T.delta_long(main)
+fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.35 * len(delta) / 2), sharey=True)
+for ax, metric in zip(axes, ["ΔTP (in)", "ΔEMT (in)"]):
+    d = delta[delta.metric == metric]
+    ax.errorbar(d["diff"], d["row"], xerr=[d["diff"] - d["lo"], d["hi"] - d["diff"]], fmt="o", capsize=3)
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set(title=metric, xlabel="method − untouched target")
+axes[0].invert_yaxis()
+fig.tight_layout()
+glue("fig_delta", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_delta
+# :name: fig-delta
+#
+# Change in in-distribution TP and EMT against the untouched target, with 95% paired bootstrap intervals.
+# ```
+
+# %% [markdown]
+# ## Every number
+#
+# The tidy rows behind the table (one per candidate, seed, domain and metric) are in the study directory:
+
+# %%
+print(study.path)
+pd.set_option("display.max_rows", 20)
+study.report.head(10)

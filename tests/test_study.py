@@ -1,0 +1,92 @@
+"""The study on the tiny profile: selection on validation, transfer, baselines, CIs, MMLU, reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unidetox import pipeline as P
+from unidetox.cli import run
+from unidetox.config import ConfigError, load_profile
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("study-runs")
+    assert run(["pipeline", "--profile", "tiny", "--quiet", "--set", f"runs_dir={runs}"]) == 0
+    profile = load_profile("tiny", [f"runs_dir={runs}"])
+    return profile, P.study(profile, quiet=True)
+
+
+def _seed_mean(rows, domain, metric):
+    sel = rows[(rows.domain == domain) & (rows.metric == metric)]
+    return sel.value.mean()
+
+
+def test_shared_configuration_is_the_validation_minimum_of_the_selection_target(tiny_study):
+    profile, st = tiny_study
+    assert st.select_target == profile.toxic.base_model == "tiny:gpt2"
+    v = st.validation
+    grid = v[(v.target == st.select_target) & (v.method == "unidetox") & (v.domain == "in_distribution")]
+    tp = grid[grid.metric == "TP"].groupby(["lr", "steps"]).value.mean()
+    assert len(tp) == len(profile.detox.learning_rates) * len(profile.detox.steps)
+    assert tp[st.chosen] == tp.min()
+    sel = json.loads((st.path / "selection.json").read_text())
+    assert (sel["chosen"]["lr"], sel["chosen"]["steps"]) == st.chosen
+    for t, (lr, s) in st.oracle.items():
+        own = v[(v.target == t) & (v.method == "unidetox") & (v.domain == "in_distribution") & (v.metric == "TP")]
+        assert own.groupby(["lr", "steps"]).value.mean()[(lr, s)] == own.groupby(["lr", "steps"]).value.mean().min()
+
+
+def test_report_has_every_method_where_it_applies(tiny_study):
+    _, st = tiny_study
+    methods = st.report.groupby("target").method.apply(set).to_dict()
+    everything = {"none", "preprompt", "unidetox", "base-samples", "nothate", "dexperts"}
+    assert methods["tiny:gpt2"] == everything
+    assert methods["tiny:llama"] == everything - {"dexperts"}  # different tokenizer: DExperts cannot apply
+    a = st.applicability.set_index(["target", "method"])
+    assert not a.loc[("tiny:llama", "dexperts"), "applies"] and "tokenizer" in a.loc[("tiny:llama", "dexperts"), "reason"]
+    assert set(st.report[st.report.method == "unidetox"].selection) == {"transferred", "oracle"}
+    transferred = st.report[(st.report.selection == "transferred") & st.report.method.isin(P.FINETUNED)]
+    assert set(zip(transferred.lr, transferred.steps)) == {st.chosen}
+
+
+def test_ci_point_estimates_equal_the_table_differences(tiny_study):
+    """The bootstrap's point estimate of TP/EMT equals the difference of the seed means in the tidy table."""
+    _, st = tiny_study
+    r = st.report
+    assert len(st.cis)
+    for _, ci in st.cis[st.cis.metric.isin(["TP", "EMT"])].iterrows():
+        ref = r[(r.target == ci.target) & (r.method == "none")]
+        m = r[(r.target == ci.target) & (r.method == ci.method) & (r.selection.fillna("") == (ci.selection or ""))]
+        if ci.method == "dexperts":
+            m = m[np.isclose(m.hparam, ci.hparam)]
+        expected = _seed_mean(m, ci.domain, ci.metric) - _seed_mean(ref, ci.domain, ci.metric)
+        assert ci["diff"] == pytest.approx(expected, abs=1e-9)
+        assert ci.lo <= ci["diff"] + 1e-12 and ci["diff"] <= ci.hi + 1e-12
+
+
+def test_mmlu_only_for_models_that_are_weights(tiny_study):
+    _, st = tiny_study
+    assert set(st.mmlu.method) == {"none", "unidetox", "base-samples", "nothate"}
+    assert st.mmlu.MMLU.between(0, 1).all()
+
+
+def test_rerun_reuses_everything(tiny_study, capsys):
+    profile, _ = tiny_study
+    assert run(["pipeline", "--profile", "tiny", "--quiet", "--set", f"runs_dir={profile.runs_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" not in out and "reusing" in out
+    assert all((p.parent / "DONE").exists() for p in Path(profile.runs_dir).glob("tiny/*/*/config.json"))
+
+
+def test_tuning_on_the_report_split_is_refused(tmp_path):
+    profile = load_profile("tiny", [f"runs_dir={tmp_path}", "study.report_split=validation"])
+    with pytest.raises(ConfigError, match="tuning"):
+        P.study(profile)
+    with pytest.raises(ConfigError, match="not among detox.targets"):
+        P.study(load_profile("tiny", [f"runs_dir={tmp_path}", "study.select_target=tiny:nope"]))
+    assert not any(tmp_path.iterdir())
