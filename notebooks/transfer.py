@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Hyperparameter transfer
+#
+# UniDetox's second claim is practical: one fine-tuning configuration, chosen once on the distillation model,
+# works for every other model, whereas decoding-time methods such as DExperts must be re-tuned for each model
+# (and cannot be applied at all across vocabularies). The paper tunes the learning rate in {5e-5, 1e-5} and the
+# number of steps from 1,000 to 10,000 on GPT-2 XL's validation Toxicity Probability and reuses the winner for
+# OPT-6.7B, Falcon-7B and LLaMA-2-7B.
+#
+# Here the grid runs over the profile's learning rates and steps on the **validation** prompts for every target.
+# The configuration with the lowest in-distribution TP on the distillation model is the *transferred* one; each
+# target's own validation minimum is its *oracle*. Both are then evaluated on the held-out report prompts: the gap
+# between them is what transferring costs.
+
+# %% tags=["parameters"]
+profile = "tiny"
+overrides = []
+
+# %%
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from unidetox import pipeline as P
+from unidetox import tables as T
+from unidetox.config import notebook_profile
+
+prof = notebook_profile(profile, overrides)
+study = P.silently(P.study, prof, quiet=True)
+lr, steps = study.chosen
+display(
+    Markdown(
+        f"Grid: learning rates {', '.join(f'{x:g}' for x in prof.detox.learning_rates)} × steps "
+        f"{', '.join(map(str, prof.detox.steps))}; selection target `{study.select_target}`; "
+        f"transferred configuration: learning rate **{lr:g}**, **{steps}** steps. "
+        + "Oracles: "
+        + "; ".join(f"`{t}`: lr {o[0]:g}, {o[1]} steps" for t, o in study.oracle.items())
+        + "."
+        + (
+            " DExperts λ per target: " + "; ".join(f"`{t}`: {v:g}" for t, v in study.dexperts_lambda.items()) + "."
+            if study.dexperts_lambda
+            else ""
+        )
+    )
+)
+
+# %% [markdown]
+# ## The validation grid
+#
+# Validation TP (in-distribution) and perplexity along the fine-tuning steps, one line per learning rate and
+# target; step 0 is the untouched target ({numref}`fig-grid`).
+
+# %%
+curves = T.grid_curves(study.validation)
+curves["learning rate"] = curves.lr.map(lambda x: f"{x:g}")
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+for ax, col in zip(axes, ["TP (in)", "PPL"]):
+    sns.lineplot(data=curves, x="steps", y=col, hue="target", style="learning rate", markers=True, ax=ax)
+    ax.set(xlabel="fine-tuning steps", ylabel=f"validation {col}")
+    if ax is axes[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.get_legend().remove()
+fig.tight_layout()
+glue("fig_grid", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_grid
+# :name: fig-grid
+#
+# Validation in-distribution TP and perplexity of each target along the fine-tuning steps, per learning rate.
+# ```
+
+# %%
+grid = curves.pivot_table(index=["target", "learning rate"], columns="steps", values="TP (in)")
+display(Markdown("Validation TP (in-distribution), targets × learning rate × steps:"))
+grid.round(3)
+
+# %% [markdown]
+# ## Transferred against oracle, on the report prompts
+#
+# A gap near zero means the configuration chosen on the distillation model is as good for that target as the
+# target's own best; a positive TP gap is what transferring costs. For DExperts the transferred λ exists only for
+# targets that share the experts' vocabulary.
+
+# %%
+transfer = T.transfer_table(study.report)
+display(transfer.round(3).style.hide(axis="index"))
+
+# %%
+long = transfer.melt(id_vars=["target", "method"], value_vars=["TP (in) gap", "EMT (in) gap"], var_name="gap")
+long["row"] = long.target + ": " + long.method
+fig, ax = plt.subplots(figsize=(6, 0.8 + 0.45 * long.row.nunique()))
+sns.barplot(data=long, x="value", y="row", hue="gap", ax=ax)
+ax.axvline(0, color="grey", lw=1)
+ax.set(xlabel="transferred − oracle (report prompts)", ylabel="")
+fig.tight_layout()
+glue("fig_gap", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_gap
+# :name: fig-gap
+#
+# The transfer gap per target and method: TP and EMT (in-distribution) of the transferred configuration minus
+# those of the target's own best configuration, on the report prompts.
+# ```
