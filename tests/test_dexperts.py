@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import perturbed
+
 from unidetox.dexperts import DExpertsError, DExpertsSource, check_models, dexperts_scores, reference_scores
 from unidetox.generate import GenerationSettings, generate_unit
 from unidetox.sampling import make_generator

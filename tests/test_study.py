@@ -48,7 +48,9 @@ def test_report_has_every_method_where_it_applies(tiny_study):
     assert methods["tiny:gpt2"] == everything
     assert methods["tiny:llama"] == everything - {"dexperts"}  # different tokenizer: DExperts cannot apply
     a = st.applicability.set_index(["target", "method"])
-    assert not a.loc[("tiny:llama", "dexperts"), "applies"] and "tokenizer" in a.loc[("tiny:llama", "dexperts"), "reason"]
+    assert (
+        not a.loc[("tiny:llama", "dexperts"), "applies"] and "tokenizer" in a.loc[("tiny:llama", "dexperts"), "reason"]
+    )
     assert set(st.report[st.report.method == "unidetox"].selection) == {"transferred", "oracle"}
     transferred = st.report[(st.report.selection == "transferred") & st.report.method.isin(P.FINETUNED)]
     assert set(zip(transferred.lr, transferred.steps)) == {st.chosen}

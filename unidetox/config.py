@@ -97,11 +97,13 @@ class ToxicModelConfig:
     val_splits: tuple[str, ...] = ("dev",)  # held out, for the validation loss
     targets: tuple[str, ...] = DGHS_TARGETS  # DGHS target codes kept; () keeps every target
     max_texts: int = 0  # cap on training texts (0 = all)
+    max_val_texts: int = 0  # cap on validation texts (0 = as max_texts); the validation loss is only a diagnostic
     train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-5, epochs=3, batch_size=4))
 
     def __post_init__(self):
         _check(len(self.train_splits) > 0, "toxic.train_splits must name at least one DGHS split")
         _check(self.max_texts >= 0, "toxic.max_texts must be >= 0")
+        _check(self.max_val_texts >= 0, "toxic.max_val_texts must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -365,26 +367,30 @@ def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()
         raise ConfigError(f"profile {path}: {e}") from None
 
 
-def notebook_profile(profile: str, overrides: Any = ()) -> Profile:
-    """The profile a notebook's ``profile``/``overrides`` parameters name.
+def parse_overrides(overrides: Any) -> list[str]:
+    """A notebook's ``overrides`` parameter as a list of ``key=value`` strings.
 
-    `overrides` may be a list of ``key=value`` strings, or a string as ``papermill -p`` passes it: a YAML/JSON
-    list (``'["eval.seeds=[1]"]'``), one ``key=value``, or '' for none.
+    `overrides` may be a list, or a string as ``papermill -p`` passes it: a YAML/JSON list
+    (``'["eval.seeds=[1]"]'``), one ``key=value``, or '' for none.
     """
     if isinstance(overrides, str):
         text = overrides.strip()
         if not text:
-            overrides = []
-        elif text.startswith("["):
-            try:
-                overrides = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"notebook parameter overrides={text!r} is not a list: {e}") from None
-        else:
-            overrides = [text]
+            return []
+        if not text.startswith("["):
+            return [text]
+        try:
+            overrides = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"notebook parameter overrides={text!r} is not a list: {e}") from None
     if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"notebook parameter overrides must be a list of key=value strings, got {overrides!r}")
-    return load_profile(profile, list(overrides))
+    return list(overrides)
+
+
+def notebook_profile(profile: str, overrides: Any = ()) -> Profile:
+    """The profile a notebook's ``profile``/``overrides`` parameters name (see :func:`parse_overrides`)."""
+    return load_profile(profile, parse_overrides(overrides))
 
 
 def replace(cfg: Any, **changes: Any) -> Any:
@@ -408,5 +414,6 @@ __all__ = [
     "load_profile",
     "notebook_profile",
     "parse_override",
+    "parse_overrides",
     "to_dict",
 ]

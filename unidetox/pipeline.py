@@ -13,7 +13,8 @@ import dataclasses
 import functools
 import io
 import json
-import resource
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,14 +41,37 @@ def is_main_process() -> bool:
     return _state().is_main_process
 
 
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 @contextmanager
-def _timed(summary: dict) -> Iterator[dict]:
+def _timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
+    """Wall seconds and peak resident memory of the block (sampled every `interval` s), into `summary`."""
     t0 = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    yield summary
+    peak = [_rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield summary
+    finally:
+        stop.set()
+        sampler.join()
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    summary["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    summary["peak_rss_mb"] = round(max(peak[0], _rss_mb()), 1)
     if torch.cuda.is_available():
         summary["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
@@ -76,6 +100,8 @@ def toxic_texts(profile: Profile) -> tuple[list[str], list[str]]:
     val = D.load_dghs(profile.data, cfg.val_splits, targets=cfg.targets).text.tolist() if cfg.val_splits else []
     if cfg.max_texts:
         train, val = train[: cfg.max_texts], val[: cfg.max_texts]
+    if cfg.max_val_texts:
+        val = val[: cfg.max_val_texts]
     return train, val
 
 
@@ -402,9 +428,17 @@ def _rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
 
 
 def silently(func, *args, **kwargs):
-    """Call ``func`` with its stage messages ("reusing ...", "wrote ...") hidden: for notebooks."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return func(*args, **kwargs)
+    """Call ``func`` with its stage messages ("reusing ...", "wrote ...") and model-loading bars hidden: for notebooks."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return func(*args, **kwargs)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 # ----------------------------------------------------------------------------- the study

@@ -1,0 +1,193 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproducibility
+#
+# Everything needed to rerun what this book shows: the resolved configuration of the run, the software and the
+# machine it ran on, how long each stage took, checksums of the data files, and for each output the command
+# that regenerates it. The values below were gathered when this page was executed, in the same environment as
+# the other pages of this build.
+
+# %% tags=["parameters"]
+profile = "tiny"
+overrides = []
+
+# %% tags=["hide-input"]
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import yaml
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from unidetox import pipeline as P
+from unidetox import provenance as pv
+from unidetox.config import notebook_profile, to_dict
+from unidetox.data import resolve_data_dir
+
+with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from transformers.utils import logging as transformers_logging
+transformers_logging.disable_progress_bar()  # no "Loading weights" bars when a stage has to run here
+prof = notebook_profile(profile, overrides)
+override_list = pv.override_list(overrides)
+study = P.silently(P.run_all, prof, quiet=True)  # every stage the book reads (reused when already run)
+display(
+    Markdown(
+        f"Profile **{prof.name}**"
+        + (f", with overrides {', '.join(f'`{o}`' for o in override_list)}" if override_list else ", no overrides")
+        + f"; run store `{Path(prof.runs_dir) / prof.name}`."
+    )
+)
+
+# %% [markdown]
+# ## Configuration
+#
+# The profile as the pipeline used it, after the overrides (the schema is described on the {doc}`../method`
+# page; any key can be changed with `--set key=value`):
+
+# %% tags=["hide-input"]
+print(yaml.safe_dump(pv.redact(to_dict(prof)), sort_keys=False, allow_unicode=True, width=100))
+
+# %% [markdown]
+# ## Software
+#
+# The Python packages that determine the results (the complete pinned list is `requirements.txt`) and the
+# commit of the `unidetox` code that ran ("uncommitted changes" when tracked files differed from it).
+
+# %% tags=["hide-input"]
+software = pv.software_table(pv.package_versions(), pv.git_state(Path(pv.__file__).parent))
+display(software.style.hide(axis="index"))
+
+# %% [markdown]
+# ## Machine
+#
+# The machine that executed this page (and, with `make book`, the pipeline before it), and the environment
+# variables that change what a run does. Credentials such as `HF_TOKEN` are only reported as set or not set.
+
+# %% tags=["hide-input"]
+info = pv.machine_info()
+machine = pd.DataFrame(
+    {
+        "property": ["platform", "CPU", "CPU cores (usable)", "memory (GiB)", "torch threads", "GPUs", "CUDA"],
+        "value": [
+            info["platform"],
+            info["cpu"],
+            f"{info['cpu_count']} ({info['cpus_usable']})",
+            f"{info['memory_gib']:g}" if info["memory_gib"] is not None else "unknown",
+            str(info.get("torch_threads", "?")),
+            ", ".join(info["gpus"]) or "none",
+            info.get("cuda", "?"),
+        ],
+    }
+)
+display(machine.style.hide(axis="index"))
+env = pd.DataFrame(list(pv.environment().items()), columns=["variable", "value"])
+display(env.style.hide(axis="index"))
+
+# %% [markdown]
+# ## Time and memory per stage
+#
+# Every finished stage run in this profile's run store, grouped by stage: how many runs, their total and
+# longest wall time, and the largest peak memory. The run store keeps stage runs of earlier configurations
+# too, so this can list more runs than the current configuration needs.
+#
+# The peak memory is the largest resident set size of the process while the stage ran (sampled every 0.2 s
+# from `/proc/self/statm`), so it includes whatever the process held before the stage began. Times cover the stage's own work (model loading, training, decoding, scoring) and
+# leave out the start of Python and imports, so they add up to less than the time of the whole command.
+
+# %% tags=["hide-input"]
+summaries = P.stage_summaries(prof)
+times = pv.stage_time_table(summaries)
+if len(times):
+    display(times.style.hide(axis="index").format(precision=1, na_rep="not timed"))
+    timed = times.dropna(subset=["seconds_total"])
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.35 * max(len(timed), 1)), dpi=100)
+    ax.barh(timed["stage"], timed["seconds_total"], color="C0")
+    for y, (sec, n) in enumerate(zip(timed["seconds_total"], timed["runs"])):
+        ax.annotate(f"{sec:.1f} s, {n} run{'s' if n != 1 else ''}", (sec, y), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+    ax.invert_yaxis()
+    ax.set(xlabel="wall time (s), summed over runs", title=f"Time per stage type ({prof.name})")
+    ax.set_xlim(0, timed["seconds_total"].max() * 1.3 if len(timed) else 1)
+    fig.tight_layout()
+    display(Markdown(f"In all {times['runs'].sum()} stage runs, {timed['seconds_total'].sum():.1f} s."))
+else:
+    fig, ax = plt.subplots(figsize=(6, 1.5), dpi=100)
+    ax.text(0.5, 0.5, "no finished stage runs yet", ha="center", va="center")
+    ax.set_axis_off()
+    display(Markdown(f"No finished stage runs in `{Path(prof.runs_dir) / prof.name}` yet."))
+glue("fig_stage_times", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_stage_times
+# :name: fig-stage-times
+#
+# Wall time per stage type, summed over the finished runs of each stage in the run store.
+# ```
+
+# %% [markdown]
+# ## Data files
+#
+# The sha256 checksum of every local data file the pipeline and the book read for this profile (MMLU: only the
+# subjects it scores), in the format of `sha256sum`: saved to a file, `cd "$UNIDETOX_DATA_DIR" && sha256sum -c
+# FILE` checks a copy of the data against them. A different checksum means different data, and possibly
+# different numbers.
+
+# %% tags=["hide-input"]
+checks = pv.data_checksums(prof)
+if prof.data.source == "hub":
+    d = prof.data
+    display(
+        Markdown(
+            "This profile reads DGHS, ToxiGen and MMLU from the Hugging Face Hub: "
+            f"`{d.dghs_hub_id}`, `{d.toxigen_hub_id}`, `{d.mmlu_hub_id}` (the Hub's current revisions); "
+            "only the files below are local."
+        )
+    )
+sizes = checks.groupby("data set", sort=False)["bytes"].agg(["size", "sum"])
+display(
+    Markdown(
+        f"Data directory `{resolve_data_dir(prof.data)}`; "
+        + "; ".join(f"{name}: {n} file{'s' if n != 1 else ''}, {b / 1e6:.2f} MB" for name, (n, b) in sizes.iterrows())
+        + "."
+        + "\n\n"
+        + pv.code_block(pv.sha256sum_text(checks), "text")
+    )
+)
+
+# %% [markdown]
+# ## Regenerating each output
+#
+# Run from the repository root with the environment of {doc}`../reproduce` (`.venv/bin` on the `PATH`, the data
+# directory in `UNIDETOX_DATA_DIR`). `unidetox pipeline` reuses every stage the run store already holds and
+# computes the others; the notebook commands then execute one page with papermill, the last one rebuilds the
+# whole book.
+
+# %% tags=["hide-input"]
+tables = sorted(study.path.glob("*.csv"))
+tables += [
+    P.silently(P.toxic_model, prof, quiet=True) / "log.jsonl",
+    P.silently(P.distill, prof, quiet=True) / "texts.jsonl",
+]
+commands = pv.regeneration_commands(profile, override_list, pv.book_notebooks(Path.cwd()), tables=tables)
+display(Markdown(pv.commands_markdown(commands)))
+
+# %% [markdown]
+# ## Troubleshooting
+#
+# When a command above fails, or a page shows something unexpected, see {doc}`../troubleshooting`: the common
+# errors, what they mean, and how to fix them.
