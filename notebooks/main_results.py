@@ -39,6 +39,10 @@ overrides = []
 digits = 3
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -66,10 +70,22 @@ display(
 # %% [markdown]
 # ## The table
 #
-# Mean ± standard deviation over seeds; $\Delta$ with its 95% bootstrap interval.
+# Toxicity: mean ± standard deviation over seeds; $\Delta$ with its 95% paired bootstrap interval.
 
 # %%
-display(T.display_main_table(main, digits=digits).style.hide(axis="index"))
+shown = T.display_main_table(main, digits=digits)
+nowrap = {"white-space": "nowrap", "font-size": "0.85em"}
+tox_cols = ["target", "method", "config", "TP (in)", "ΔTP (in) [95% CI]", "EMT (in)", "ΔEMT (in) [95% CI]",
+            "TP (out)", "EMT (out)", "note"]  # fmt: skip
+display(shown[tox_cols].style.hide(axis="index").set_properties(**nowrap))
+
+# %% [markdown]
+# Fluency, diversity and knowledge of the same candidates (perplexity of the continuations, Dist-n, MMLU
+# accuracy; MMLU is not scored for decoding-time methods, whose prompts differ):
+
+# %%
+quality_cols = ["target", "method", "config", "PPL", "Dist-1", "Dist-2", "Dist-3", "MMLU"]
+display(shown[shown.note == ""][quality_cols].style.hide(axis="index").set_properties(**nowrap))
 
 # %% [markdown]
 # ## What the intervals say

@@ -29,6 +29,10 @@ profile = "tiny"
 overrides = []
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display

@@ -9,11 +9,8 @@ import os
 import re
 import select
 import shutil
-import struct
 import subprocess
-import sys
 import time
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -36,7 +33,7 @@ from unidetox.config import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-SMOKE = "book_smoke_test"  # a rendered-notebook page added to the test copy of the book
+MAIN_RESULTS = "main_results.html"  # the page of the paper's main table
 
 NOTEBOOK = """\
 # %% [markdown]
@@ -307,92 +304,21 @@ def test_build_book_runs_notebooks_in_toc_order_with_profile_and_overrides(tmp_p
 # ----------------------------------------------------------------------------- the real book
 
 
-def _png(width: int = 24, height: int = 16) -> bytes:
-    """A small RGB PNG (a colour gradient), encoded by hand."""
-    rows = b"".join(
-        b"\0" + b"".join(bytes((x * 10 % 256, y * 15 % 256, 128)) for x in range(width)) for y in range(height)
-    )
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def _placeholder_notebook(title: str) -> dict:
-    """An executed notebook as papermill writes one: markdown with math, a code cell with text and a figure."""
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "language_info": {"name": "python"},
-        },
-        "cells": [
-            {
-                "cell_type": "markdown",
-                "id": "c1",
-                "metadata": {},
-                "source": f"# {title}\n\nInline math $\\alpha = 0.1$ and a display formula\n\n$$\n"
-                "s(v) = \\log p_{\\text{base}}(v) - \\log p_{\\text{toxic}}(v)\n$$\n",
-            },
-            {
-                "cell_type": "code",
-                "id": "c2",
-                "metadata": {},
-                "execution_count": 1,
-                "source": "print(6 * 7)",
-                "outputs": [
-                    {"output_type": "stream", "name": "stdout", "text": "42\n"},
-                    {
-                        "output_type": "display_data",
-                        "metadata": {},
-                        "data": {"image/png": base64.b64encode(_png()).decode(), "text/plain": "<Figure>"},
-                    },
-                ],
-            },
-        ],
-    }
-
-
-def _jupyter_book() -> list[str]:
-    exe = Path(sys.executable).parent / "jupyter-book"
-    found = str(exe) if exe.exists() else shutil.which("jupyter-book")
-    assert found, "jupyter-book is not installed in the test environment"
-    return [found]
-
-
 @pytest.fixture(scope="session")
 def book_repo(tmp_path_factory) -> Path:
-    """A copy of the repository's book (top-level _config.yml/_toc.yml, book/ with its links), built once with
-    exactly `jupyter-book build book/ -W -n --keep-going`. Executed notebooks listed in the TOC are replaced
-    by placeholders, and one more rendered notebook (with math and a figure) is added to the Results part.
+    """A copy of the repository's book and notebooks, built once for real on the `tiny` profile with
+    ``build_book("tiny")``: every notebook listed in the TOC runs the pipeline stages it needs (in the copy's
+    own ``runs/``) under papermill, then ``jupyter-book build book/ -W -n --keep-going`` renders it.
     """
     repo = tmp_path_factory.mktemp("bookrepo")
-    shutil.copy2(ROOT / "_config.yml", repo / "_config.yml")
-    shutil.copy2(ROOT / "_toc.yml", repo / "_toc.yml")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, repo / name)
     shutil.copytree(ROOT / "book", repo / "book", symlinks=True, ignore=shutil.ignore_patterns("_build", "_generated"))
-    toc = yaml.safe_load((repo / "_toc.yml").read_text())
-    results = next(p for p in toc["parts"] if p["caption"] == "Results")
-    results["chapters"].append({"file": f"_generated/{SMOKE}"})
-    (repo / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    generated = repo / "book" / "_generated"
-    generated.mkdir()
-    for entry in toc_files(repo / "_toc.yml"):
-        if entry.startswith("_generated/"):
-            name = Path(entry).stem
-            (generated / f"{name}.ipynb").write_text(json.dumps(_placeholder_notebook(f"Placeholder {name}")))
-    proc = subprocess.run(
-        [*_jupyter_book(), "build", "book/", "-W", "-n", "--keep-going"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-        check=False,
+    shutil.copytree(
+        ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
     )
-    assert proc.returncode == 0, f"the book does not build with warnings as errors:\n{proc.stdout}\n{proc.stderr}"
+    index = build_book("tiny", root=repo, log=None)
+    assert index == repo / "book" / "_build" / "html" / "index.html"
     return repo
 
 
@@ -458,8 +384,13 @@ def test_book_builds_every_toc_page(book_repo):
     assert 'src="_static/mathjax/tex-chtml.js"' in intro
     references = (html / "references.html").read_text().lower()
     assert "universal detoxification of large language models via dataset distillation" in references
-    smoke = (html / "_generated" / f"{SMOKE}.html").read_text()
-    assert "42" in smoke and "<img" in smoke  # the notebook's outputs are rendered, not re-executed
+    for entry in toc_files(book_repo / "_toc.yml"):
+        if entry.startswith("_generated/"):
+            page = (html / f"{entry}.html").read_text()
+            assert "<img" in page, f"{entry}: no figure was rendered"
+            assert "Traceback" not in page, f"{entry}: an executed cell shows a traceback"
+    main = (html / "_generated" / "main_results.html").read_text()
+    assert "UniDetox" in main and "DExperts" in main and "n/a" in main  # every method, and the DExperts limit
 
 
 class _Assets(HTMLParser):
@@ -642,6 +573,7 @@ PAGE_STATE = r"""
     errors: document.querySelectorAll('mjx-merror').length,
     text: text.textContent,
     images: Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
+    table_rows: Array.from(document.querySelectorAll('main table')).map(t => t.querySelectorAll('tbody tr').length),
   };
 })()
 """
@@ -692,8 +624,19 @@ def test_book_pages_render_in_chromium(book_repo, tmp_path):
                 ARTIFACTS.mkdir(exist_ok=True)
                 (ARTIFACTS / "book-intro.png").write_bytes(png)
                 assert png.startswith(b"\x89PNG") and len(png) > 20_000
-            if name == f"{SMOKE}.html":
-                assert state["images"] and state["math"] >= 2  # the figure output and both formulas
+            if "_generated" in page.parts:  # an executed notebook: its figures and tables are there
+                assert state["images"], f"{name}: no figure"
+                assert state["table_rows"] and min(state["table_rows"]) > 0, f"{name}: a table without rows"
+            if name == MAIN_RESULTS:
+                assert state["math"] >= 2, "the main results page lost its formulas"
+                png = base64.b64decode(
+                    browser.send(
+                        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
+                    )["data"]
+                )
+                ARTIFACTS.mkdir(exist_ok=True)
+                (ARTIFACTS / "book-main-results.png").write_bytes(png)
+                assert png.startswith(b"\x89PNG") and len(png) > 20_000
             browser.send("Target.closeTarget", {"targetId": target})
     finally:
         browser.close()
