@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make test                 install into .venv if needed, then run the test suite
-#   make book PROFILE=cpu     run the pipeline, execute the book's notebooks, build book/_build/html
+#   make book                 run the pipeline, execute the book's notebooks, build book/_build/html
+#                             (PROFILE=cpu by default: real models, offline, 2 CPU cores; PROFILE=tiny: seconds)
 # Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
 # requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
 
 PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV ?= .venv
-PROFILE ?= tiny
+PROFILE ?= cpu
 SET ?=
 PYTEST_ARGS ?=
 TESTS ?= tests/

@@ -70,8 +70,10 @@ display(
 # %%
 curves = T.grid_curves(study.validation)
 curves["learning rate"] = curves.lr.map(lambda x: f"{x:g}")
+# the validation perplexity is optional (study.validation_perplexity): without it, the second panel shows EMT
+second = "PPL" if "PPL" in curves else "EMT (in)"
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-for ax, col in zip(axes, ["TP (in)", "PPL"]):
+for ax, col in zip(axes, ["TP (in)", second]):
     sns.lineplot(data=curves, x="steps", y=col, hue="target", style="learning rate", markers=True, ax=ax)
     ax.set(xlabel="fine-tuning steps", ylabel=f"validation {col}")
     if ax is axes[0]:
@@ -86,7 +88,8 @@ plt.close(fig)
 # ```{glue:figure} fig_grid
 # :name: fig-grid
 #
-# Validation in-distribution TP and perplexity of each target along the fine-tuning steps, per learning rate.
+# Validation in-distribution TP and perplexity (EMT where the profile skips perplexity on validation) of each
+# target along the fine-tuning steps, per learning rate.
 # ```
 
 # %%

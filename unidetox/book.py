@@ -341,6 +341,8 @@ def execute_notebook(
     check_kernel(kernel_name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f".{source.stem}.*.tmp.ipynb"):  # left by a runner that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{source.stem}.", suffix=".tmp.ipynb", dir=out_dir)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
-from unidetox.store import atomic_dir
+from unidetox.store import DISK_FIX, atomic_dir
 
 FORMAT = "unidetox-train-checkpoint/1"
 STATE_FILE = "trainer_state.json"
@@ -183,14 +183,17 @@ def save_checkpoint(
     meta: dict,
 ) -> None:
     """Atomically replace `directory` with the state of model, optimizer, scheduler, RNGs and `meta` (JSON)."""
-    with atomic_dir(directory) as tmp:
-        st_save_model(model, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
-        save_state(tmp, "optimizer", optimizer.state_dict())
-        save_state(tmp, "scheduler", scheduler.state_dict())
-        save_state(tmp, "rng", rng)
-        (tmp / STATE_FILE).write_text(
-            json.dumps({**meta, "format": FORMAT}, indent=1, sort_keys=True) + "\n", encoding="utf-8"
-        )
+    try:
+        with atomic_dir(directory) as tmp:
+            st_save_model(model, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+            save_state(tmp, "optimizer", optimizer.state_dict())
+            save_state(tmp, "scheduler", scheduler.state_dict())
+            save_state(tmp, "rng", rng)
+            (tmp / STATE_FILE).write_text(
+                json.dumps({**meta, "format": FORMAT}, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+            )
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {directory}: {e.strerror or e}. {DISK_FIX}") from None
 
 
 def load_checkpoint(

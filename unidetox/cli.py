@@ -23,15 +23,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoint import CheckpointError
     from .data import DataError
+    from .dexperts import DExpertsError
     from .distill import DistillError
     from .evaluate import EvaluationError
+    from .metrics import MetricError
+    from .mmlu import MMLUError
     from .models import ModelLoadError
     from .scorers import ScorerError
     from .store import StoreError
+    from .train import TrainError
 
     errs: list[type[BaseException]] = [ConfigError, DataError, DistillError, EvaluationError, ModelLoadError,
-                                       ScorerError, StoreError]  # fmt: skip
+                                       ScorerError, StoreError, CheckpointError, TrainError, DExpertsError,
+                                       MetricError, MMLUError]  # fmt: skip
     try:
         from .book import BookError
 
@@ -74,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _evaluate(profile, args) -> None:
     from . import pipeline as P
+    from .data import check_mmlu_subjects
 
+    if not args.no_mmlu:
+        check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
     if args.model:
         cands = [P.Candidate(args.model, "none", None, None, args.model, args.model)]
     else:
@@ -89,8 +98,20 @@ def _evaluate(profile, args) -> None:
             P.mmlu(profile, c, quiet=args.quiet)
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (embedded library messages often span several); a failing notebook keeps
+    its multi-line report (the cell and the traceback)."""
+    from .book import NotebookError
+
+    return str(err) if isinstance(err, NotebookError) else " ".join(str(err).split())
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         profile = load_profile(args.profile, args.overrides)
         from . import pipeline as P
@@ -114,7 +135,7 @@ def run(argv: list[str] | None = None) -> int:
                              html=not args.no_html)  # fmt: skip
             print(f"book: {out}")
     except _user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

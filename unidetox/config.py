@@ -212,6 +212,7 @@ class StudyConfig:
     bootstrap: int = 1000  # paired bootstrap resamples over prompts
     ci_level: float = 0.95
     mmlu: bool = True  # score MMLU for the report candidates
+    validation_perplexity: bool = True  # also score perplexity on the validation prompts (only a figure uses it)
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
@@ -310,7 +311,13 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         if key not in names:
             raise _unknown_key(prefix + key, names)
         kwargs[key] = _coerce(value, hints[key], prefix + key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # name the section of a nested check ("toxic.train: max_steps ...")
+        section = prefix.rstrip(".")
+        if section and not str(e).startswith(section):
+            raise ConfigError(f"{section}: {e}") from None
+        raise
 
 
 def _set_path(tree: dict, dotted: str, value: Any, cls: type) -> None:

@@ -418,7 +418,8 @@ def select_prompts(raw: pd.DataFrame, split: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- MMLU
 
 
-def _check_subjects(subjects: Sequence[str]) -> tuple[str, ...]:
+def check_mmlu_subjects(subjects: Sequence[str]) -> tuple[str, ...]:
+    """The subjects to score (all 57 for an empty list); an unknown name raises DataError with the closest ones."""
     if isinstance(subjects, str):
         subjects = (subjects,)
     for s in subjects:
@@ -470,7 +471,7 @@ def load_mmlu(cfg: DataConfig, split: str, *, subjects: Sequence[str] = (), per_
     ``per_subject > 0`` keeps the first n questions of each subject (a fixed, documented choice: no shuffle).
     Local splits: dev, test; Hub (``cais/mmlu`` config ``all``): dev, validation, test, auxiliary_train.
     """
-    chosen = _check_subjects(subjects)
+    chosen = check_mmlu_subjects(subjects)
     if per_subject < 0:
         raise DataError(f"per_subject must be >= 0, got {per_subject}")
     if cfg.source == "hub":

@@ -13,6 +13,7 @@ scorer that fails or returns a non-finite value stops the run.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -91,7 +92,10 @@ def generate_and_score(
     mine = [x for i, x in enumerate(units) if i % world_size == rank]
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
     writer = JsonlWriter(path)
-    done = {(r["seed"], r["unit"]) for r in writer.records}
+    rows = {(seed, u): (e - s) * settings.samples_per_prompt for seed, u, s, e in units}
+    counts = Counter((r["seed"], r["unit"]) for r in writer.records)
+    done = {key for key, n in counts.items() if n == rows.get(key)}
+    writer.keep(lambda r: (r["seed"], r["unit"]) in done)  # a unit whose write was cut short is redone whole
     todo = [x for x in mine if (x[0], x[1]) not in done]
     dev = next(lm.model.parameters()).device
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"generate {lm.spec}", unit="unit",
@@ -131,10 +135,12 @@ def score_perplexity(
 ) -> list[dict]:
     """Conditional perplexity of every continuation given its prompt under `ppl_lm`, streamed per unit."""
     writer = JsonlWriter(out_path)
-    done = {(r["seed"], r["unit"]) for r in writer.records}
     by_unit: dict[tuple[int, int], list[dict]] = {}
     for r in generations:
         by_unit.setdefault((r["seed"], r["unit"]), []).append(r)
+    counts = Counter((r["seed"], r["unit"]) for r in writer.records)
+    done = {key for key, n in counts.items() if n == len(by_unit.get(key, ()))}
+    writer.keep(lambda r: (r["seed"], r["unit"]) in done)  # a unit whose write was cut short is redone whole
     todo = [k for k in by_unit if k not in done]
     for key in tqdm(todo, desc=f"perplexity {ppl_lm.spec}", unit="unit", disable=not progress):
         recs = by_unit[key]

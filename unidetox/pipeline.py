@@ -27,7 +27,7 @@ import torch
 from . import data as D
 from .config import Profile, to_dict
 from .models import load_model, resolve_device
-from .store import StageDir, atomic_path, read_json, read_jsonl, write_json, write_text
+from .store import StageDir, atomic_path, read_json, read_jsonl, remove_stale_temporaries, write_json, write_text
 
 
 def _state():
@@ -85,6 +85,11 @@ def _stage(profile: Profile, stage: str, config: dict, inputs: dict | None = Non
     return StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs)
 
 
+def _begin(st: StageDir) -> StageDir:
+    """Start writing a stage: its directory and config.json; the main process clears stale temporary files."""
+    return st.begin(clean=is_main_process())
+
+
 def _log(msg: str) -> None:
     """Where a stage's outputs went (printed also with --quiet, which only hides progress bars)."""
     print(msg, flush=True)
@@ -125,7 +130,7 @@ def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str
     summary: dict = {"n_train": len(train), "n_val": len(val)}
     with _timed(summary):
         lm = _load(profile, profile.toxic.base_model)
-        st.begin()
+        _begin(st)
         res = train_causal_lm(lm, train, profile.toxic.train, st.path, device=profile.device, val_texts=val,
                               progress=not quiet)  # fmt: skip
         summary.update(steps=res.steps, val_loss=res.val_loss)
@@ -160,7 +165,7 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
         tox = _load(profile, toxic) if toxic is not None else None
         if tox is not None:
             Dist.check_pair(base, tox)
-        st.begin()
+        _begin(st)
         res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
                            world_size=state.num_processes, progress=not quiet and state.is_main_process)  # fmt: skip
         summary.update(tokens=res.tokens_generated, tokens_per_second=res.tokens_generated / max(res.seconds, 1e-9))
@@ -264,7 +269,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
     summary: dict = {"n_texts": len(texts)}
     with _timed(summary):
         lm = _load(profile, target)
-        st.begin()
+        _begin(st)
         res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
                               progress=not quiet)  # fmt: skip
         summary["steps"] = res.steps
@@ -329,15 +334,18 @@ def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
                                   prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
 
 
-def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, quiet: bool = False) -> StageDir:
-    """Generations, toxicity, perplexity and Dist-n of one candidate; tidy rows in ``metrics.csv``."""
+def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
+             quiet: bool = False) -> StageDir:  # fmt: skip
+    """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
+    ``metrics.csv``."""
     from . import evaluate as E
     from .scorers import load_scorer
 
     cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
     ps = prompts(profile, cfg.prompt_split)
     gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu")}
-    config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix}
+    config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
+              "perplexity": perplexity}  # fmt: skip
     st = _stage(profile, "evaluate", config, {"model": cand.key})
     if st.done:
         _log(f"evaluate {cand.labels()}: reusing {st.path}")
@@ -356,7 +364,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, qui
             expert, anti = _load(profile, cand.expert), _load(profile, cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
-        st.begin()
+        _begin(st)
         E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
                              rank=state.process_index, world_size=state.num_processes,
                              progress=not quiet and state.is_main_process)  # fmt: skip
@@ -364,8 +372,10 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, qui
         state.wait_for_everyone()
         if state.is_main_process:
             gens = E.merge(st / "generations.jsonl", state.num_processes)
-            ppl_lm = _load(profile, cfg.perplexity_model)
-            ppl = E.score_perplexity(ppl_lm, gens, st / "perplexity.jsonl", progress=not quiet)
+            ppl = []
+            if perplexity:
+                ppl_lm = _load(profile, cfg.perplexity_model)
+                ppl = E.score_perplexity(ppl_lm, gens, st / "perplexity.jsonl", progress=not quiet)
             rows = E.metric_rows(gens, ppl, cfg)
             for k, v in cand.labels().items():
                 rows[k] = v
@@ -395,7 +405,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     summary: dict = {"n_questions": len(test)}
     with _timed(summary):
         lm = _load(profile, cand.path)
-        st.begin()
+        _begin(st)
         per_q = score_mmlu(lm.model, lm.tokenizer, test, dev, shots=cfg.mmlu_shots)
         write_text(st / "mmlu.csv", per_q.to_csv(index=False))
         summ = mmlu_summary(per_q)
@@ -409,6 +419,7 @@ def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: st
     """Concatenate candidates' tidy rows into ``runs/<profile>/<name>.csv`` and ``.parquet``."""
     table = _rows(stages)
     out = Path(profile.runs_dir) / profile.name / f"{name}.csv"
+    remove_stale_temporaries(out.parent)
     write_text(out, table.to_csv(index=False))
     with atomic_path(out.with_suffix(".parquet")) as tmp:
         table.to_parquet(tmp, index=False)
@@ -474,6 +485,8 @@ def _check_study(profile: Profile) -> str:
     if sel not in profile.detox.targets:
         raise ConfigError(f"study.select_target {sel!r} is not among detox.targets {list(profile.detox.targets)}; "
                           "add it there or choose one of them")  # fmt: skip
+    if profile.study.mmlu:
+        D.check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
     if profile.study.report_split == profile.eval.prompt_split:
         raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
                           "on the prompts you report on inflates the results; use validation to tune and test/report "
@@ -511,7 +524,8 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
                 for lr in profile.detox.learning_rates for s in profile.detox.steps]  # fmt: skip
         if applies.get(t):
             val += [dexperts(profile, t, lam, quiet=quiet) for lam in cfg.dexperts_lambdas]
-    val_stages = [(c, evaluate(profile, c, split=val_split, quiet=quiet)) for c in val]
+    val_ppl = cfg.validation_perplexity
+    val_stages = [(c, evaluate(profile, c, split=val_split, perplexity=val_ppl, quiet=quiet)) for c in val]
     val_rows = _rows(val_stages)
 
     def rows(t: str, method: str) -> pd.DataFrame:
@@ -549,7 +563,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
          for t in targets for m in ("none", "unidetox", *cfg.baselines)]
     )  # fmt: skip
     if not st.done:
-        st.begin()
+        _begin(st)
         rep_rows = _rows(rep_stages)
         pp = {c.key + c.prefix: _per_prompt(profile, s) for c, s in rep_stages}
         ci_rows = []
@@ -634,7 +648,8 @@ def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
     """Validation metric rows of the untouched base model and of the toxic model (is the toxic model toxic?)."""
     split = profile.eval.prompt_split
     cands = [untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)]
-    return _rows([(c, evaluate(profile, c, split=split, quiet=quiet)) for c in cands])
+    ppl = profile.study.validation_perplexity
+    return _rows([(c, evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet)) for c in cands])
 
 
 def run_all(profile: Profile, *, quiet: bool = False) -> Study:

@@ -59,6 +59,26 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+DISK_FIX = "Fix: free disk space or choose a writable runs_dir (--set runs_dir=/path/with/space)"
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files and folders left in `directory` by atomic writes a crash interrupted.
+
+    Only call this where no other process is writing (a stage that is starting); returns what was removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    for p in stale:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it into place, on error remove it."""
@@ -66,7 +86,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot create output directory {path.parent}: {e.strerror}") from None
+        raise StoreError(f"cannot create output directory {path.parent}: {e.strerror}. {DISK_FIX}") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -91,7 +111,7 @@ def write_text(path: str | Path, text: str) -> None:
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise StoreError(f"cannot write {path}: {e.strerror or e}") from None
+        raise StoreError(f"cannot write {path}: {e.strerror or e}. {DISK_FIX}") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -149,14 +169,28 @@ class StageDir:
         """Make (or find) the directory for this configuration and write its config.json."""
         return cls.locate(runs_dir, profile, stage, config, inputs).begin()
 
-    def begin(self) -> StageDir:
-        """Create the directory and its config.json, once the stage's inputs are known to be good."""
-        if not (self.path / "config.json").exists():
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreError(f"cannot create {self.path}: {e.strerror}. Choose a writable runs_dir.") from None
+    def begin(self, clean: bool = True) -> StageDir:
+        """Create the directory and its config.json, once the stage's inputs are known to be good.
+
+        With `clean` (pass it on one process only), temporary files that an interrupted earlier run of this
+        stage left behind are removed. A directory created here is removed again when its config.json cannot
+        be written (e.g. a full disk).
+        """
+        if (self.path / "config.json").exists():
+            if clean:
+                remove_stale_temporaries(self.path)
+            return self
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create {self.path}: {e.strerror}. {DISK_FIX}") from None
+        try:
             write_json(self.path / "config.json", self.record or {"stage": self.stage, "key": self.key})
+        except StoreError:
+            if created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
         return self
 
     @property
@@ -190,11 +224,26 @@ class JsonlWriter:
         if not records:
             return
         data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise StoreError(f"cannot write {self.path}: {e.strerror or e}. {DISK_FIX}") from None
         self.records.extend(records)
+
+    def keep(self, predicate) -> int:
+        """Atomically rewrite the stream with only the records `predicate` accepts; returns how many were dropped.
+
+        Used on resume to drop the records of a unit of work whose write was cut short, so it is redone whole.
+        """
+        kept = [r for r in self.records if predicate(r)]
+        dropped = len(self.records) - len(kept)
+        if dropped:
+            write_text(self.path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in kept))
+            self.records = kept
+        return dropped
 
 
 def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:

@@ -47,7 +47,7 @@ from unidetox.checkpoint import (
 )
 from unidetox.config import TrainConfig, to_dict
 from unidetox.models import LoadedModel, resolve_device
-from unidetox.store import JsonlWriter, atomic_dir, canonical_json, read_json, read_jsonl, write_text
+from unidetox.store import DISK_FIX, JsonlWriter, atomic_dir, canonical_json, read_json, read_jsonl, write_text
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +199,16 @@ def _make_accelerator(dev: torch.device):
 
 def _save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch.dtype, extra: dict | None = None):
     """Atomically write a `from_pretrained`-loadable directory (safetensors) with weights in `dtype`."""
-    with atomic_dir(path) as tmp:
-        params_dtype = next(model.parameters()).dtype
-        state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
-        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if extra is not None:
-            (tmp / RESULT_FILE).write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        with atomic_dir(path) as tmp:
+            params_dtype = next(model.parameters()).dtype
+            state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            if extra is not None:
+                (tmp / RESULT_FILE).write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise CheckpointError(f"cannot write model {path}: {e.strerror or e}. {DISK_FIX}") from None
 
 
 def _load_pretrained_weights(model: torch.nn.Module, path: Path) -> None:
