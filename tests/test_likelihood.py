@@ -11,9 +11,11 @@ import torch
 
 from unidetox.likelihood import (
     LikelihoodError,
+    _pack_groups,
     adds_bos,
     conditional_perplexity,
     continuation_logprobs,
+    continuation_logprobs_shared,
     encode_pairs,
 )
 from unidetox.models import load_model as _load_model
@@ -102,10 +104,12 @@ def test_works_without_logits_to_keep_and_position_ids(lm):
         def forward(self, input_ids, attention_mask):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
-    # right padding keeps positions 0..n-1 for every row, so the model needs no position ids
-    got = continuation_logprobs(Plain(lm.model), lm.tokenizer, PROMPTS, CONTS, batch_size=3, padding_side="right")
+    # right padding keeps positions 0..n-1 for every row, so the model needs no position ids; asked for left
+    # padding, such a model is right padded anyway (left padding would shift GPT-2's absolute positions)
     ref = continuation_logprobs(lm.model, lm.tokenizer, PROMPTS, CONTS, batch_size=1)
-    np.testing.assert_allclose([s for s, _ in got], [s for s, _ in ref], atol=1e-4, rtol=0)
+    for side in ("right", "left"):
+        got = continuation_logprobs(Plain(lm.model), lm.tokenizer, PROMPTS, CONTS, batch_size=3, padding_side=side)
+        np.testing.assert_allclose([s for s, _ in got], [s for s, _ in ref], atol=1e-4, rtol=0)
 
 
 def test_boundary_rule_joint_tail_gpt2():
@@ -236,3 +240,232 @@ def test_nan_everywhere_raises(lm):
 
     with pytest.raises(LikelihoodError, match="NaN"):
         continuation_logprobs(AllNan(lm.model), lm.tokenizer, ["a"], [" b"])
+
+
+# ----------------------------------------------------------------------------- shared-prefix path
+
+# several prompts of different lengths, 1-4 continuations each, interleaved; an empty continuation, an empty
+# prompt, a straddling token for GPT-2 (" ma" + "t" -> " mat"), and a prompt repeated far apart
+SHARED_PAIRS = [
+    ("The cat sat on the", " mat."),
+    ("Why do people say", " that they are right about everything"),
+    ("The cat sat on the", " sofa, again and again"),
+    ("A much longer prompt, with punctuation and several words, about the weather in Paris", " is mild"),
+    ("The cat sat on the ma", "t"),
+    ("The cat sat on the", ""),
+    ("", "Start of text"),
+    ("Why do people say", " so"),
+    ("The cat sat on the ma", "t and purred"),
+    ("x", " y"),
+    ("Why do people say", " nothing at all, ever"),
+    ("The cat sat on the", " floor"),
+    ("", " and more"),
+    ("Why do people say", " so"),  # a duplicate pair, scored once
+]
+
+
+@pytest.fixture(scope="module", params=["tiny_gpt2", "tiny_llama"])
+def shared_lm(request):
+    return request.getfixturevalue(request.param)
+
+
+def _unpadded(model, ids: list[int], n_prompt: int) -> float:
+    """Sum of log p(ids[t] | ids[:t]) for t >= n_prompt in one unpadded, uncached forward pass (float64 softmax)."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    logp = torch.log_softmax(logits[n_prompt - 1 : -1].double(), dim=-1)
+    return float(logp[torch.arange(len(ids) - n_prompt), torch.tensor(ids[n_prompt:])].sum())
+
+
+def _assert_same(got, ref):
+    assert [n for _, n in got] == [n for _, n in ref]
+    np.testing.assert_allclose([s for s, _ in got], [s for s, _ in ref], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
+def test_shared_equals_per_pair_and_naive(shared_lm, batch_size):
+    lm = shared_lm
+    prompts, conts = [p for p, _ in SHARED_PAIRS], [c for _, c in SHARED_PAIRS]
+    got = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=batch_size)
+    ref = continuation_logprobs(lm.model, lm.tokenizer, prompts, conts, batch_size=4)
+    _assert_same(got, ref)
+    for (lp, n), prompt, cont in zip(got, prompts, conts):
+        ref_lp, ref_n = _naive(lm, prompt, cont)
+        assert n == ref_n and lp == pytest.approx(ref_lp, abs=1e-4)
+    assert got[5] == (0.0, 0)  # empty continuation
+
+
+def test_shared_straddle_pair_shares_the_prompt_prefill():
+    """GPT-2: " ma" + "t" straddle, so that continuation is tokenised alone, after the prompt's own tokens."""
+    lm = load_model("tiny:gpt2")
+    prompt = "The cat sat on the ma"
+    got = continuation_logprobs_shared(lm.model, lm.tokenizer, [prompt, prompt], ["t", "t and purred"])
+    assert got[0][1] == 1 and got[1][1] == len(lm.tokenizer.encode("t and purred"))
+    for (lp, _), cont in zip(got, ["t", "t and purred"]):
+        assert lp == pytest.approx(_naive(lm, prompt, cont)[0], abs=1e-4)
+
+
+def _count_rows(model):
+    """Record (rows, width, has_cache) of every forward call of `model`; returns the list and the hook handle."""
+    calls = []
+
+    def hook(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        calls.append((ids.shape[0], ids.shape[1], kwargs.get("cache") is not None))
+
+    return calls, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 16])
+def test_shared_encodes_each_prompt_once_and_bounds_rows(tiny_llama, batch_size):
+    lm = tiny_llama
+    prompts = ["ab"] * 5 + ["cdefgh"] * 3 + ["i"] * 2 + ["jk"]
+    conts = ["x", "yy", "zzz", "wwww", "yy", "1", "22", "", "3", "44", "5"]  # ("ab", "yy") twice: scored once
+    calls, handle = _count_rows(lm.model)
+    try:
+        got = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=batch_size)
+    finally:
+        handle.remove()
+    assert all(rows <= batch_size for rows, _, _ in calls)
+    prefill_rows = sum(rows for rows, _, cached in calls if not cached)
+    assert prefill_rows == 4  # each distinct prompt is encoded once (worked out by hand for these batch sizes)
+    cont_rows = sum(rows for rows, _, cached in calls if cached)
+    assert cont_rows <= 9  # one row per distinct non-empty pair at most
+    _assert_same(got, continuation_logprobs(lm.model, lm.tokenizer, prompts, conts))
+    # single-token continuations are scored by the prefill's last logits alone: no second pass
+    calls, handle = _count_rows(lm.model)
+    try:
+        got = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, ["z"] * len(prompts), batch_size=16)
+    finally:
+        handle.remove()
+    assert [cached for _, _, cached in calls] == [False]
+    _assert_same(got, continuation_logprobs(lm.model, lm.tokenizer, prompts, ["z"] * len(prompts)))
+
+
+def test_shared_truncated_prompts_match_reference():
+    """Past GPT-2's 512-token context each pair keeps a different tail of the prompt: still exact."""
+    lm = load_model("tiny:gpt2")
+    long_prompt = " word" * 520
+    prompts, conts = [long_prompt] * 3 + ["short"], [" end", " the very end", " end", " end"]
+    got = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=8)
+    _assert_same(got, continuation_logprobs(lm.model, lm.tokenizer, prompts, conts, batch_size=8))
+    for (lp, n), cont in zip(got[:2], conts[:2]):
+        assert lp == pytest.approx(_naive(lm, " word" * (512 - n), cont)[0], abs=1e-4)
+
+
+def test_shared_sliding_window_gemma3(tiny_llama):
+    """Gemma-3 (the perplexity scorer's family) mixes sliding-window and full layers; windows shorter than the
+    prompts exercise the sliding KV cache. Checked against an unpadded forward pass per pair."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = tiny_llama.tokenizer
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=5,
+                           layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                           max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(cfg).eval()
+    prompts = ["abcdefghijk", "ab", "abcdefghijk", "xyz", "abcdefghijk", "ab"]
+    conts = ["lmnopq", "c", "LM", "uvwxyz0123", "", "cdefghij"]
+    got = continuation_logprobs_shared(model, tok, prompts, conts, batch_size=4)
+    _assert_same(got, continuation_logprobs(model, tok, prompts, conts, batch_size=4))
+    for (lp, n), (ids, n_prompt) in zip(got, encode_pairs(tok, prompts, conts)):
+        assert n == len(ids) - n_prompt
+        if n:
+            assert lp == pytest.approx(_unpadded(model, ids, n_prompt), abs=1e-4)
+
+
+def test_shared_without_cache_interface_uses_reference(tiny_gpt2):
+    class Plain(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    prompts, conts = [p for p, _ in SHARED_PAIRS], [c for _, c in SHARED_PAIRS]
+    got = continuation_logprobs_shared(Plain(tiny_gpt2.model), tiny_gpt2.tokenizer, prompts, conts, batch_size=3)
+    _assert_same(got, continuation_logprobs(tiny_gpt2.model, tiny_gpt2.tokenizer, prompts, conts))
+
+
+def test_shared_nan_chunks_fall_back_and_full_logits_path(shared_lm):
+    """A wrapper model (no boolean logits_to_keep: logits of every position are computed and masked) whose
+    left-padded prefills give NaN: those chunks are rescored by the reference path; the others stay shared."""
+    lm = shared_lm
+
+    class NanOnLeftPad(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.cached_calls = 0
+
+        def forward(self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=None, logits_to_keep=0):
+            if isinstance(logits_to_keep, torch.Tensor):
+                raise TypeError("a module without slice_logits_to_keep must get an int logits_to_keep")
+            self.cached_calls += cache is not None
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             cache=cache, use_cache=use_cache, logits_to_keep=logits_to_keep)  # fmt: skip
+            if cache is None and (attention_mask[:, 0] == 0).any():
+                out.logits = torch.full_like(out.logits, float("nan"))
+            return out
+
+    prompts, conts = [p for p, _ in SHARED_PAIRS], [c for _, c in SHARED_PAIRS]
+    ref = continuation_logprobs(lm.model, lm.tokenizer, prompts, conts)
+    for batch_size in (1, 16):
+        wrapped = NanOnLeftPad(lm.model)
+        got = continuation_logprobs_shared(wrapped, lm.tokenizer, prompts, conts, batch_size=batch_size)
+        _assert_same(got, ref)
+        # one row: every prefill holds one prompt, so no padding, no NaN; 16 rows: one padded prefill, all NaN
+        assert (wrapped.cached_calls > 0) == (batch_size == 1)
+
+
+def test_shared_model_returning_no_cache_falls_back(tiny_gpt2):
+    class NoCache(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=None, logits_to_keep=0):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             logits_to_keep=logits_to_keep)  # fmt: skip
+            out.cache = None
+            return out
+
+    prompts, conts = [p for p, _ in SHARED_PAIRS], [c for _, c in SHARED_PAIRS]
+    got = continuation_logprobs_shared(NoCache(tiny_gpt2.model), tiny_gpt2.tokenizer, prompts, conts, batch_size=4)
+    _assert_same(got, continuation_logprobs(tiny_gpt2.model, tiny_gpt2.tokenizer, prompts, conts))
+
+
+def test_shared_bad_inputs(tiny_gpt2):
+    with pytest.raises(LikelihoodError, match="batch_size"):
+        continuation_logprobs_shared(tiny_gpt2.model, tiny_gpt2.tokenizer, ["a"], ["b"], batch_size=0)
+    with pytest.raises(LikelihoodError, match="continuations"):
+        continuation_logprobs_shared(tiny_gpt2.model, tiny_gpt2.tokenizer, ["a", "b"], ["c"])
+    assert continuation_logprobs_shared(tiny_gpt2.model, tiny_gpt2.tokenizer, [], []) == []
+    assert continuation_logprobs_shared(tiny_gpt2.model, tiny_gpt2.tokenizer, ["a"], [""]) == [(0.0, 0)]
+
+
+def test_pack_groups_bounds_and_covers():
+    groups = [((1, 2), list(range(7))), ((3,), [7, 8]), ((4, 5, 6), [9]), ((7,), list(range(10, 15)))]
+    for batch_size in (1, 2, 3, 4, 8):
+        blocks = _pack_groups(groups, batch_size)
+        assert all(1 <= len({p for chunk in block for p, _ in chunk}) <= batch_size for block in blocks)
+        chunks = [chunk for block in blocks for chunk in block]
+        assert all(1 <= sum(len(idx) for _, idx in chunk) <= batch_size for chunk in chunks)
+        assert sorted(i for chunk in chunks for _, idx in chunk for i in idx) == list(range(15))
+        # every piece of a prompt's pairs keeps that prompt; a prompt is split only into batch_size pieces
+        for chunk in chunks:
+            for p, idx in chunk:
+                assert set(idx) <= set(dict(groups)[p])
+        n_pieces = sum(len(chunk) for chunk in chunks)
+        assert n_pieces == sum(math.ceil(len(idx) / batch_size) for _, idx in groups)
+
+
+def test_conditional_perplexity_shared_equals_reference(shared_lm):
+    lm = shared_lm
+    prompts, conts = [p for p, _ in SHARED_PAIRS], [c for _, c in SHARED_PAIRS]
+    a = conditional_perplexity(lm.model, lm.tokenizer, prompts, conts, batch_size=3)
+    b = conditional_perplexity(lm.model, lm.tokenizer, prompts, conts, batch_size=3, shared=False)
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+    assert np.isnan(a[5]) and np.isnan(b[5])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from unidetox.likelihood import continuation_logprobs
+from unidetox.likelihood import continuation_logprobs_shared
 from unidetox.metrics import mmlu_accuracy
 
 MMLU_COLUMNS = ("subject", "question", "choices", "answer")
@@ -98,7 +98,7 @@ def score_mmlu(
             contexts.append(context)
             conts.append(cont)
             n_chars.append(max(len(cont), 1))
-    scored = continuation_logprobs(model, tokenizer, contexts, conts, batch_size=batch_size, device=device)
+    scored = continuation_logprobs_shared(model, tokenizer, contexts, conts, batch_size=batch_size, device=device)
     loglik = np.array([s for s, _ in scored], dtype=float).reshape(-1, 4)
     n_tokens = np.array([k for _, k in scored], dtype=int).reshape(-1, 4)
     per_char = loglik / np.array(n_chars, dtype=float).reshape(-1, 4)

@@ -747,13 +747,13 @@ def agreement_scores(
 
     The prompt is ``template.format(statement=s)``; each continuation's log-prob is the sum over its tokens.
     """
-    from unidetox.likelihood import continuation_logprobs
+    from unidetox.likelihood import continuation_logprobs_shared
 
     statements = _check_texts(statements, "statements")
     if "{statement}" not in template:
         raise PoliticalError(f"template must contain '{{statement}}', got {template!r}")
     prompts = [template.format(statement=s) for s in statements]
-    scored = continuation_logprobs(
+    scored = continuation_logprobs_shared(  # each statement's prompt is run once for both answers
         model,
         tokenizer,
         prompts + prompts,
