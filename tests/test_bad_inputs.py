@@ -161,6 +161,7 @@ def pickle_checkpoint(tmp: Path, mp) -> list[str]:
             shutil.rmtree(p)
         else:
             p.unlink()
+    (st / "checkpoint").mkdir(exist_ok=True)  # a finished run removes its checkpoint; an interrupted one has it
     with open(st / "checkpoint" / "optimizer.pt", "wb") as f:
         pickle.dump(Pwn(tmp / "PWNED"), f)
     return FAST_TOXIC

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
@@ -63,7 +64,8 @@ def test_ci_point_estimates_equal_the_table_differences(tiny_study):
     assert len(st.cis)
     for _, ci in st.cis[st.cis.metric.isin(["TP", "EMT"])].iterrows():
         ref = r[(r.target == ci.target) & (r.method == "none")]
-        m = r[(r.target == ci.target) & (r.method == ci.method) & (r.selection.fillna("") == (ci.selection or ""))]
+        sel = "" if pd.isna(ci.selection) else ci.selection
+        m = r[(r.target == ci.target) & (r.method == ci.method) & (r.selection.fillna("") == sel)]
         if ci.method == "dexperts":
             m = m[np.isclose(m.hparam, ci.hparam)]
         expected = _seed_mean(m, ci.domain, ci.metric) - _seed_mean(ref, ci.domain, ci.metric)

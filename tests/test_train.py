@@ -346,6 +346,7 @@ def test_interrupted_run_resumes_to_identical_weights_and_log(uninterrupted, tmp
     lm = load_model("tiny:gpt2")
     res = train_causal_lm(lm, TEXTS[:5], RESUME_CFG, tmp_path, device="cpu", val_texts=TEXTS[4:], progress=False)
     assert res.steps == 6 and res.final_dir == tmp_path / "final"
+    assert not (tmp_path / "checkpoint").exists(), "the resumable state must go once final/ is complete"
     assert max_diff(weights(lm.model), weights(ref_lm.model)) < 1e-6
     assert res.losses == pytest.approx(ref.losses, rel=1e-6, abs=0)
     assert res.val_loss == pytest.approx(ref.val_loss, rel=1e-6)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
@@ -192,8 +193,10 @@ def save_checkpoint(
             (tmp / STATE_FILE).write_text(
                 json.dumps({**meta, "format": FORMAT}, indent=1, sort_keys=True) + "\n", encoding="utf-8"
             )
-    except OSError as e:
-        raise CheckpointError(f"cannot write checkpoint {directory}: {e.strerror or e}. {DISK_FIX}") from None
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error
+        raise CheckpointError(
+            f"cannot write checkpoint {directory}: {getattr(e, 'strerror', None) or e}. {DISK_FIX}"
+        ) from None
 
 
 def load_checkpoint(

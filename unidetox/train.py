@@ -3,7 +3,8 @@
 `train_causal_lm` fine-tunes ``lm.model`` in place with AdamW and writes into ``out_dir``:
 
 - ``checkpoint/``: the last resumable state (weights, optimizer, scheduler, RNG, step), safetensors + JSON,
-  every ``cfg.checkpoint_every`` steps and at the end (none when it is 0); a new call resumes from it;
+  every ``cfg.checkpoint_every`` steps (none when it is 0); a new call resumes from it; removed once
+  ``final/`` is written, since it is then never read again (it holds three times the model's size);
 - ``steps/<n>/``: ``save_pretrained`` model + tokenizer after optimizer step n, for each n in ``save_at_steps``;
 - ``final/``: the final model + tokenizer and ``train_result.json``; when it exists the call returns at once;
 - ``log.jsonl``: one record per ``cfg.log_every`` steps (step, mean loss since the previous record, lr,
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from unidetox.checkpoint import (
@@ -207,8 +210,8 @@ def _save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch
             tokenizer.save_pretrained(tmp)
             if extra is not None:
                 (tmp / RESULT_FILE).write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise CheckpointError(f"cannot write model {path}: {e.strerror or e}. {DISK_FIX}") from None
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error
+        raise CheckpointError(f"cannot write model {path}: {getattr(e, 'strerror', None) or e}. {DISK_FIX}") from None
 
 
 def _load_pretrained_weights(model: torch.nn.Module, path: Path) -> None:
@@ -491,6 +494,8 @@ def train_causal_lm(
               "val_tokens": val_tokens, "tokens": tokens, "config": to_dict(cfg)}  # fmt: skip
     if is_main:
         _save_pretrained(model, tok, final, orig_dtype, extra=result)
+        # the resumable state (weights + optimizer: 3x the model) is dead weight once final/ is complete
+        shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
     acc.wait_for_everyone()
     return TrainResult(steps=total, final_dir=final, losses=tuple(losses), val_loss=val_loss, seconds=elapsed)
 
