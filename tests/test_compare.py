@@ -138,3 +138,21 @@ def test_paired_ci_needs_the_same_prompts():
     d = ["religion", "disability"]
     with pytest.raises(MetricError, match="same prompts"):
         paired_ci(_pp([1, 0], d), _pp([1, 0, 1], d + ["religion"]))
+
+
+def test_verdicts_state_the_interval_and_the_floor():
+    from unidetox.tables import verdicts
+
+    main = pd.DataFrame(
+        [
+            {"target": "m", "method": "No detoxification", "TP (in)": 0.02, "PPL": 10.0, "note": ""},
+            {"target": "m", "method": "UniDetox", "TP (in)": 0.0, "PPL": 12.5, "note": "", "ΔTP (in)": -0.2,
+             "ΔTP (in) lo": -0.3, "ΔTP (in) hi": -0.1, "ΔEMT (in)": 0.01, "ΔEMT (in) lo": -0.02, "ΔEMT (in) hi": 0.05},
+            {"target": "m", "method": "DExperts", "note": "n/a: tokenizer"},
+        ]
+    )  # fmt: skip
+    text = verdicts(main)
+    assert "only 0.020" in text  # below the floor: said so
+    assert "ΔTP (in) -0.200 [-0.300, -0.100], lower than the untouched model" in text
+    assert "ΔEMT (in) +0.010 [-0.020, +0.050]" in text and "perplexity 10.0 → 12.5" in text
+    assert "DExperts: n/a: tokenizer." in text

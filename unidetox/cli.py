@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("-p", dest="params", action="append", default=[], metavar="NAME=VALUE",
                     help="extra notebook parameter (repeatable)")  # fmt: skip
     bk.add_argument("--no-html", action="store_true", help="execute notebooks only")
+    bk.add_argument("--force", action="store_true",
+                    help="re-execute every notebook (the cache sees notebook, parameters and profile, not the package)")  # fmt: skip
     return ap
 
 
@@ -132,7 +134,7 @@ def run(argv: list[str] | None = None) -> int:
             from .book import build_book
 
             out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
-                             html=not args.no_html)  # fmt: skip
+                             html=not args.no_html, force=args.force)  # fmt: skip
             print(f"book: {out}")
     except _user_errors() as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

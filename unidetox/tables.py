@@ -170,7 +170,8 @@ def grid_curves(validation: pd.DataFrame, method: str = "unidetox") -> pd.DataFr
 
 def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """The main table as strings: 'mean ± std' cells, Δ with its interval, 'n/a: …' notes for methods that do not apply."""
-    out = pd.DataFrame({"target": main.target, "method": main.method, "config": main.get("config", "")})
+    short = main.target.map(lambda t: t.split(":")[-1].rstrip("/").split("/")[-1])  # packaged:x -> x, org/x -> x
+    out = pd.DataFrame({"target": short, "method": main.method, "config": main.get("config", "")})
 
     def pm(col: str, d: int = digits) -> pd.Series:
         if col not in main:
@@ -192,23 +193,38 @@ def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out.fillna("")
 
 
-def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)") -> str:
-    """A Markdown list: per target and method, the change in `col` and whether its interval excludes 0."""
+def _interval_word(lo: float, hi: float) -> str:
+    if hi < 0:
+        return "lower than the untouched model (the interval excludes 0)"
+    if lo > 0:
+        return "higher than the untouched model (the interval excludes 0)"
+    return "not distinguishable from the untouched model (the interval contains 0)"
+
+
+def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)", floor: float = 0.05) -> str:
+    """A Markdown list: per target and method, the change in `col` (and in EMT), whether its interval excludes 0,
+    and the perplexity it costs; a note where the untouched model's TP is below `floor` (nothing to remove)."""
     lines = []
+    base = {r.target: r for _, r in main[main.method == METHOD_NAMES["none"]].iterrows()}
+    for target, b in base.items():
+        if "TP (in)" in main and not pd.isna(b["TP (in)"]) and b["TP (in)"] < floor:
+            lines.append(f"- **{target}** untouched has an in-distribution TP of only {b['TP (in)']:.3f}: at this "
+                         "number of samples per prompt it is rarely toxic, so a reduction can hardly be measured.")  # fmt: skip
     for _, r in main.iterrows():
         if r.get("note", "") and str(r["note"]).startswith("n/a"):
             lines.append(f"- **{r.target}**, {r.method}: {r['note']}.")
             continue
         if col not in main or pd.isna(r.get(col)):
             continue
-        lo, hi = r[f"{col} lo"], r[f"{col} hi"]
-        if hi < 0:
-            word = "lower than the untouched model (the interval excludes 0)"
-        elif lo > 0:
-            word = "higher than the untouched model (the interval excludes 0)"
-        else:
-            word = "not distinguishable from the untouched model (the interval contains 0)"
-        lines.append(f"- **{r.target}**, {r.method}: {col} {r[col]:+.3f} [{lo:+.3f}, {hi:+.3f}], {word}.")
+        text = f"- **{r.target}**, {r.method}: {col} {r[col]:+.3f} [{r[f'{col} lo']:+.3f}, {r[f'{col} hi']:+.3f}], "
+        text += _interval_word(r[f"{col} lo"], r[f"{col} hi"])
+        emt = col.replace("TP", "EMT")
+        if emt in main and not pd.isna(r.get(emt)):
+            text += f"; {emt} {r[emt]:+.3f} [{r[f'{emt} lo']:+.3f}, {r[f'{emt} hi']:+.3f}]"
+        b = base.get(r.target)
+        if b is not None and "PPL" in main and not pd.isna(r.get("PPL")) and not pd.isna(b["PPL"]):
+            text += f"; perplexity {b['PPL']:.1f} → {r['PPL']:.1f}"
+        lines.append(text + ".")
     return "\n".join(lines)
 
 
