@@ -329,6 +329,7 @@ def train_causal_lm(
     fingerprint = run_fingerprint(cfg, texts)
     done_result = _finished(out_dir, lm, fingerprint)
     if done_result is not None:
+        shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # a kill can fall between final/ and this cleanup
         return done_result
 
     dev = resolve_device(device)
