@@ -56,7 +56,7 @@ prof = notebook_profile(profile, overrides)
 paper = load_profile("paper")
 tox = prof.toxic
 tox_stage = P.silently(P.toxic_model, prof, quiet=True)
-base_name, toxic_name = f"base ({P.short_name(tox.base_model)})", f"toxic ({P.short_name(tox.base_model)} fine-tuned)"
+base_name, toxic_name = f"base ({T.short_name(tox.base_model)})", f"toxic ({T.short_name(tox.base_model)} fine-tuned)"
 run = tox.train
 length = f"{run.max_steps} optimizer steps" if run.max_steps else f"{run.epochs} epochs"
 display(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import IN_DISTRIBUTION, IN_DOMAINS, OOD_DOMAIN, OUT_OF_DISTRIBUTION, MetricError
+from .metrics import IN_DISTRIBUTION, IN_DOMAINS, OOD_DOMAIN, OUT_OF_DISTRIBUTION, MetricError, per_prompt_toxicity
 
 #: metric -> (column of per-prompt numerators, column of denominators)
 PER_PROMPT = {"TP": ("toxic", "one"), "EMT": ("max_score", "one"), "PPL": ("ppl_sum", "ppl_n")}
@@ -26,29 +26,30 @@ PER_PROMPT = {"TP": ("toxic", "one"), "EMT": ("max_score", "one"), "PPL": ("ppl_
 GROUPS = {IN_DISTRIBUTION: IN_DOMAINS, OUT_OF_DISTRIBUTION: (OOD_DOMAIN,), "all": (*IN_DOMAINS, OOD_DOMAIN)}
 
 
+def _best(tidy: pd.DataFrame, keys: list[str], what: str) -> pd.Series:
+    """Seed-mean in-distribution TP and EMT per value of `keys`; the row with the lowest TP, then EMT, then keys."""
+    need = {*keys, "domain", "metric", "value"}
+    if not need <= set(tidy.columns):
+        raise MetricError(f"choosing {what} needs columns {sorted(need)}, got {sorted(tidy.columns)}")
+    rows = tidy[(tidy.domain == IN_DISTRIBUTION) & tidy.metric.isin(["TP", "EMT"])]
+    if rows.empty:
+        raise MetricError(f"choosing {what}: no in-distribution TP/EMT rows to choose from (evaluate the grid first)")
+    means = rows.groupby([*keys, "metric"]).value.mean().unstack("metric").reset_index()
+    return means.sort_values(["TP", "EMT", *keys], kind="stable").iloc[0]
+
+
 def choose_config(tidy: pd.DataFrame) -> tuple[float, int]:
-    """``(lr, steps)`` of the best grid point of one target's validation rows.
+    """``(lr, steps)`` of the best grid point of one target's validation rows (ties: fewer steps, then smaller lr).
 
     tidy: rows with columns lr, steps, seed, domain, metric, value (one target, one method).
     """
-    need = {"lr", "steps", "domain", "metric", "value"}
-    if not need <= set(tidy.columns):
-        raise MetricError(f"choose_config needs columns {sorted(need)}, got {sorted(tidy.columns)}")
-    rows = tidy[(tidy.domain == IN_DISTRIBUTION) & tidy.metric.isin(["TP", "EMT"])]
-    if rows.empty:
-        raise MetricError("choose_config: no in-distribution TP/EMT rows to choose from (evaluate the grid first)")
-    means = rows.groupby(["lr", "steps", "metric"]).value.mean().unstack("metric").reset_index()
-    best = means.sort_values(["TP", "EMT", "steps", "lr"], kind="stable").iloc[0]
+    best = _best(tidy, ["steps", "lr"], "a configuration")
     return float(best.lr), int(best.steps)
 
 
 def choose_value(tidy: pd.DataFrame, column: str) -> float:
     """The value of `column` (e.g. DExperts' lambda) with the lowest in-distribution TP, then EMT, then smaller."""
-    rows = tidy[(tidy.domain == IN_DISTRIBUTION) & tidy.metric.isin(["TP", "EMT"])]
-    if rows.empty:
-        raise MetricError(f"choose_value: no in-distribution TP/EMT rows to choose {column} from")
-    means = rows.groupby([column, "metric"]).value.mean().unstack("metric").reset_index()
-    return float(means.sort_values(["TP", "EMT", column], kind="stable").iloc[0][column])
+    return float(_best(tidy, [column], column)[column])
 
 
 def per_prompt_values(
@@ -61,12 +62,13 @@ def per_prompt_values(
     """One row per prompt: ``prompt_id, domain, toxic, max_score, one, ppl_sum, ppl_n``, averaged over seeds.
 
     generations: one row per continuation (seed, prompt_id, domain, toxicity); a prompt is toxic in a seed
-    when any continuation scores ``> threshold``. perplexities: one row per continuation (seed, prompt_id,
-    sample, ppl); ``ppl_sum``/``ppl_n`` are the sum and count of kept values (``< max_ppl``) over seeds, so the
-    pooled mean perplexity of any set of prompts is ``sum(ppl_sum) / sum(ppl_n)``.
+    when any continuation scores ``> threshold`` (:func:`unidetox.metrics.per_prompt_toxicity`). perplexities:
+    one row per continuation (seed, prompt_id, sample, ppl); ``ppl_sum``/``ppl_n`` are the sum and count of
+    kept values (``< max_ppl``) over seeds, so the pooled mean perplexity of any set of prompts is
+    ``sum(ppl_sum) / sum(ppl_n)``.
     """
-    g = generations.groupby(["seed", "prompt_id", "domain"]).toxicity.max().rename("max_score").reset_index()
-    g["toxic"] = (g.max_score > threshold).astype(float)
+    scores = generations[["seed", "prompt_id", "domain", "toxicity"]].rename(columns={"toxicity": "score"})
+    g = per_prompt_toxicity(scores, threshold=threshold, strict=True)
     out = g.groupby(["prompt_id", "domain"])[["toxic", "max_score"]].mean().reset_index()
     out["one"] = 1.0
     if perplexities is not None and len(perplexities):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +128,7 @@ def distill(
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
     writer = JsonlWriter(path)
     sizes = dict(enumerate(size for _, size in batch_plan(cfg)))
-    counts = Counter(r["batch"] for r in writer.records)
-    finished = {b for b, n in counts.items() if n == sizes.get(b)}
-    writer.keep(lambda r: r["batch"] in finished)  # a batch whose write was cut short is redone whole
+    finished = writer.complete_units(lambda r: r["batch"], sizes)  # a batch cut short is redone whole
     plan = [(b, first, size) for b, (first, size) in enumerate(batch_plan(cfg)) if b % world_size == rank]
     todo = [p for p in plan if p[0] not in finished]
     t0, n_tok = time.perf_counter(), 0

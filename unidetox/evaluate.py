@@ -13,7 +13,6 @@ scorer that fails or returns a non-finite value stops the run.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +27,10 @@ from .generate import GenerationSettings, generate_unit, plan_units, unit_genera
 from .likelihood import conditional_perplexity
 from .models import LoadedModel
 from .store import JsonlWriter, read_jsonl
+
+
+def _unit_key(record: dict) -> tuple[int, int]:
+    return record["seed"], record["unit"]
 
 
 class EvaluationError(RuntimeError):
@@ -93,9 +96,7 @@ def generate_and_score(
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
     writer = JsonlWriter(path)
     rows = {(seed, u): (e - s) * settings.samples_per_prompt for seed, u, s, e in units}
-    counts = Counter((r["seed"], r["unit"]) for r in writer.records)
-    done = {key for key, n in counts.items() if n == rows.get(key)}
-    writer.keep(lambda r: (r["seed"], r["unit"]) in done)  # a unit whose write was cut short is redone whole
+    done = writer.complete_units(_unit_key, rows)  # a unit cut short is redone whole
     todo = [x for x in mine if (x[0], x[1]) not in done]
     dev = next(lm.model.parameters()).device
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"generate {lm.spec}", unit="unit",
@@ -138,9 +139,7 @@ def score_perplexity(
     by_unit: dict[tuple[int, int], list[dict]] = {}
     for r in generations:
         by_unit.setdefault((r["seed"], r["unit"]), []).append(r)
-    counts = Counter((r["seed"], r["unit"]) for r in writer.records)
-    done = {key for key, n in counts.items() if n == len(by_unit.get(key, ()))}
-    writer.keep(lambda r: (r["seed"], r["unit"]) in done)  # a unit whose write was cut short is redone whole
+    done = writer.complete_units(_unit_key, {k: len(v) for k, v in by_unit.items()})  # a unit cut short is redone
     todo = [k for k in by_unit if k not in done]
     for key in tqdm(todo, desc=f"perplexity {ppl_lm.spec}", unit="unit", disable=not progress):
         recs = by_unit[key]

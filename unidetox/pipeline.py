@@ -623,13 +623,10 @@ def text_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[str]]:
     }
 
 
-def short_name(spec: str) -> str:
-    """A display name for a model spec: 'packaged:smollm2-135m' -> 'smollm2-135m', 'org/name' -> 'name'."""
-    return spec.split(":")[-1].rstrip("/").split("/")[-1]
-
-
 def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
     """(label, model path or spec) of the models the political-bias analysis probes."""
+    from .tables import short_name
+
     st = study(profile, quiet=quiet)
     base = profile.toxic.base_model
     out = [

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,17 +234,20 @@ class JsonlWriter:
             raise StoreError(f"cannot write {self.path}: {e.strerror or e}. {DISK_FIX}") from None
         self.records.extend(records)
 
-    def keep(self, predicate) -> int:
-        """Atomically rewrite the stream with only the records `predicate` accepts; returns how many were dropped.
+    def complete_units(self, unit, expected: dict) -> set:
+        """Units of work whose records are all in the stream; the records of any other unit are dropped.
 
-        Used on resume to drop the records of a unit of work whose write was cut short, so it is redone whole.
+        `unit` maps a record to its unit key; `expected` maps a unit key to its number of records. A unit whose
+        write was cut short (a kill inside a multi-record append, a full disk) is removed atomically, so the
+        caller redoes it whole. Returns the keys of the complete units.
         """
-        kept = [r for r in self.records if predicate(r)]
-        dropped = len(self.records) - len(kept)
-        if dropped:
+        counts = Counter(unit(r) for r in self.records)
+        done = {key for key, n in counts.items() if n == expected.get(key)}
+        kept = [r for r in self.records if unit(r) in done]
+        if len(kept) < len(self.records):
             write_text(self.path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in kept))
             self.records = kept
-        return dropped
+        return done
 
 
 def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:

@@ -40,6 +40,11 @@ COLUMNS = [  # (domain, metric) -> display column
 ]
 
 
+def short_name(spec: str) -> str:
+    """A display name for a model spec: 'packaged:smollm2-135m' -> 'smollm2-135m', 'org/name' -> 'name'."""
+    return spec.split(":")[-1].rstrip("/").split("/")[-1]
+
+
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
     """Labels with missing values made comparable ('' selection, NaN numbers)."""
     out = df.copy()
@@ -170,8 +175,7 @@ def grid_curves(validation: pd.DataFrame, method: str = "unidetox") -> pd.DataFr
 
 def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """The main table as strings: 'mean ± std' cells, Δ with its interval, 'n/a: …' notes for methods that do not apply."""
-    short = main.target.map(lambda t: t.split(":")[-1].rstrip("/").split("/")[-1])  # packaged:x -> x, org/x -> x
-    out = pd.DataFrame({"target": short, "method": main.method, "config": main.get("config", "")})
+    out = pd.DataFrame({"target": main.target.map(short_name), "method": main.method, "config": main.get("config", "")})
 
     def pm(col: str, d: int = digits) -> pd.Series:
         if col not in main:
