@@ -9,6 +9,8 @@ Specs (``EvalConfig.scorer``):
 - ``tiny``: a tiny random GPT-2 sequence classifier (fixed seed, real GPT-2 tokenizer) on the same ``hf`` code
   path, for tests and CI; its scores mean nothing but are deterministic and spread over (0, 1).
 - ``detoxify``: ``detoxify.Detoxify("original")`` when that package and its (downloaded) weights are available.
+- ``hatesonar``: offline; TF-IDF + logistic regression (ONNX) from the PyPI package ``hatesonar==0.1.0``, a
+  second scorer sharing no model or data with the others (:mod:`unidetox.sonar_scorer`).
 - ``toxblock``: offline; a PyTorch port of the Keras BiLSTM classifier shipped in the PyPI package
   ``tox-block==0.1.2`` (weights read with h5py, tokenizer pickle read through :mod:`unidetox.safe_pickle`).
 
@@ -765,7 +767,7 @@ def load_toxblock(
 
 # ============================================================================ entry point
 
-SPECS_HELP = "hf:<hub id or local dir>[#<label>], tiny, detoxify, toxblock"
+SPECS_HELP = "hf:<hub id or local dir>[#<label>], tiny, detoxify, toxblock, hatesonar"
 
 
 def load_scorer(
@@ -786,6 +788,10 @@ def load_scorer(
         return _load_detoxify(spec.partition(":")[2] or "original", device, batch_size)
     if spec == "toxblock":
         return load_toxblock(device=device, batch_size=batch_size)
+    if spec == "hatesonar":
+        from unidetox.sonar_scorer import load_hatesonar
+
+        return load_hatesonar(batch_size=batch_size)
     raise ScorerError(f"unknown scorer spec {spec!r}; use one of: {SPECS_HELP}")
 
 
