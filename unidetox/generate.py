@@ -53,16 +53,24 @@ def generate_unit(
     settings: GenerationSettings,
     generator: torch.Generator,
     make_source: Callable[[], ScoreSource] | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[str]]:
-    """k continuations for each prompt: ``[[str] * k] * len(prompts)``; prompt text excluded."""
+    """k continuations for each prompt: ``[[str] * k] * len(prompts)``; prompt text excluded.
+
+    A prompt (prefix included) longer than `max_prompt_tokens` keeps only its last `max_prompt_tokens` tokens.
+    """
     k = settings.samples_per_prompt
     texts = [settings.prefix + p for p in prompts]
     enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask
+    if max_prompt_tokens is not None and ids.shape[1] > max_prompt_tokens:
+        # left padding right-aligns every prompt, so the last columns are each prompt's last tokens
+        ids, mask = ids[:, -max_prompt_tokens:], mask[:, -max_prompt_tokens:]
     source = make_source() if make_source is not None else CausalLMSource(model)
     new = sample_loop(  # each prompt is encoded once; its KV cache is shared by its k samples
         source,
-        enc.input_ids,
-        enc.attention_mask,
+        ids,
+        mask,
         repeats=k,
         max_new_tokens=settings.max_new_tokens,
         params=settings.params,
