@@ -80,18 +80,22 @@ def store_lock(runs_dir: str | Path, profile: str, *, wait: bool = True, command
     told = False
     while True:
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            who = describe_holder(root)
-            if not wait:
-                raise StoreBusy(
-                    f"the run store {root} is in use by {who}. Fix: wait for that command to finish (leave out "
-                    "--no-wait to wait for it), or use another run store (--set runs_dir=PATH)"
-                ) from None
-            if not told:
-                print(f"waiting for the run store {root}: in use by {who}", file=sys.stderr, flush=True)
-                told = True
-            lock.acquire()
+            root.mkdir(parents=True, exist_ok=True)  # again: a holder that wrote nothing removes what it created
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                who = describe_holder(root)
+                if not wait:
+                    raise StoreBusy(
+                        f"the run store {root} is in use by {who}. Fix: wait for that command to finish (leave out "
+                        "--no-wait to wait for it), or use another run store (--set runs_dir=PATH)"
+                    ) from None
+                if not told:
+                    print(f"waiting for the run store {root}: in use by {who}", file=sys.stderr, flush=True)
+                    told = True
+                lock.acquire()
+        except FileNotFoundError:
+            continue
         except OSError as e:
             raise StoreError(f"cannot lock {root / LOCK}: {e.strerror or e}. {DISK_FIX}") from None
         try:  # the file we locked may have been removed by a holder that wrote nothing: lock the current one
