@@ -105,8 +105,8 @@ def _verify(profile, args) -> int:
     damaged = {path: problems for path, problems in report.items() if problems}
     for path, problems in damaged.items():
         print(f"damaged: {path}: {describe_damage(problems)}")
-    print(f"verify: {len(report)} finished stages in {root}, {len(damaged)} damaged"
-          + (" (the command that made a stage recomputes it when it is next run)" if damaged else ""))  # fmt: skip
+    fix = ". Fix: delete each damaged file named above and rerun the command that made it (it recomputes that stage)"
+    print(f"verify: {len(report)} finished stages in {root}, {len(damaged)} damaged" + (fix if damaged else ""))
     return 1 if damaged else 0
 
 

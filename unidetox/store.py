@@ -285,9 +285,11 @@ class StageDir:
         return self.path / name
 
 
-def describe_damage(problems: dict[str, str]) -> str:
-    """``"texts.jsonl missing; final/model.safetensors 10 bytes, 20 recorded"``."""
-    return "; ".join(f"{rel} {what}" for rel, what in problems.items())
+def describe_damage(problems: dict[str, str], most: int = 3) -> str:
+    """``"texts.jsonl missing; final/model.safetensors 10 bytes, 20 recorded"`` (the first `most`, then a count)."""
+    items = [f"{rel} {what}" for rel, what in problems.items()]
+    more = f"; and {len(items) - most} more" if len(items) > most else ""
+    return "; ".join(items[:most]) + more
 
 
 def file_records(root: str | Path) -> dict[str, dict]:
