@@ -174,11 +174,32 @@ def run(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
-    since, profile = time.time(), None
+    since, profile, held = time.time(), None, contextlib.ExitStack()
     try:
         profile = load_profile(args.profile, args.overrides)
-        with _store_lock(profile, args, argv):
-            return _dispatch(profile, args)
+        held.enter_context(_store_lock(profile, args, argv))
+        if args.command == "verify":
+            return _verify(profile, args)
+        from . import pipeline as P
+
+        if args.command == "toxic-model":
+            P.toxic_model(profile, quiet=args.quiet)
+        elif args.command == "distill":
+            P.distill(profile, quiet=args.quiet)
+        elif args.command == "detox":
+            P.detox_all(profile, quiet=args.quiet)
+        elif args.command == "evaluate":
+            _evaluate(profile, args)
+        elif args.command == "pipeline":
+            st = P.run_all(profile, quiet=args.quiet)
+            lr, steps = st.chosen
+            print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
+        elif args.command == "book":
+            from .book import build_book
+
+            out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
+                             html=not args.no_html, force=args.force)  # fmt: skip
+            print(f"book: {out}")
     except _user_errors() as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -189,34 +210,9 @@ def run(argv: list[str] | None = None) -> int:
         print(f"\n{_interrupted(profile, since, 'terminated (SIGTERM)')}", file=sys.stderr)
         return 143
     finally:
+        held.close()  # the run store's lock
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _dispatch(profile, args) -> int:
-    """Run the command `args` names on `profile`; its exit status."""
-    if args.command == "verify":
-        return _verify(profile, args)
-    from . import pipeline as P
-
-    if args.command == "toxic-model":
-        P.toxic_model(profile, quiet=args.quiet)
-    elif args.command == "distill":
-        P.distill(profile, quiet=args.quiet)
-    elif args.command == "detox":
-        P.detox_all(profile, quiet=args.quiet)
-    elif args.command == "evaluate":
-        _evaluate(profile, args)
-    elif args.command == "pipeline":
-        st = P.run_all(profile, quiet=args.quiet)
-        lr, steps = st.chosen
-        print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
-    elif args.command == "book":
-        from .book import build_book
-
-        out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
-                         html=not args.no_html, force=args.force)  # fmt: skip
-        print(f"book: {out}")
     return 0
 
 
