@@ -251,6 +251,10 @@ def test_deleted_detox_step_is_restored(server, tmp_path):
     assert "steps/2/model.safetensors missing" in line or "steps/2/config.json missing" in line, line
     assert compare_trees(det, good, skip_content=frozenset({"DONE"})) == []
     assert (det / "DONE").exists() and not StageDir(det, "detox", det.name).damage(hashes=True)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {f.relative_to(runs): f.stat().st_mode & 0o777 for f in runs.rglob("*") if f.is_file()}
+    assert {f: m for f, m in modes.items() if m != 0o666 & ~mask} == {}  # the umask, not 0600 (weights included)
 
 
 def test_verify_without_a_store(tmp_path, capsys):
@@ -508,14 +512,17 @@ def test_outputs_honour_the_umask(tmp_path, umask, file_mode, dir_mode):
     try:
         write_text(tmp_path / "a.txt", "x")
         with atomic_dir(tmp_path / "d") as tmp:
-            (tmp / "f").write_text("y")
+            os.close(os.open(tmp / "f", os.O_CREAT | os.O_WRONLY, 0o600))  # as save_pretrained writes its weights
+            (tmp / "sub").mkdir(mode=0o700)
         st = StageDir.create(tmp_path / "runs", "tiny", "x", {"a": 1})
         st.mark_done()
     finally:
         os.umask(old)
     for f in (tmp_path / "a.txt", st / "DONE", st / "config.json"):
         assert f.stat().st_mode & 0o777 == file_mode, f
-    assert (tmp_path / "d").stat().st_mode & 0o777 == dir_mode
+    for f in (tmp_path / "d" / "f",):
+        assert f.stat().st_mode & 0o777 == file_mode, f
+    assert (tmp_path / "d").stat().st_mode & 0o777 == (tmp_path / "d" / "sub").stat().st_mode & 0o777 == dir_mode
 
 
 def test_sigterm_handler_is_restored_after_run(tmp_path, capsys):

@@ -81,9 +81,12 @@ def _umask() -> int:
 
 
 def _default_mode(path: Path) -> None:
-    """Give a temporary file (0600) or directory (0700) the mode ``open``/``mkdir`` would: 0666/0777 less the umask."""
-    with contextlib.suppress(OSError):
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+    """Give a temporary file (0600) or directory (0700), and all a directory holds, the mode ``open``/``mkdir``
+    would: 0666/0777 less the umask (libraries write some files, e.g. ``model.safetensors``, as 0600 too)."""
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        with contextlib.suppress(OSError):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 DISK_FIX = "Fix: free disk space or choose a writable runs_dir (--set runs_dir=/path/with/space)"
