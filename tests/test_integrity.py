@@ -45,7 +45,7 @@ from unidetox.cli import run
 from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig, load_profile, parse_override
 from unidetox.distill import DistillError, check_length
 from unidetox.evaluate import EvaluationError, prompt_budget
-from unidetox.generate import GenerationSettings, generate_unit, unit_generator
+from unidetox.generate import GenerationSettings, fit_left, generate_unit, unit_generator
 from unidetox.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
 from unidetox.models import ModelLoadError, load_model, save_model
 from unidetox.sampling import CausalLMSource, sample_loop, strip_after_eos
@@ -334,6 +334,28 @@ def test_long_prompts_are_truncated_from_the_left(tiny_gpt2):
     assert got == [rows[0:2], rows[2:4]]
     with pytest.raises((IndexError, RuntimeError)):  # what happened before: positions beyond the model's 512
         generate_unit(tiny_gpt2.model, tok, prompts, settings, unit_generator("cpu", 42, 0))
+
+
+def test_truncation_keeps_the_start_token_and_the_prefix(tiny_llama):
+    """With a prefix (the safety pre-prompt) and a tokenizer that adds a start token, only the prompt is cut."""
+    tok, prefix = tiny_llama.tokenizer, "Be respectful.\n"
+    prompts = ["x" * 5000, "short one"]
+    settings = GenerationSettings(samples_per_prompt=1, max_new_tokens=12, prefix=prefix)
+    limit, n_long = prompt_budget(tiny_llama, prompts, prefix, 12)
+    assert (limit, n_long) == (500, 1)
+    ids, mask = fit_left(tok, prefix, prompts, limit)
+    head = tok(prefix).input_ids
+    assert tok("").input_ids and head[: len(tok("").input_ids)] == tok("").input_ids  # a start token is added
+    long_row = ids[0][mask[0].bool()].tolist()
+    assert len(long_row) == limit and long_row[: len(head)] == head
+    assert long_row[len(head) :] == tok(prefix + prompts[0]).input_ids[-(limit - len(head)) :]
+    assert ids[1][mask[1].bool()].tolist() == tok(prefix + prompts[1]).input_ids
+    assert tok.decode(long_row, skip_special_tokens=True).startswith(prefix + "xxx")
+    got = generate_unit(tiny_llama.model, tok, prompts, settings, unit_generator("cpu", 1, 0), max_prompt_tokens=limit)
+    new = sample_loop(CausalLMSource(tiny_llama.model), ids, mask, repeats=1, max_new_tokens=12,
+                      params=settings.params, generator=unit_generator("cpu", 1, 0),
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    assert got == [[tok.decode(r, skip_special_tokens=True)] for r in strip_after_eos(new, tok.eos_token_id)]
 
 
 def test_generation_and_training_lengths_beyond_the_context_are_refused(tiny_gpt2, tmp_path):
