@@ -76,7 +76,8 @@ def store_lock(runs_dir: str | Path, profile: str, *, wait: bool = True, command
     except OSError as e:
         raise StoreError(f"cannot create {root}: {e.strerror}. {DISK_FIX}") from None
     fds: list[int] = []
-    lock = FileLock(root / LOCK, thread_local=False, on_acquired=fds.append)
+    # an OS-level lock only (no fallback to a lock file's mere existence, which a killed holder would leave behind)
+    lock = FileLock(root / LOCK, thread_local=False, on_acquired=fds.append, fallback_to_soft=False)
     told = False
     while True:
         try:
@@ -112,7 +113,10 @@ def store_lock(runs_dir: str | Path, profile: str, *, wait: bool = True, command
     finally:
         with contextlib.suppress(OSError):
             (root / HOLDER).unlink()
-        untouched = created and {p.name for p in root.iterdir()} == {LOCK}
+        try:
+            untouched = bool(created) and {p.name for p in root.iterdir()} == {LOCK}
+        except OSError:
+            untouched = False
         if untouched:
             with contextlib.suppress(OSError):
                 (root / LOCK).unlink()  # while locked, so no one can lock this file afterwards
