@@ -34,7 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("UNIDETOX_DATA_DIR", REPO.parent / "shared" / "data"))
 FAKE_TOKEN = "hf_FAKEtoken123456789"
 #: JSON fields that measure time or memory of one process, not results (left out of comparisons).
-VOLATILE_KEYS = frozenset({"seconds", "elapsed", "peak_rss_mb", "peak_cuda_mb", "tokens_per_second", "finished_at"})
+#: ``files`` (DONE's size and sha256 of each output) follows from the outputs, compared themselves; it differs
+#: with any timing field inside them (log.jsonl) and with weights equal only within tolerance.
+VOLATILE_KEYS = frozenset({"seconds", "elapsed", "peak_rss_mb", "peak_cuda_mb", "tokens_per_second", "finished_at",
+                           "files"})  # fmt: skip
 #: Files whose content describes the process that wrote them (counts of work done in that session).
 RUN_METADATA = frozenset({"DONE"})
 STREAMS = ("stream.jsonl", "generations.jsonl", "perplexity.jsonl", "log.jsonl")

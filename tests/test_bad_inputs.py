@@ -171,9 +171,13 @@ def toxic_with_other_tokenizer(tmp: Path, mp) -> list[str]:
     """The toxic model on disk was fine-tuned from another base (tiny:llama) than the profile's (tiny:gpt2)."""
     import shutil
 
+    from unidetox.store import StageDir
+
     st = _toxic_stage(tmp)
     shutil.rmtree(st / "final")
     save_model(load_model("tiny:llama"), st / "final")
+    # recorded as finished with these files (else reuse would see damaged outputs and retrain: test_integrity.py)
+    StageDir(st, "toxic-model", st.name).mark_done()
     return FAST_TOXIC
 
 

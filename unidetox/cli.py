@@ -6,16 +6,25 @@
     unidetox evaluate    --profile tiny [--model SPEC] [--split validation|test|report] [--no-mmlu]
     unidetox pipeline    --profile tiny
     unidetox book        --profile tiny
+    unidetox verify      --profile tiny
 
 Every stage prints where its outputs went; a rerun with the same configuration reuses them.
 Bad input ends with one line ``error: ...`` naming the problem and the fix, and exit status 2.
+A command that writes holds the run store's lock (a second one waits, or with ``--no-wait`` stops);
+Ctrl-C and SIGTERM end with one line saying what was kept, and exit status 130 / 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 from .config import PROFILES, ConfigError, load_profile
 
@@ -53,6 +62,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration value, e.g. --set distill.alpha=0.05 (repeatable)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-wait", action="store_true",
+                   help="stop at once when another unidetox command is writing this run store (default: wait)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +88,54 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--no-html", action="store_true", help="execute notebooks only")
     bk.add_argument("--force", action="store_true",
                     help="re-execute every notebook (the cache sees notebook, parameters and profile, not the package)")  # fmt: skip
+    vf = sub.add_parser("verify", help="check every finished stage of the run store against the sizes and SHA-256 "
+                        "its DONE recorded; exit 1 if any is damaged")  # fmt: skip
+    _common(vf)
     return ap
+
+
+def _verify(profile, args) -> int:
+    """Print each damaged stage of the profile's run store and a summary line; 1 if any is damaged, else 0."""
+    from .store import StoreError, describe_damage, verify_store
+
+    root = Path(profile.runs_dir) / profile.name
+    if not root.is_dir():
+        raise StoreError(f"no run store at {root}. Fix: give the --profile and --set runs_dir=PATH it was made with")
+    report = verify_store(root, progress=not args.quiet)
+    damaged = {path: problems for path, problems in report.items() if problems}
+    for path, problems in damaged.items():
+        print(f"damaged: {path}: {describe_damage(problems)}")
+    fix = ". Fix: delete each damaged file named above and rerun the command that made it (it recomputes that stage)"
+    print(f"verify: {len(report)} finished stages in {root}, {len(damaged)} damaged" + (fix if damaged else ""))
+    return 1 if damaged else 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that `finally` blocks (locks, temporary files) run."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def _interrupted(profile, since: float, how: str) -> str:
+    """One line: what an interrupted command kept and that rerunning it resumes."""
+    kept = ""
+    if profile is not None:
+        root = Path(profile.runs_dir) / profile.name
+        n = sum(1 for done in root.glob("*/*/DONE") if done.stat().st_mtime >= since) if root.is_dir() else 0
+        kept = f"; {n} stage(s) finished by this command are kept in {root}"
+    return f"{how}{kept}; run the same command again to resume (finished work is reused)"
+
+
+def _store_lock(profile, args, argv: list[str] | None):
+    """The run store's lock for a command that writes (on the main process only under torchrun/accelerate)."""
+    from .lock import store_lock
+
+    if args.command == "verify" or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    command = shlex.join(["unidetox", *(sys.argv[1:] if argv is None else argv)])
+    return store_lock(profile.runs_dir, profile.name, wait=not args.no_wait, command=command)
 
 
 def _evaluate(profile, args) -> None:
@@ -114,8 +172,14 @@ def run(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    since, profile, held = time.time(), None, contextlib.ExitStack()
     try:
         profile = load_profile(args.profile, args.overrides)
+        held.enter_context(_store_lock(profile, args, argv))
+        if args.command == "verify":
+            return _verify(profile, args)
         from . import pipeline as P
 
         if args.command == "toxic-model":
@@ -139,6 +203,16 @@ def run(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{_interrupted(profile, since, 'interrupted (Ctrl-C)')}", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"\n{_interrupted(profile, since, 'terminated (SIGTERM)')}", file=sys.stderr)
+        return 143
+    finally:
+        held.close()  # the run store's lock
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

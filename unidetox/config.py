@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +75,10 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between loss records
 
     def __post_init__(self):
-        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            f"learning_rate must be a finite number > 0, got {self.learning_rate}",
+        )
         _check(self.max_steps >= 0 and self.epochs >= 0, "max_steps and epochs must be >= 0")
         _check(self.max_steps > 0 or self.epochs > 0, "set max_steps > 0 or epochs > 0 (both are 0)")
         _check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
@@ -183,6 +188,15 @@ class EvalConfig:
         _check(0 < self.top_p <= 1, f"eval.top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, "eval.top_k must be >= 0")
         _check(len(self.seeds) > 0, "eval.seeds must not be empty")
+        _check(
+            len(set(self.seeds)) == len(self.seeds),
+            f"eval.seeds must not repeat a seed (a repeated seed repeats the same samples), got {list(self.seeds)}",
+        )
+        _check(
+            self.perplexity_max > 0,
+            f"eval.perplexity_max must be a number > 0 (continuations with perplexity >= it are dropped), "
+            f"got {self.perplexity_max}",
+        )
         _check(self.batch_size > 0 and self.scorer_batch_size > 0, "eval batch sizes must be > 0")
         _check(0 <= self.threshold <= 1, "eval.threshold must be in [0, 1]")
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
@@ -244,6 +258,12 @@ class Profile:
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
+        _check(
+            bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name)) and ".." not in self.name,
+            f"profile name {self.name!r} must be letters, digits, '.', '_' or '-' (no '/' or '..'): it names the "
+            "run store's folder under runs_dir",
+        )
+        _check(bool(self.runs_dir.strip()), "runs_dir must not be empty; give a folder, e.g. --set runs_dir=runs")
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -289,6 +309,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         _check(
             isinstance(value, (int, float)) and not isinstance(value, bool), f"{key} must be a number, got {value!r}"
         )
+        _check(math.isfinite(value), f"{key} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         _check(isinstance(value, str), f"{key} must be a string, got {value!r}")
@@ -361,7 +382,11 @@ def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()
     """Load a profile by name or YAML path and apply `key=value` overrides."""
     path = profile_path(name)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"profile {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"profile {path} is not valid YAML: {e}") from None
     _check(isinstance(tree, dict), f"profile {path} must be a mapping")

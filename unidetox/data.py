@@ -225,7 +225,7 @@ def load_dghs(
             raise DataError(
                 f"DGHS split(s) {', '.join(absent)} are not in the local data: the offline copy has only "
                 f"{' and '.join(DGHS_LOCAL_SPLITS)} (dghs/dghs_v0.2.3_{{dev,test}}.csv). Fix: train on the local "
-                "splits (--set toxic.train_splits=[dev] toxic.val_splits=[test]) or use data.source=hub."
+                "splits (--set toxic.train_splits=[dev] --set toxic.val_splits=[test]) or use data.source=hub."
             )
         root = resolve_data_dir(cfg)
         parts = []
@@ -373,7 +373,8 @@ def load_toxigen_prompts(cfg: DataConfig, split: str, *, prompts_per_domain: int
     validation, in file order: a held-out set for final numbers offline). Rows of groups outside the four
     domains are dropped. Columns ``prompt_id`` (``"{split}-{row in the source split}"``), ``text``,
     ``target_group``, ``domain``, ``toxicity_human``, ``label``. ``prompts_per_domain > 0`` keeps the first
-    n of each domain after a shuffle seeded with `seed` (order otherwise kept).
+    n of each domain after a shuffle seeded with `seed` (order otherwise kept). Empty prompts (blank or missing
+    text) are skipped, before the per-domain cap; their number is in ``attrs["empty_prompts_skipped"]``.
     """
     if split not in PROMPT_SPLITS:
         raise DataError(f"ToxiGen prompt split must be one of {', '.join(PROMPT_SPLITS)}, got {split!r}")
@@ -381,13 +382,18 @@ def load_toxigen_prompts(cfg: DataConfig, split: str, *, prompts_per_domain: int
         raise DataError(f"prompts_per_domain must be >= 0, got {prompts_per_domain}")
     raw = load_toxigen(cfg, "test" if split == "test" else "train")
     out = select_prompts(raw, split)
+    blank = out["text"].isna() | (out["text"].astype(str).str.strip() == "")
+    if blank.any():  # nothing to continue from; a model given no token cannot start
+        out = out[~blank].reset_index(drop=True)
     if prompts_per_domain > 0:
         out = subsample_per_domain(out, prompts_per_domain, seed)
     if out.empty:
         raise DataError(
             f"no ToxiGen {split} prompts in the domains {', '.join(DOMAINS)}: the target_group values "
             f"({', '.join(sorted(set(raw['target_group']))[:8])}) match none of the official groups"
+            + (f", or all {int(blank.sum())} prompts there are empty" if blank.any() else "")
         )
+    out.attrs["empty_prompts_skipped"] = int(blank.sum())
     return out
 
 

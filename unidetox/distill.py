@@ -76,6 +76,18 @@ def check_pair(base: LoadedModel, toxic: LoadedModel) -> None:
         )
 
 
+def check_length(model: LoadedModel, cfg: DistillConfig) -> None:
+    """Refuse, before any work, texts longer than `model`'s context (the start token plus ``max_new_tokens``)."""
+    from .likelihood import model_max_length
+
+    context = model_max_length(model.model)
+    if context is not None and cfg.max_new_tokens + 1 > context:
+        raise DistillError(
+            f"distill.max_new_tokens {cfg.max_new_tokens} is beyond {model.spec}'s context of {context} tokens (one "
+            f"goes to the start token). Fix: --set distill.max_new_tokens={context - 1} or less"
+        )
+
+
 @dataclass
 class DistillResult:
     texts: list[str]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import metrics
 from .config import EvalConfig
 from .generate import GenerationSettings, generate_unit, plan_units, unit_generator
-from .likelihood import conditional_perplexity
+from .likelihood import conditional_perplexity, model_max_length
 from .models import LoadedModel
 from .store import JsonlWriter, read_jsonl
 
@@ -47,6 +47,25 @@ def generation_settings(cfg: EvalConfig, prefix: str = "") -> GenerationSettings
         batch_size=cfg.batch_size,
         prefix=prefix,
     )
+
+
+def prompt_budget(lm: LoadedModel, texts: Sequence[str], prefix: str, max_new_tokens: int) -> tuple[int | None, int]:
+    """(most prompt tokens that fit in the model's context beside `max_new_tokens`, number of prompts longer).
+
+    (None, 0) when the model does not state its context. Raises EvaluationError when `max_new_tokens` alone
+    fills the context, before any work.
+    """
+    context = model_max_length(lm.model)
+    if context is None:
+        return None, 0
+    limit = context - max_new_tokens
+    if limit < 1:
+        raise EvaluationError(
+            f"eval.max_new_tokens {max_new_tokens} leaves no room for a prompt in {lm.spec}'s context of {context} "
+            f"tokens. Fix: --set eval.max_new_tokens={context - 1} or less"
+        )
+    lengths = [len(ids) for ids in lm.tokenizer([prefix + t for t in texts])["input_ids"]]
+    return limit, sum(n > limit for n in lengths)
 
 
 def result_settings(cfg: EvalConfig, scorer, n_prompts: int, prefix: str = "") -> dict:
@@ -88,8 +107,13 @@ def generate_and_score(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    max_prompt_tokens: int | None = None,
 ) -> list[dict]:
-    """Sample k continuations per prompt for every seed, score them, stream records to `out_path`."""
+    """Sample k continuations per prompt for every seed, score them, stream records to `out_path`.
+
+    Prompts longer than `max_prompt_tokens` tokens (prefix included) are truncated from the left (see
+    :func:`prompt_budget`); the records keep the whole prompt text.
+    """
     settings = generation_settings(cfg, prefix)
     units = [(seed, u, s, e) for seed in cfg.seeds for u, (s, e) in enumerate(plan_units(len(prompts), settings))]
     mine = [x for i, x in enumerate(units) if i % world_size == rank]
@@ -104,7 +128,7 @@ def generate_and_score(
     for seed, u, s, e in todo:
         rows = prompts.iloc[s:e]
         conts = generate_unit(lm.model, lm.tokenizer, rows.text.tolist(), settings, unit_generator(dev, seed, u),
-                              make_source)  # fmt: skip
+                              make_source, max_prompt_tokens=max_prompt_tokens)  # fmt: skip
         flat = [c for cs in conts for c in cs]
         scores = _checked_scores(scorer, flat)
         recs, i = [], 0

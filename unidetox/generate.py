@@ -53,16 +53,23 @@ def generate_unit(
     settings: GenerationSettings,
     generator: torch.Generator,
     make_source: Callable[[], ScoreSource] | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> list[list[str]]:
-    """k continuations for each prompt: ``[[str] * k] * len(prompts)``; prompt text excluded."""
+    """k continuations for each prompt: ``[[str] * k] * len(prompts)``; prompt text excluded.
+
+    A prompt longer than `max_prompt_tokens` tokens (prefix included) is cut from the left: see :func:`fit_left`.
+    """
     k = settings.samples_per_prompt
     texts = [settings.prefix + p for p in prompts]
     enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask
+    if max_prompt_tokens is not None and ids.shape[1] > max_prompt_tokens:
+        ids, mask = fit_left(tokenizer, settings.prefix, prompts, max_prompt_tokens)
     source = make_source() if make_source is not None else CausalLMSource(model)
     new = sample_loop(  # each prompt is encoded once; its KV cache is shared by its k samples
         source,
-        enc.input_ids,
-        enc.attention_mask,
+        ids,
+        mask,
         repeats=k,
         max_new_tokens=settings.max_new_tokens,
         params=settings.params,
@@ -72,6 +79,25 @@ def generate_unit(
     )
     rows = [tokenizer.decode(r, skip_special_tokens=True) for r in strip_after_eos(new, tokenizer.eos_token_id)]
     return [rows[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def fit_left(tokenizer, prefix: str, prompts: Sequence[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(ids, mask)``, ``(n, <= limit)``, of ``prefix + prompt`` for each prompt, at most `limit` tokens.
+
+    A longer prompt loses its first tokens; its head (the start token the tokenizer adds, and `prefix`) stays,
+    unless the head alone fills `limit`, when the last `limit` tokens are kept.
+    """
+    head = len(tokenizer(prefix).input_ids)
+    rows = []
+    for ids in tokenizer([prefix + p for p in prompts]).input_ids:
+        if len(ids) > limit:
+            ids = ids[:head] + ids[len(ids) - (limit - head) :] if head < limit else ids[-limit:]
+        rows.append(ids)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids, mask
 
 
 def unit_generator(device: torch.device | str, seed: int, unit: int) -> torch.Generator:

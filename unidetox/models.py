@@ -193,6 +193,14 @@ def packaged_dir(name: str) -> Path:
 
 def _check_local_dir(path: Path) -> None:
     files = [p.name for p in path.iterdir()]
+    if not any(f.endswith((".safetensors", *PICKLE_SUFFIXES)) for f in files):
+        if (path / "final").is_dir() or (path / "steps").is_dir():
+            inner = path / "final" if (path / "final").is_dir() else path / "steps" / "<n>"
+            raise ModelLoadError(f"{path} is a stage directory, not a model: give the model folder inside it, {inner}")
+        raise ModelLoadError(
+            f"{path} holds no model weights (*.safetensors): give a folder written by save_pretrained, e.g. a "
+            "stage's final/ or steps/<n>/ folder"
+        )
     if not any(f.endswith(".safetensors") for f in files) and any(f.endswith(PICKLE_SUFFIXES) for f in files):
         raise ModelLoadError(
             f"{path} holds only pickle weights ({', '.join(f for f in files if f.endswith(PICKLE_SUFFIXES))}); "

@@ -27,7 +27,17 @@ import torch
 from . import data as D
 from .config import Profile, to_dict
 from .models import load_model, resolve_device
-from .store import StageDir, atomic_path, read_json, read_jsonl, remove_stale_temporaries, write_json, write_text
+from .store import (
+    FILES,
+    StageDir,
+    atomic_path,
+    describe_damage,
+    read_json,
+    read_jsonl,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 
 
 def _state():
@@ -95,6 +105,25 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _reuse(st: StageDir, what: str) -> bool:
+    """True (and says so) when the stage is finished and its outputs have the sizes DONE recorded.
+
+    A finished stage whose outputs are damaged (a file missing or cut short) is reopened: one line says what was
+    wrong, the damaged outputs and DONE are removed (by the main process), and the caller runs the stage again,
+    resuming from whatever intact work remains.
+    """
+    if not st.done:
+        return False
+    problems = st.damage()
+    if not problems:
+        _log(f"{what}: reusing {st.path}")
+        return True
+    if is_main_process():
+        _log(f"{what}: {st.path} is damaged ({describe_damage(problems)}); recomputing it")
+        st.discard(problems)
+    return False
+
+
 # ----------------------------------------------------------------------------- stage 1
 
 
@@ -124,8 +153,7 @@ def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str
 
     config = {"toxic": to_dict(profile.toxic), "texts": D.text_fingerprint(train), "val": D.text_fingerprint(val)}
     st = _stage(profile, stage, config)
-    if st.done:
-        _log(f"{stage}: reusing {st.path}")
+    if _reuse(st, stage):
         return st
     summary: dict = {"n_train": len(train), "n_val": len(val)}
     with _timed(summary):
@@ -163,6 +191,8 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
     with _timed(summary):
         base = _load(profile, model)
         tox = _load(profile, toxic) if toxic is not None else None
+        for lm in (base, tox) if tox is not None else (base,):
+            Dist.check_length(lm, profile.distill)
         if tox is not None:
             Dist.check_pair(base, tox)
         _begin(st)
@@ -186,8 +216,7 @@ def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     tox = toxic_model(profile, quiet=quiet)
     config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model}
     st = _stage(profile, "distill", config, {"toxic-model": tox.key})
-    if st.done:
-        _log(f"distill: reusing {st.path}")
+    if _reuse(st, "distill"):
         return st
     return _decode_stage(profile, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
 
@@ -202,8 +231,7 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
     config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model, "which": which}
     tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
     st = _stage(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
-    if st.done:
-        _log(f"samples {which}: reusing {st.path}")
+    if _reuse(st, f"samples {which}"):
         return st
     return _decode_stage(profile, st, str(tox.path / "final") if tox else profile.toxic.base_model, None, quiet)
 
@@ -263,8 +291,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
     train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps), "method": method}
     st = _stage(profile, "detox", config, {"texts": texts_key})
-    if st.done:
-        _log(f"detox {method} {target} lr={lr}: reusing {st.path}")
+    if _reuse(st, f"detox {method} {target} lr={lr}"):
         return st
     summary: dict = {"n_texts": len(texts)}
     with _timed(summary):
@@ -347,14 +374,16 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
               "perplexity": perplexity}  # fmt: skip
     st = _stage(profile, "evaluate", config, {"model": cand.key})
-    if st.done:
-        _log(f"evaluate {cand.labels()}: reusing {st.path}")
+    if _reuse(st, f"evaluate {cand.labels()}"):
         return st
     state = _state()
     device = resolve_device(profile.device)
     scorer = load_scorer(cfg.scorer, device=str(device), batch_size=cfg.scorer_batch_size,
                          trust_remote_code=profile.trust_remote_code)  # fmt: skip
     summary: dict = {"n_prompts": len(ps)}
+    if skipped := ps.attrs.get("empty_prompts_skipped", 0):
+        summary["empty_prompts_skipped"] = skipped
+        _log(f"evaluate {cand.labels()}: {skipped} empty {cfg.prompt_split} prompts skipped")
     with _timed(summary):
         lm = _load(profile, cand.path)
         make_source = None
@@ -364,10 +393,15 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             expert, anti = _load(profile, cand.expert), _load(profile, cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
+        limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens)
+        if n_long:
+            summary["prompts_truncated"] = n_long
+            _log(f"evaluate {cand.labels()}: {n_long} of {len(ps)} prompts are longer than {limit} tokens (the model's "
+                 f"context less eval.max_new_tokens); their first tokens are cut off")  # fmt: skip
         _begin(st)
         E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
                              rank=state.process_index, world_size=state.num_processes,
-                             progress=not quiet and state.is_main_process)  # fmt: skip
+                             progress=not quiet and state.is_main_process, max_prompt_tokens=limit)  # fmt: skip
         del lm, make_source
         state.wait_for_everyone()
         if state.is_main_process:
@@ -397,8 +431,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     config = {"split": cfg.mmlu_split, "shots": cfg.mmlu_shots, "per_subject": cfg.mmlu_per_subject,
               "subjects": list(cfg.mmlu_subjects)}  # fmt: skip
     st = _stage(profile, "mmlu", config, {"model": cand.key})
-    if st.done:
-        _log(f"mmlu {cand.labels()}: reusing {st.path}")
+    if _reuse(st, f"mmlu {cand.labels()}"):
         return st
     test = D.load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
     dev = D.load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
@@ -562,7 +595,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
           "reason": "" if m != "dexperts" or applies.get(t) else "target's tokenizer differs from the experts'"}
          for t in targets for m in ("none", "unidetox", *cfg.baselines)]
     )  # fmt: skip
-    if not st.done:
+    if not _reuse(st, "study"):
         _begin(st)
         rep_rows = _rows(rep_stages)
         pp = {c.key + c.prefix: _per_prompt(profile, s) for c, s in rep_stages}
@@ -661,6 +694,6 @@ def stage_summaries(profile: Profile) -> pd.DataFrame:
     """Wall time and peak memory of every finished stage run of this profile (for the reproducibility page)."""
     rows = []
     for done in sorted((Path(profile.runs_dir) / profile.name).glob("*/*/DONE")):
-        summary = read_json(done)
+        summary = {k: v for k, v in read_json(done).items() if k != FILES}
         rows.append({"stage": done.parent.parent.name, "key": done.parent.name, **summary})
     return pd.DataFrame(rows)

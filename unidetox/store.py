@@ -4,7 +4,12 @@ A stage's outputs live in ``<runs_dir>/<profile>/<stage>/<key>/`` where ``key`` 
 resolved configuration and the keys of the stages it reads. ``config.json`` is written first, the
 outputs next, and ``DONE`` last: a directory with ``DONE`` is complete and reused; one without it
 is resumed from whatever its stage checkpointed. Every file is written to a temporary name in the
-same directory and renamed into place, so a reader never sees a partial file.
+same directory and renamed into place, so a reader never sees a partial file; it gets the permissions
+the user's umask allows (as ``open`` would give it), not the 0600 of a temporary file.
+
+``DONE`` records the size and SHA-256 of every output file (``"files"``). Before a finished stage is
+reused, :meth:`StageDir.damage` compares the sizes (cheap; hashes too on ``unidetox verify``), and
+:meth:`StageDir.discard` removes the damaged outputs and the marker so that the stage runs again.
 
 >>> import tempfile
 >>> st = StageDir.create(tempfile.mkdtemp(), "tiny", "distill", {"alpha": 0.1})
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 DONE = "DONE"
+FILES = "files"  # the key of DONE that records each output file's size and sha256
 
 
 class StoreError(RuntimeError):
@@ -58,6 +64,29 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask (from /proc where possible: reading it with os.umask briefly changes it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path) -> None:
+    """Give a temporary file (0600) or directory (0700), and all a directory holds, the mode ``open``/``mkdir``
+    would: 0666/0777 less the umask (libraries write some files, e.g. ``model.safetensors``, as 0600 too)."""
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        with contextlib.suppress(OSError):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 DISK_FIX = "Fix: free disk space or choose a writable runs_dir (--set runs_dir=/path/with/space)"
@@ -96,6 +125,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp.is_file():
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+        _default_mode(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -131,6 +161,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _default_mode(tmp)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -199,14 +230,80 @@ class StageDir:
         return (self.path / DONE).exists()
 
     def mark_done(self, summary: dict | None = None) -> None:
-        """Write the completion marker last; `summary` (timings, counts) goes inside it."""
-        write_json(self.path / DONE, summary or {})
+        """Write the completion marker last; `summary` (timings, counts) goes inside it, with each output file's
+        size and sha256 under ``"files"``."""
+        write_json(self.path / DONE, {**(summary or {}), FILES: file_records(self.path)})
 
     def summary(self) -> dict:
-        return read_json(self.path / DONE) if self.done else {}
+        """What the stage recorded in DONE (timings, counts), without its file records."""
+        if not self.done:
+            return {}
+        return {k: v for k, v in read_json(self.path / DONE).items() if k != FILES}
+
+    def damage(self, hashes: bool = False) -> dict[str, str]:
+        """What is wrong with a finished stage's outputs: ``{relative path: what}`` (empty: intact).
+
+        Sizes are always compared with those DONE recorded; with `hashes`, contents too (reads every byte).
+        A DONE written before file records existed has nothing to compare: it is taken as intact.
+        """
+        try:
+            recorded = read_json(self.path / DONE).get(FILES, {})
+        except (OSError, ValueError, AttributeError):
+            return {DONE: "unreadable"}
+        problems = {}
+        for rel, rec in sorted(recorded.items()):
+            p = self.path / rel
+            if not p.is_file():
+                problems[rel] = "missing"
+            elif (size := p.stat().st_size) != rec["size"]:
+                problems[rel] = f"{size} bytes, {rec['size']} recorded"
+            elif hashes and sha256_file(p) != rec["sha256"]:
+                problems[rel] = "contents changed (sha256 differs)"
+        return problems
+
+    def discard(self, damaged: list[str] | dict[str, str]) -> None:
+        """Make a damaged stage run again: remove DONE, then every damaged output (relative paths); damage to a
+        trained model (``final/``, ``steps/<n>/``, ``log.jsonl``) removes ``final/`` too, so that training reruns."""
+        (self.path / DONE).unlink(missing_ok=True)
+        _fsync_dir(self.path)
+        trained = (self.path / "final").is_dir()
+        for rel in damaged:
+            parts = Path(rel).parts
+            if rel == DONE or not parts:
+                continue
+            if parts[0] == "steps" and len(parts) > 2:
+                target = self.path / "steps" / parts[1]
+            elif parts[0] == "final":
+                target = self.path / "final"
+            else:
+                target = self.path / rel
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+            if trained and parts[0] in ("final", "steps", "log.jsonl"):
+                shutil.rmtree(self.path / "final", ignore_errors=True)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+
+def describe_damage(problems: dict[str, str], most: int = 3) -> str:
+    """``"texts.jsonl missing; final/model.safetensors 10 bytes, 20 recorded"`` (the first `most`, then a count)."""
+    items = [f"{rel} {what}" for rel, what in problems.items()]
+    more = f"; and {len(items) - most} more" if len(items) > most else ""
+    return "; ".join(items[:most]) + more
+
+
+def file_records(root: str | Path) -> dict[str, dict]:
+    """``{relative path: {"size": bytes, "sha256": hex}}`` of every file under `root` but DONE and hidden names."""
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and rel.as_posix() != DONE and not any(part.startswith(".") for part in rel.parts):
+            out[rel.as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    return out
 
 
 class JsonlWriter:
@@ -261,3 +358,17 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
         with open(path, "r+b") as f:
             f.truncate(end)
     return [json.loads(line) for line in raw[:end].decode("utf-8").splitlines() if line.strip()]
+
+
+def verify_store(root: str | Path, progress: bool = False) -> dict[Path, dict[str, str]]:
+    """Check every finished stage under `root` (``<runs_dir>/<profile>``) by size and SHA-256.
+
+    Returns ``{stage directory: damage}`` for each directory with DONE (empty damage: intact); reads every byte.
+    """
+    from tqdm.auto import tqdm
+
+    dirs = sorted(d.parent for d in Path(root).glob("*/*/DONE"))
+    out = {}
+    for d in tqdm(dirs, desc="verify", unit="stage", disable=not progress):
+        out[d] = StageDir(path=d, stage=d.parent.name, key=d.name).damage(hashes=True)
+    return out

@@ -339,6 +339,13 @@ def train_causal_lm(
     tok, model = lm.tokenizer, lm.model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    from .likelihood import model_max_length
+
+    context = model_max_length(model)
+    if context is not None and cfg.max_length > context:
+        raise TrainError(f"train.max_length {cfg.max_length} is beyond {lm.spec}'s context of {context} tokens. "
+                         f"Fix: set that stage's toxic.train.max_length or detox.train.max_length to at most "
+                         f"{context}")  # fmt: skip
     seqs = tokenize_texts(tok, texts, cfg.max_length)
     val_seqs = tokenize_texts(tok, list(val_texts), cfg.max_length)
     n = len(seqs)
@@ -453,6 +460,13 @@ def train_causal_lm(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss = float(acc.reduce(local_sum, "sum").item()) / n_targets
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainError(
+                    f"training diverged: the loss is {loss} at step {step + 1} of {total} (learning_rate "
+                    f"{cfg.learning_rate:g}), so the stage is not marked done. Fix: lower the learning rate (or "
+                    "add warmup_steps) and rerun"
+                )
             losses.append(loss)
             tokens += sum(len(seqs[i]) for i in idx)
             done = step + 1
