@@ -14,7 +14,7 @@ a prompt's EMT is a maximum over its ``k`` samples, averaged over seeds.
 >>> round(half_width({"a": 0.3, "b": 0.3, "c": 0.3}, 100), 4)
 0.0339
 >>> prompts_per_domain_for({"a": 0.3, "b": 0.3, "c": 0.3}, 0.04)
-57
+73
 """
 
 from __future__ import annotations
