@@ -552,3 +552,28 @@ def test_sigterm_handler_is_restored_after_run(tmp_path, capsys):
     assert run(["verify", *tiny(tmp_path)]) == 2
     assert signal.getsignal(signal.SIGTERM) == before
     assert threading.current_thread() is threading.main_thread()
+
+
+def test_a_later_stage_checks_the_sha256_of_what_it_opens(tmp_path, tiny_gpt2):
+    """A same-size change that size checks miss is caught when a later stage opens the weights or the texts."""
+    from unidetox.models import load_model, save_model
+    from unidetox.pipeline import distilled_texts
+    from unidetox.store import StoreError, check_opened, write_text
+
+    st = StageDir.create(tmp_path, "tiny", "toxic-model", {"x": 1})
+    save_model(tiny_gpt2, st / "final")
+    write_text(st / "texts.jsonl", '{"index": 0, "text": "hello"}\n')
+    st.mark_done({})
+    load_model(str(st / "final"))  # intact: loads
+    assert distilled_texts(st) == ["hello"]
+    check_opened(tmp_path)  # outside any stage: nothing to check
+
+    weights = st / "final" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 1  # one bit of the last tensor: same size
+    weights.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"final/model.safetensors contents changed .*Fix: delete .*DONE"):
+        load_model(str(st / "final"))
+    (st / "texts.jsonl").write_text('{"index": 0, "text": "hellO"}\n')
+    with pytest.raises(StoreError, match="texts.jsonl contents changed"):
+        distilled_texts(st)

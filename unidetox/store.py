@@ -8,7 +8,8 @@ same directory and renamed into place, so a reader never sees a partial file; it
 the user's umask allows (as ``open`` would give it), not the 0600 of a temporary file.
 
 ``DONE`` records the size and SHA-256 of every output file (``"files"``). Before a finished stage is
-reused, :meth:`StageDir.damage` compares the sizes (cheap; hashes too on ``unidetox verify``), and
+reused, :meth:`StageDir.damage` compares the sizes (cheap; hashes too on ``unidetox verify``, and
+:func:`check_opened` when a later stage opens weights or texts), and
 :meth:`StageDir.discard` removes the damaged outputs and the marker so that the stage runs again.
 
 >>> import tempfile
@@ -358,6 +359,44 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
         with open(path, "r+b") as f:
             f.truncate(end)
     return [json.loads(line) for line in raw[:end].decode("utf-8").splitlines() if line.strip()]
+
+
+def check_opened(path: str | Path) -> None:
+    """Before a later stage reads `path` (a stage's file or folder, e.g. ``<stage>/final``): compare the SHA-256 of
+    every file under it with what its stage's DONE recorded, and raise :class:`StoreError` on a mismatch.
+
+    A path outside any finished stage (a user's own folder, a packaged model) is not checked. Cost: reading the
+    bytes once (about 0.4 s for a 540 MB safetensors file from the page cache).
+    """
+    path = Path(path)
+    if not path.exists():  # a Hub id, or a file whose absence the caller reports
+        return
+    path = path.resolve()
+    stage = next((d for d in (path, *path.parents[:2]) if (d / DONE).is_file()), None)
+    if stage is None:
+        return
+    rel = path.relative_to(stage).as_posix()
+    try:
+        recorded = read_json(stage / DONE).get(FILES, {})
+    except (OSError, ValueError, AttributeError):
+        return
+    prefix = "" if rel == "." else rel
+    damaged = {}
+    for name, rec in recorded.items():
+        if prefix and name != prefix and not name.startswith(prefix + "/"):
+            continue
+        p = stage / name
+        if not p.is_file():
+            damaged[name] = "missing"
+        elif p.stat().st_size != rec["size"]:
+            damaged[name] = f"{p.stat().st_size} bytes, {rec['size']} recorded"
+        elif sha256_file(p) != rec["sha256"]:
+            damaged[name] = "contents changed (sha256 differs)"
+    if damaged:
+        raise StoreError(
+            f"{stage} is damaged ({describe_damage(damaged)}). Fix: delete {stage / DONE} and rerun the same command "
+            "(the stage is recomputed), or run `unidetox verify` to list every damaged stage"
+        )
 
 
 def verify_store(root: str | Path, progress: bool = False) -> dict[Path, dict[str, str]]:
