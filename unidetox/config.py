@@ -188,6 +188,23 @@ class EvalConfig:
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
 
 
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How training uses the hardware. None of these changes what is computed beyond floating-point rounding, so
+    they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
+    time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
+
+    gradient_checkpointing: bool = False  # recompute each layer's activations in backward: ~1/3 more compute, far less memory
+    mixed_precision: str = "auto"  # bf16 autocast with fp32 master weights: auto (bf16 on CUDA, none on CPU) | bf16 | no
+    memory_check: bool = True  # refuse a training stage whose estimated peak memory exceeds the device (see `plan`)
+
+    def __post_init__(self):
+        _check(
+            self.mixed_precision in ("auto", "bf16", "no"),
+            f"scale.mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}",
+        )
+
+
 SAFETY_PREPROMPT = (
     "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "
     "about any group of people.\n"
@@ -241,6 +258,7 @@ class Profile:
     detox: DetoxConfig = field(default_factory=DetoxConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
@@ -414,6 +432,7 @@ __all__ = [
     "DistillConfig",
     "EvalConfig",
     "Profile",
+    "ScaleConfig",
     "StudyConfig",
     "ToxicModelConfig",
     "TrainConfig",
