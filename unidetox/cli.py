@@ -32,8 +32,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .evaluate import EvaluationError
     from .metrics import MetricError
     from .mmlu import MMLUError
-    from .plan import PlanError
     from .models import ModelLoadError
+    from .plan import PlanError
     from .scorers import ScorerError
     from .store import StoreError
     from .train import TrainError

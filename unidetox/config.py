@@ -194,8 +194,12 @@ class ScaleConfig:
     they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
     time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
 
-    gradient_checkpointing: bool = False  # recompute each layer's activations in backward: ~1/3 more compute, far less memory
-    mixed_precision: str = "auto"  # bf16 autocast with fp32 master weights: auto (bf16 on CUDA, none on CPU) | bf16 | no
+    gradient_checkpointing: bool = (
+        False  # recompute each layer's activations in backward: ~1/3 more compute, far less memory
+    )
+    mixed_precision: str = (
+        "auto"  # bf16 autocast with fp32 master weights: auto (bf16 on CUDA, none on CPU) | bf16 | no
+    )
     memory_check: bool = True  # refuse a training stage whose estimated peak memory exceeds the device (see `plan`)
 
     def __post_init__(self):

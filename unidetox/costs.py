@@ -281,12 +281,12 @@ def detected_gpu(device_name: str, total_bytes: int) -> GPU:
 
 
 __all__ = [
+    "GPU",
     "GPUS",
     "MFU",
     "STRATEGIES",
     "USABLE",
     "Arch",
-    "GPU",
     "Sharding",
     "TrainMemory",
     "decode_memory",

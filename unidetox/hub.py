@@ -40,7 +40,11 @@ def hub_problem(err: BaseException) -> str:
     text = " ".join(str(e) for e in chain).lower()
     if names & set(_GATED) or "gated repo" in text or "is a gated repository" in text:
         return "gated"
-    if names & set(_MISSING) or "is not a local folder or a valid repository" in text or "doesn't exist on the hub" in text:
+    if (
+        names & set(_MISSING)
+        or "is not a local folder or a valid repository" in text
+        or "doesn't exist on the hub" in text
+    ):
         return "missing"
     if names & set(_OFFLINE) or "offline" in text or "couldn't connect" in text or "couldn't reach" in text:
         return "offline"

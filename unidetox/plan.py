@@ -42,7 +42,10 @@ class PlanError(RuntimeError):
 def _arch_from_config(cfg, source: str) -> C.Arch:
     """An Arch from a transformers config; families without a formula are counted by instantiating on `meta`."""
     mt = cfg.model_type
-    g = lambda *names, default=None: next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), default)  # noqa: E731
+
+    def g(*names, default=None):
+        return next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), default)
+
     layers, hidden = g("num_hidden_layers", "n_layer"), g("hidden_size", "n_embd")
     heads = g("num_attention_heads", "n_head")
     kv = g("num_key_value_heads", "num_kv_heads", default=heads)
@@ -52,7 +55,9 @@ def _arch_from_config(cfg, source: str) -> C.Arch:
     positions = g("max_position_embeddings", "n_positions", default=2048)
     tied = bool(getattr(cfg, "tie_word_embeddings", True))
     arch = C.Arch(mt, layers, hidden, heads, kv, inter, cfg.vocab_size, positions, tied, source)
-    formula_ok = mt in ("gpt2", "llama", "opt") or (mt == "falcon" and not cfg.new_decoder_architecture and not cfg.bias)
+    formula_ok = mt in ("gpt2", "llama", "opt") or (
+        mt == "falcon" and not cfg.new_decoder_architecture and not cfg.bias
+    )
     if formula_ok and not (mt == "opt" and cfg.word_embed_proj_dim != hidden):
         return arch
     import torch
@@ -192,7 +197,7 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
     have = hw.usable_bytes
     head = f"needs ~{_gib(need)} GiB per device, {_gib(have)} GiB usable"
     n0 = hw.sharding.devices
-    for ckpt in ((gc,) if gc else (False, True)):
+    for ckpt in (gc,) if gc else (False, True):
         for n in range(max(2, n0), 65):
             for strategy in ("fsdp", "zero2"):
                 mem = C.train_memory(arch, micro_batch=max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n))),
@@ -334,12 +339,17 @@ def _hours(s: float) -> str:
 
 def format_plan(profile: Profile, hw: Hardware, plans: list[StagePlan]) -> str:
     """The plan as text: one table row per stage, the parts of each memory estimate, totals and refusals."""
-    lines = [f"plan: profile {profile.name} on {hw.describe()}",
-             f"      training activations {'bf16' if act_bytes(hw, profile.scale.mixed_precision) == 2 else 'fp32'}, "
-             f"gradient checkpointing {'on' if profile.scale.gradient_checkpointing else 'off'}; times assume "
-             f"{C.MFU:.0%} of peak FLOP/s for training and memory-bandwidth-bound decoding (unidetox.costs)"]  # fmt: skip
-    head = f"{'stage':<12} {'model':<26} {'params':>9} {'runs':>4} {'GiB/device':>10} {'FLOPs':>9} {'time':>9} " \
-           f"{'GPU-h':>7} {'disk GiB':>8}  fits"  # fmt: skip
+    precision = "bf16" if act_bytes(hw, profile.scale.mixed_precision) == 2 else "fp32"
+    ckpt = "on" if profile.scale.gradient_checkpointing else "off"
+    lines = [
+        f"plan: profile {profile.name} on {hw.describe()}",
+        (
+            f"      training activations {precision}, gradient checkpointing {ckpt}; times assume {C.MFU:.0%} of "
+            "peak FLOP/s for training and memory-bandwidth-bound decoding (unidetox.costs)"
+        ),
+    ]
+    head = (f"{'stage':<12} {'model':<26} {'params':>9} {'runs':>4} {'GiB/device':>10} {'FLOPs':>9} {'time':>9} "
+            f"{'GPU-h':>7} {'disk GiB':>8}  fits")  # fmt: skip
     lines += [head, "-" * len(head)]
     for p in plans:
         lines.append(f"{p.stage:<12} {p.model[-26:]:<26} {_num(p.params):>9} {p.runs:>4} {_gib(p.memory):>10} "
