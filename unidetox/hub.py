@@ -72,7 +72,8 @@ def explain(kind: str, repo: str, err: BaseException) -> str:
         return (f"{kind} {repo!r} is not in the local Hugging Face cache and {how}. Fix: fetch it once where "
                 f"there is network (`hf download {repo}{' --repo-type dataset' if kind == 'dataset' else ''}`, same "
                 "HF_HOME), or use local files.")  # fmt: skip
-    return f"cannot fetch {kind} {repo!r} from the Hugging Face Hub: {type(err).__name__}: {err}"
+    return (f"the Hugging Face Hub did not provide {kind} {repo!r} ({type(err).__name__}: {err}). Fix: check network "
+            "access and the id.")  # fmt: skip
 
 
 __all__ = ["explain", "has_token", "hub_problem", "offline"]

@@ -280,7 +280,7 @@ def _hub_error(spec: str, err: Exception) -> ModelLoadError:
 
     msg = explain("model", spec, err)
     if hub_problem(err) == "offline":
-        msg += " Offline, a packaged model (packaged:smollm2-135m, packaged:gemma3-270m) needs no Hub."
+        msg += " Offline, use a packaged model (packaged:smollm2-135m, packaged:gemma3-270m) or a local directory."
     return ModelLoadError(f"cannot load {spec!r}: {msg}")
 
 
