@@ -193,6 +193,20 @@ def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
     return scale.mixed_precision
 
 
+def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Switch activation (gradient) checkpointing of a transformers model on or off. Non-reentrant: the recomputed
+    forward replays the saved RNG state, so dropout masks, losses and gradients equal those without it."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def _make_accelerator(dev: torch.device, scale: ScaleConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
@@ -384,8 +398,8 @@ def train_causal_lm(
         model.float()
     model.to(dev)
     model.train()
-    if scale.gradient_checkpointing:  # non-reentrant: recomputation replays the saved RNG state (same dropout)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if scale.gradient_checkpointing:
+        set_checkpointing(model, True)
     if acc.distributed_type == DistributedType.DEEPSPEED:  # no dataloader is prepared: DeepSpeed needs the micro-batch
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_bs
     groups = [
@@ -511,7 +525,7 @@ def train_causal_lm(
             model = acc.unwrap_model(model, keep_fp32_wrapper=False)
             acc.free_memory()
             if scale.gradient_checkpointing:
-                model.gradient_checkpointing_disable()
+                set_checkpointing(model, False)
             model.to(orig_dtype).eval()
             return TrainResult(steps=len(losses), final_dir=None, losses=tuple(losses), val_loss=None, seconds=elapsed)
 
@@ -526,7 +540,7 @@ def train_causal_lm(
     model = acc.unwrap_model(model, keep_fp32_wrapper=False)
     acc.free_memory()
     if scale.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        set_checkpointing(model, False)
     model.to(orig_dtype).eval()
     final = out_dir / "final"
     result = {"steps": total, "losses": losses, "val_loss": val_loss, "seconds": elapsed, "fingerprint": fingerprint,
