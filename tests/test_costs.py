@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unidetox import costs as C
-from unidetox.models import TINY_SPECS, load_model, tiny_config
+from unidetox.models import TINY_SPECS, load_model
 from unidetox.plan import HUB_ARCHS, _arch_from_config, arch_of
 
 
@@ -76,7 +76,7 @@ def test_activation_bytes_by_hand():
 
 
 def test_training_memory_by_hand_for_each_sharding():
-    kw = dict(micro_batch=2, seq=3)
+    kw = {"micro_batch": 2, "seq": 3}
     logits = 2 * 3 * 10 * (2 + 8)
     m = C.train_memory(TOY, **kw)
     assert (m.weights, m.gradients, m.optimizer) == (4 * TOY_P, 4 * TOY_P, 8 * TOY_P)

@@ -12,7 +12,7 @@ from unidetox.config import ConfigError, ScaleConfig, TrainConfig, load_profile
 from unidetox.models import load_model
 from unidetox.plan import Hardware, PlanError
 from unidetox.scaleout import CONFIGS, accelerate_config
-from unidetox.train import mixed_precision, set_checkpointing, pad_batch, token_nll, tokenize_texts, train_causal_lm
+from unidetox.train import mixed_precision, pad_batch, set_checkpointing, token_nll, tokenize_texts, train_causal_lm
 
 TEXTS = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six"]
 
@@ -108,7 +108,7 @@ def test_accelerate_config_command_prints_the_path(capsys):
 def test_scale_settings_are_typed_and_checked():
     p = load_profile("tiny", ["scale.gradient_checkpointing=true", "scale.mixed_precision=bf16"])
     assert p.scale == ScaleConfig(gradient_checkpointing=True, mixed_precision="bf16")
-    with pytest.raises(ConfigError, match="scale.mixed_precision must be auto, bf16 or no, not 'fp16'"):
+    with pytest.raises(ConfigError, match="scale.mixed_precision must be auto, bf16 or fp32, not 'fp16'"):
         load_profile("tiny", ["scale.mixed_precision=fp16"])
     with pytest.raises(ConfigError, match="scale.gradient_checkpointing must be true or false"):
         load_profile("tiny", ["scale.gradient_checkpointing=3"])
@@ -116,14 +116,17 @@ def test_scale_settings_are_typed_and_checked():
         load_profile("tiny", ["scale.gradient_checkpoint=true"])
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert mixed_precision(ScaleConfig(), cpu) == "no" and mixed_precision(ScaleConfig(), cuda) == "bf16"
-    assert mixed_precision(ScaleConfig(mixed_precision="no"), cuda) == "no"
+    assert mixed_precision(ScaleConfig(mixed_precision="fp32"), cuda) == "no"
 
 
-def test_scale_settings_are_not_part_of_stage_keys(tmp_path):
-    """Gradient checkpointing and precision change no result beyond rounding: a stage is reused across them."""
+def test_scale_settings_are_not_part_of_stage_keys(tmp_path, capsys, one_torch_thread):
+    """Gradient checkpointing and precision change no result beyond rounding: a finished stage is reused across them."""
     from unidetox import pipeline as P
 
-    a = load_profile("tiny", [f"runs_dir={tmp_path}"])
-    b = load_profile("tiny", [f"runs_dir={tmp_path}", "scale.gradient_checkpointing=true"])
-    cfg = lambda p: {"toxic": __import__("unidetox.config").config.to_dict(p.toxic)}  # noqa: E731
-    assert P._stage(a, "toxic-model", cfg(a)).key == P._stage(b, "toxic-model", cfg(b)).key
+    a = load_profile("tiny", [f"runs_dir={tmp_path}", "toxic.train.max_steps=1"])
+    b = load_profile("tiny", [f"runs_dir={tmp_path}", "toxic.train.max_steps=1", "scale.gradient_checkpointing=true",
+                              "scale.mixed_precision=fp32"])  # fmt: skip
+    first = P.toxic_model(a, quiet=True)
+    capsys.readouterr()
+    again = P.toxic_model(b, quiet=True)
+    assert again.key == first.key and "toxic-model: reusing" in capsys.readouterr().out

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--gpus", type=int, default=1, help="number of GPUs (processes) the stages run on (default 1)")
     pl.add_argument("--strategy", choices=["single", "ddp", "fsdp", "zero2", "zero3"],
                     help="how training is spread over the GPUs (default: single for 1 GPU, else ddp)")  # fmt: skip
+    pl.add_argument("--markdown", action="store_true", help="print GPU-hours per stage as a Markdown table")
     ac = sub.add_parser("accelerate-config", help="print the path of a shipped accelerate configuration")
     ac.add_argument("name", choices=["ddp", "fsdp", "zero2", "zero3"], help="ddp | fsdp | zero2 | zero3")
     return ap
@@ -98,7 +99,7 @@ def _plan(profile, args) -> None:
 
     hw = PL.hardware(args.gpu, args.gpus, args.strategy, profile.device)
     plans = PL.plan_profile(profile, hw)
-    print(PL.format_plan(profile, hw, plans))
+    print(PL.format_markdown(plans) if args.markdown else PL.format_plan(profile, hw, plans))
     PL.check(plans)
 
 

@@ -194,18 +194,16 @@ class ScaleConfig:
     they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
     time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
 
-    gradient_checkpointing: bool = (
-        False  # recompute each layer's activations in backward: ~1/3 more compute, far less memory
-    )
-    mixed_precision: str = (
-        "auto"  # bf16 autocast with fp32 master weights: auto (bf16 on CUDA, none on CPU) | bf16 | no
-    )
+    # recompute each layer's activations in backward: about 1/3 more compute, far less activation memory
+    gradient_checkpointing: bool = False
+    # autocast of the forward pass (weights and AdamW stay fp32): auto = bf16 on CUDA, fp32 on CPU | bf16 | fp32
+    mixed_precision: str = "auto"
     memory_check: bool = True  # refuse a training stage whose estimated peak memory exceeds the device (see `plan`)
 
     def __post_init__(self):
         _check(
-            self.mixed_precision in ("auto", "bf16", "no"),
-            f"scale.mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}",
+            self.mixed_precision in ("auto", "bf16", "fp32"),
+            f"scale.mixed_precision must be auto, bf16 or fp32, not {self.mixed_precision!r}",
         )
 
 

@@ -365,6 +365,21 @@ def format_plan(profile: Profile, hw: Hardware, plans: list[StagePlan]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(plans: list[StagePlan]) -> str:
+    """GPU-hours, peak memory and disk per stage (targets summed) as a Markdown table (the book's cost section)."""
+    rows = ["| stage | models | runs | GPU-hours | peak GiB per device | disk GiB |", "|---|---|---|---|---|---|"]
+    for stage in dict.fromkeys(p.stage for p in plans):
+        ps = [p for p in plans if p.stage == stage]
+        hours = sum(p.gpu_hours for p in ps)
+        rows.append(f"| {stage} | {', '.join(dict.fromkeys(p.model for p in ps))} | {sum(p.runs for p in ps)} | "
+                    f"{'?' if math.isnan(hours) else f'{hours:.1f}'} | {_gib(max(p.memory for p in ps))} | "
+                    f"{_gib(sum(p.disk for p in ps))} |")  # fmt: skip
+    total = sum(p.gpu_hours for p in plans)
+    rows.append(f"| **total** | | | **{'?' if math.isnan(total) else f'{total:.1f}'}** | | "
+                f"{_gib(sum(p.disk for p in plans))} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 def check(plans: list[StagePlan]) -> None:
     """Raise PlanError naming the first stage that does not fit and its fix."""
     bad = [p for p in plans if not p.fits]
@@ -418,6 +433,7 @@ __all__ = [
     "StagePlan",
     "arch_of",
     "check",
+    "format_markdown",
     "format_plan",
     "hardware",
     "plan_profile",

@@ -187,10 +187,10 @@ def run_fingerprint(cfg: TrainConfig, texts: Sequence[str]) -> str:
 
 
 def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
-    """accelerate's mixed_precision for `scale.mixed_precision` on `dev`: auto = bf16 on CUDA, none on CPU."""
+    """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`: auto = bf16 on CUDA only."""
     if scale.mixed_precision == "auto":
         return "bf16" if dev.type == "cuda" else "no"
-    return scale.mixed_precision
+    return "bf16" if scale.mixed_precision == "bf16" else "no"
 
 
 def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
