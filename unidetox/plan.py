@@ -192,7 +192,8 @@ def act_bytes(hw: Hardware, mixed_precision: str) -> int:
     return 2 if mixed_precision == "bf16" or (mixed_precision == "auto" and hw.cuda) else 4
 
 
-def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: bool, mp: str, need: float) -> str:
+def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: bool, mp: str, need: float,
+                  profile: str = "...") -> str:  # fmt: skip
     """The smallest change that makes a training stage fit: checkpointing, then FSDP over enough GPUs."""
     have = hw.usable_bytes
     head = f"needs ~{_gib(need)} GiB per device, {_gib(have)} GiB usable"
@@ -209,7 +210,7 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
                     cmd = "toxic-model" if stage == "toxic-model" else "detox"
                     return (f"{head}. Fix: shard it over {n} GPUs: accelerate launch --config_file "
                             f"$(unidetox accelerate-config {strategy}) --num_processes {n} -m unidetox.cli {cmd} "
-                            f"--profile ...{extra} (check: unidetox plan --profile ...{gpu} --gpus {n} "
+                            f"--profile {profile}{extra} (check: unidetox plan --profile {profile}{gpu} --gpus {n} "
                             f"--strategy {strategy}{extra})")  # fmt: skip
     if not gc:
         mem = C.train_memory(arch, micro_batch=math.ceil(cfg.batch_size / (cfg.grad_accum * n0)), seq=cfg.max_length,
@@ -220,7 +221,7 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
 
 
 def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, n_texts: int, sc: ScaleConfig,
-                  hw: Hardware, *, runs: int = 1, saves: int = 1) -> StagePlan:  # fmt: skip
+                  hw: Hardware, *, runs: int = 1, saves: int = 1, profile: str = "...") -> StagePlan:  # fmt: skip
     """A fine-tuning stage: `runs` trainings of `spec` on `n_texts` texts, each saving `saves` models."""
     from .train import num_training_steps
 
@@ -240,7 +241,7 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, n_texts
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
     fix = ""
     if mem.total > hw.usable_bytes:
-        fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, mem.total)
+        fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, mem.total, profile)
     return StagePlan(stage, spec, p, runs, mem.total, parts, flops, seconds, disk, fix, devices=n)
 
 
@@ -309,7 +310,7 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
     tr = profile.trust_remote_code
     base = arch_of(profile.toxic.base_model, trust_remote_code=tr)
     out = [plan_training("toxic-model", profile.toxic.base_model, base, profile.toxic.train, toxic_text_count(profile),
-                         profile.scale, hw)]  # fmt: skip
+                         profile.scale, hw, profile=profile.name)]  # fmt: skip
     out.append(plan_distill(profile, base, hw))
     dt = profile.detox
     ppl = arch_of(profile.eval.perplexity_model, trust_remote_code=tr)
@@ -317,7 +318,7 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
         arch = arch_of(target, trust_remote_code=tr)
         cfg = replace(dt.train, max_steps=max(dt.steps))
         out.append(plan_training("detox", target, arch, cfg, profile.distill.num_texts, profile.scale, hw,
-                                 runs=len(dt.learning_rates), saves=len(dt.steps)))  # fmt: skip
+                                 runs=len(dt.learning_rates), saves=len(dt.steps), profile=profile.name))  # fmt: skip
     for target in dt.targets:
         arch = arch_of(target, trust_remote_code=tr)
         out.append(plan_evaluate(profile, target, arch, ppl, hw, 1 + len(dt.learning_rates) * len(dt.steps)))
