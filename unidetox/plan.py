@@ -80,6 +80,11 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
         return _arch_from_config(M.tiny_config(kind), f"built in code ({spec})")
     if spec in HUB_ARCHS:
         return HUB_ARCHS[spec]
+    if spec.startswith("packaged:"):
+        try:
+            return _arch_from_config(M.packaged_config(spec.split(":", 1)[1]), f"GGUF metadata of {spec}")
+        except M.ModelLoadError as e:
+            raise PlanError(str(e)) from None
     from transformers import AutoConfig
 
     try:
