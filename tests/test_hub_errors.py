@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx2
+import pytest
 from huggingface_hub import errors as E
 
 from unidetox.cli import run
@@ -104,3 +105,16 @@ def test_offline_model_and_dataset_with_the_hub_switched_off(tmp_path):
     assert data.returncode == 2 and err.startswith("error: cannot load skg/toxigen-data"), data.stderr
     assert "dataset 'skg/toxigen-data' is not in the local Hugging Face cache and the Hub is switched off" in err
     assert "hf download skg/toxigen-data --repo-type dataset" in err and "data.source=local" in err
+
+
+def test_classifier_hub_id_that_does_not_exist(monkeypatch):
+    from unidetox.scorers import ScorerError, load_scorer
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    hub_answers(monkeypatch, E.RepositoryNotFoundError, 404)
+    with pytest.raises(ScorerError) as caught:
+        load_scorer("hf:unitary/toxic-bertt")
+    msg = str(caught.value)
+    assert "classifier 'unitary/toxic-bertt'" in msg and "does not exist on the Hugging Face Hub" in msg
+    assert "'toxblock'" in msg
