@@ -144,3 +144,23 @@ def test_packaged_model_shape_comes_from_the_gguf_metadata_without_converting(tm
 def test_packaged_model_counts_equal_the_loaded_models(spec):
     lm = load_model(spec)
     assert PL.C.param_count(PL.arch_of(spec)) == sum(p.numel() for p in lm.model.parameters())
+
+
+def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
+    """Under torchrun / accelerate launch, models are loaded before accelerate starts: 'cuda' must mean this
+    process's GPU (LOCAL_RANK), not GPU 0 for all eight processes."""
+    from unidetox.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == torch.device("cuda", 3) and resolve_device("cuda") == torch.device("cuda", 3)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_sharded_plans_count_the_full_model_each_process_holds_before_sharding():
+    a = PL.HUB_ARCHS["meta-llama/Llama-2-7b-hf"]
+    m = PL.C.train_memory(a, micro_batch=1, seq=256, gradient_checkpointing=True, sharding=PL.C.Sharding("fsdp", 64))
+    assert m.total == m.setup == 4 * PL.C.param_count(a)

@@ -6,6 +6,7 @@ Formulas (all per device, bytes unless stated):
 - training state, AdamW with fp32 master weights (as `unidetox.train`): weights ``4P``, gradients ``4P``,
   optimizer state ``8P`` (two fp32 moments); ZeRO-2 shards gradients and optimizer state over the
   ``N`` data-parallel devices, ZeRO-3 and FSDP full sharding shard all three (weights, gradients, state / N);
+  the peak is at least ``4P``, the full fp32 model each process holds before it is sharded;
 - activations of one micro-batch of ``b`` sequences of ``s`` tokens, per transformer layer, for 16-bit
   activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
   eq. 2): ``s*b*h*(34 + 5*a*s/h)`` with ``a`` heads; the MLP's 19*s*b*h part assumes an intermediate size of
@@ -149,10 +150,12 @@ class TrainMemory:
     optimizer: float
     activations: float
     logits: float
+    setup: float = 0.0  # the whole fp32 model on each device before it is sharded (unidetox.train moves it there)
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.logits
+        """Peak: the training step, or the set-up before sharding when that is larger (FSDP/ZeRO-3 on many GPUs)."""
+        return max(self.weights + self.gradients + self.optimizer + self.activations + self.logits, self.setup)
 
 
 def layer_activation_bytes(a: Arch, batch: int, seq: int, act_bytes: int = 2) -> float:
@@ -186,6 +189,7 @@ def train_memory(
         optimizer=8 * p / sharding.state_shards,
         activations=act,
         logits=micro_batch * seq * a.vocab * (act_bytes + 8),
+        setup=4 * p,
     )
 
 

@@ -77,11 +77,14 @@ def cache_root() -> Path:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
+    """'auto' -> cuda when available, else cpu. Under torchrun / accelerate launch (``LOCAL_RANK`` set) CUDA means
+    this process's own GPU, so that models loaded before accelerate starts do not all land on GPU 0."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is visible; use --set device=cpu")
+    if device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     return torch.device(device)
 
 

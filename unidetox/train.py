@@ -373,6 +373,10 @@ def train_causal_lm(
             f"resumable checkpoints are not supported under {acc.distributed_type.value} yet (the optimizer state is "
             "sharded); set checkpoint_every=0 (e.g. --set detox.train.checkpoint_every=0), or use the ddp configuration"
         )
+    if acc.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
+        raise TrainError(  # accelerate's DeepSpeed backward also steps the optimizer: our accumulation would not hold
+            f"grad_accum={cfg.grad_accum} is not supported under DeepSpeed; set grad_accum=1 or use the fsdp configuration"
+        )
     world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
     tok, model = lm.tokenizer, lm.model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
