@@ -164,3 +164,12 @@ def test_sharded_plans_count_the_full_model_each_process_holds_before_sharding()
     a = PL.HUB_ARCHS["meta-llama/Llama-2-7b-hf"]
     m = PL.C.train_memory(a, micro_batch=1, seq=256, gradient_checkpointing=True, sharding=PL.C.Sharding("fsdp", 64))
     assert m.total == m.setup == 4 * PL.C.param_count(a)
+
+
+def test_paper_plan_on_a_cpu_host_says_to_plan_for_gpus(capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is detected")
+    monkeypatch.setattr(PL, "host_memory", lambda: 16 * 2**30)
+    assert run(["plan", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "(CPU host RAM). Fix: run it on GPUs (plan for them with --gpu NAME [--gpus N])" in err

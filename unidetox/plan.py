@@ -202,6 +202,9 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
     """The smallest change that makes a training stage fit: checkpointing, then FSDP over enough GPUs."""
     have = hw.usable_bytes
     head = f"needs ~{_gib(need)} GiB per device, {_gib(have)} GiB usable"
+    if not hw.cuda:
+        return (f"{head} (CPU host RAM). Fix: run it on GPUs (plan for them with --gpu NAME [--gpus N]), or make the "
+                "stage smaller (batch_size, max_length)")  # fmt: skip
     n0 = hw.sharding.devices
     for ckpt in (gc,) if gc else (False, True):
         for n in range(max(2, n0), 65):
