@@ -130,3 +130,45 @@ def test_scale_settings_are_not_part_of_stage_keys(tmp_path, capsys, one_torch_t
     capsys.readouterr()
     again = P.toxic_model(b, quiet=True)
     assert again.key == first.key and "toxic-model: reusing" in capsys.readouterr().out
+
+
+TRAIN_SCRIPT = """
+import sys
+from unidetox.config import ScaleConfig, TrainConfig
+from unidetox.models import load_model
+from unidetox.train import train_causal_lm
+texts = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six",
+         "seven eight", "nine ten eleven twelve", "the end", "a b c d e f g"]
+cfg = TrainConfig(learning_rate=1e-3, max_steps=3, batch_size=4, max_length=16, seed=3, log_every=1)
+train_causal_lm(load_model("tiny:llama"), texts, cfg, sys.argv[1], device="cpu", progress=False,
+                scale=ScaleConfig(gradient_checkpointing=sys.argv[2] == "1"))
+"""
+
+
+def test_two_process_training_with_checkpointing_equals_one_plain_process(tmp_path):
+    """torchrun, 2 CPU processes (gloo DDP), gradient checkpointing on; against one process without it. The
+    all-reduce sums the two halves of every batch in another order, hence float32 round-off (rtol 1e-5)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", str(script), str(tmp_path / "two"), "1"], env=env,
+                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "on 2 x CPU (ddp)" in two.stdout and two.stdout.count("plan: train tiny:llama") == 1  # main process only
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"], env=env, capture_output=True,
+                         text=True, timeout=600, check=False)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
