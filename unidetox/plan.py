@@ -39,8 +39,9 @@ class PlanError(RuntimeError):
     """A stage that cannot run on the planned hardware, or a model whose shape is unknown; with the fix."""
 
 
-def _arch_from_config(cfg, source: str) -> C.Arch:
-    """An Arch from a transformers config; families without a formula are counted by instantiating on `meta`."""
+def _arch_from_config(cfg, source: str, numel: int = 0) -> C.Arch:
+    """An Arch from a transformers config; families without a formula are counted by instantiating on `meta`
+    (or given their `numel` when the model is at hand)."""
     mt = cfg.model_type
 
     def g(*names, default=None):
@@ -60,6 +61,8 @@ def _arch_from_config(cfg, source: str) -> C.Arch:
     )
     if formula_ok and not (mt == "opt" and cfg.word_embed_proj_dim != hidden):
         return arch
+    if numel:
+        return replace(arch, params=numel)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -422,9 +425,11 @@ def runtime_hardware(acc) -> Hardware:
     return Hardware(None, host_memory(), sharding)
 
 
-def training_line(spec: str, model_config, cfg: TrainConfig, n_texts: int, scale: ScaleConfig, hw: Hardware) -> str:
-    """One line with the estimate of this training run; raises PlanError when it cannot fit (scale.memory_check)."""
-    arch = _arch_from_config(model_config, "the loaded model's config")
+def training_line(spec: str, model, cfg: TrainConfig, n_texts: int, scale: ScaleConfig, hw: Hardware) -> str:
+    """One line with the estimate of training `model` (the loaded module); raises PlanError when it cannot fit
+    (unless scale.memory_check is off)."""
+    numel = sum(p.numel() for p in model.parameters())
+    arch = _arch_from_config(model.config, "the loaded model's config", numel=numel)
     p = plan_training("train", spec, arch, cfg, n_texts, scale, hw)
     line = (f"plan: train {spec} ({_num(p.params)} params) on {hw.sharding.devices} x "
             f"{hw.gpu.name if hw.gpu else 'CPU'} ({hw.sharding.strategy}): ~{_gib(p.memory)} GiB per device of "

@@ -392,7 +392,7 @@ def train_causal_lm(
         raise TrainError(f"stop_after must be >= 1, got {stop_after}")
     stop = total if stop_after is None else min(int(stop_after), total)
     micro_bs = math.ceil(cfg.batch_size / (cfg.grad_accum * world))
-    line = training_line(lm.spec, lm.model.config, cfg, n, scale, runtime_hardware(acc))
+    line = training_line(lm.spec, lm.model, cfg, n, scale, runtime_hardware(acc))
     if is_main:
         print(line, flush=True)
 
