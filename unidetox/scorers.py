@@ -258,6 +258,13 @@ def _load_hf(target: str, label: str | None, device: str, batch_size: int, trust
             path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch.float32
         )
     except (OSError, ValueError) as e:
+        from .hub import explain, hub_problem
+
+        if path == target and hub_problem(e) != "other":  # a Hub id: gated, unknown or offline, said as such
+            raise ScorerError(
+                f"cannot load the classifier {target!r}: {explain('model', target, e)} Offline, use a local directory "
+                "(hf:<dir>) or the offline scorer 'toxblock'."
+            ) from None
         raise ScorerError(
             f"cannot load the classifier {target!r} ({type(e).__name__}: {e}). It must be a local directory written "
             "by save_pretrained (safetensors) or a Hub id reachable now; offline, download it elsewhere, copy the "

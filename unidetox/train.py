@@ -48,7 +48,7 @@ from unidetox.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from unidetox.config import TrainConfig, to_dict
+from unidetox.config import ScaleConfig, TrainConfig, to_dict
 from unidetox.models import LoadedModel, resolve_device
 from unidetox.store import DISK_FIX, JsonlWriter, atomic_dir, canonical_json, read_json, read_jsonl, write_text
 
@@ -186,11 +186,32 @@ def run_fingerprint(cfg: TrainConfig, texts: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- helpers with side effects
 
 
-def _make_accelerator(dev: torch.device):
+def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
+    """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`: auto = bf16 on CUDA only."""
+    if scale.mixed_precision == "auto":
+        return "bf16" if dev.type == "cuda" else "no"
+    return "bf16" if scale.mixed_precision == "bf16" else "no"
+
+
+def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Switch activation (gradient) checkpointing of a transformers model on or off. Non-reentrant: the recomputed
+    forward replays the saved RNG state, so dropout masks, losses and gradients equal those without it."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def _make_accelerator(dev: torch.device, scale: ScaleConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    kwargs = {"cpu": dev.type != "cuda", "mixed_precision": "bf16" if dev.type == "cuda" else "no"}
+    kwargs = {"cpu": dev.type != "cuda", "mixed_precision": mixed_precision(scale, dev)}
     try:
         return Accelerator(**kwargs)
     except ValueError as e:
@@ -200,12 +221,16 @@ def _make_accelerator(dev: torch.device):
         return Accelerator(**kwargs)
 
 
-def _save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch.dtype, extra: dict | None = None):
-    """Atomically write a `from_pretrained`-loadable directory (safetensors) with weights in `dtype`."""
+def _save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch.dtype, extra: dict | None = None,
+                     state_dict: dict | None = None):  # fmt: skip
+    """Atomically write a `from_pretrained`-loadable directory (safetensors) with weights in `dtype`
+    (`state_dict`: the full weights gathered from a sharded model, else the model's own)."""
     try:
         with atomic_dir(path) as tmp:
             params_dtype = next(model.parameters()).dtype
             state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
+            if state_dict is not None:
+                state = {k: v.to(dtype) for k, v in state_dict.items()}
             model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             if extra is not None:
@@ -313,12 +338,14 @@ def train_causal_lm(
     val_texts: Sequence[str] = (),
     progress: bool = True,
     stop_after: int | None = None,
+    scale: ScaleConfig | None = None,
 ) -> TrainResult:
     """Fine-tune `lm.model` in place on `texts` (see the module docstring for the files written).
 
     device: auto | cpu | cuda (accelerate places the model; bf16 autocast on CUDA, fp32 on CPU; under
     ``accelerate launch`` each process takes its slice of every global batch). Half-precision weights
-    are trained in fp32 and cast back at the end. If ``out_dir/final`` is complete, its weights are
+    are trained in fp32 and cast back at the end. `scale`: gradient checkpointing, mixed precision and the memory
+    check (the estimate of `unidetox.plan` is printed first). If ``out_dir/final`` is complete, its weights are
     loaded into `lm.model` and its result returned without training. `stop_after`: stop after that
     optimizer step with a checkpoint and no final (time-limited jobs); a later call resumes.
     """
@@ -332,9 +359,24 @@ def train_causal_lm(
         shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # a kill can fall between final/ and this cleanup
         return done_result
 
+    from accelerate.utils import DistributedType
+
+    from unidetox.plan import runtime_hardware, training_line
+
+    scale = scale or ScaleConfig()
     dev = resolve_device(device)
-    acc = _make_accelerator(dev)
+    acc = _make_accelerator(dev, scale)
     dev = acc.device
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if sharded and (cfg.checkpoint_every > 0 or stop_after is not None):
+        raise TrainError(
+            f"resumable checkpoints are not supported under {acc.distributed_type.value} yet (the optimizer state is "
+            "sharded); set checkpoint_every=0 (e.g. --set detox.train.checkpoint_every=0), or use the ddp configuration"
+        )
+    if acc.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
+        raise TrainError(  # accelerate's DeepSpeed backward also steps the optimizer: our accumulation would not hold
+            f"grad_accum={cfg.grad_accum} is not supported under DeepSpeed; set grad_accum=1 or use the fsdp configuration"
+        )
     world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
     tok, model = lm.tokenizer, lm.model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -357,6 +399,9 @@ def train_causal_lm(
         raise TrainError(f"stop_after must be >= 1, got {stop_after}")
     stop = total if stop_after is None else min(int(stop_after), total)
     micro_bs = math.ceil(cfg.batch_size / (cfg.grad_accum * world))
+    line = training_line(lm.spec, lm.model, cfg, n, scale, runtime_hardware(acc))
+    if is_main:
+        print(line, flush=True)
 
     orig_dtype = next(model.parameters()).dtype
     if orig_dtype != torch.float32:
@@ -364,6 +409,10 @@ def train_causal_lm(
         model.float()
     model.to(dev)
     model.train()
+    if scale.gradient_checkpointing:
+        set_checkpointing(model, True)
+    if acc.distributed_type == DistributedType.DEEPSPEED:  # no dataloader is prepared: DeepSpeed needs the micro-batch
+        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_bs
     groups = [
         {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},  # biases, norms (as HF)
@@ -454,7 +503,8 @@ def train_causal_lm(
                     acc.backward(s * weight)
                 if weight:
                     local_sum += s.detach()
-            grad_norm = float(acc.clip_grad_norm_(model.parameters(), 1.0))
+            norm = acc.clip_grad_norm_(model.parameters(), 1.0)  # DeepSpeed clips itself (gradient_clipping: 1.0)
+            grad_norm = float(norm) if norm is not None else math.nan
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -480,8 +530,9 @@ def train_causal_lm(
                 }])  # fmt: skip
                 last_logged = done
             if done in save_steps:
+                full = acc.get_state_dict(model) if sharded else None  # a collective under FSDP/ZeRO-3
                 if is_main:
-                    _save_pretrained(base, tok, out_dir / "steps" / str(done), orig_dtype)
+                    _save_pretrained(base, tok, out_dir / "steps" / str(done), orig_dtype, state_dict=full)
                 acc.wait_for_everyone()
             periodic = cfg.checkpoint_every > 0 and (done % cfg.checkpoint_every == 0 or done == total)
             if periodic or done == stop < total:
@@ -491,24 +542,29 @@ def train_causal_lm(
         if stop < total:
             model = acc.unwrap_model(model, keep_fp32_wrapper=False)
             acc.free_memory()
+            if scale.gradient_checkpointing:
+                set_checkpointing(model, False)
             model.to(orig_dtype).eval()
             return TrainResult(steps=len(losses), final_dir=None, losses=tuple(losses), val_loss=None, seconds=elapsed)
 
         val_loss, val_tokens = (None, 0)
         if val_seqs:
-            val_loss, val_tokens = _eval_loss(base, val_seqs, micro_bs, pad_id, acc)
+            val_loss, val_tokens = _eval_loss(model if sharded else base, val_seqs, micro_bs, pad_id, acc)
             if writer is not None:
                 writer.append([{"step": total, "val_loss": val_loss, "val_tokens": val_tokens,
                                 "elapsed": round(elapsed, 3)}])  # fmt: skip
 
+    full = acc.get_state_dict(model) if sharded else None
     model = acc.unwrap_model(model, keep_fp32_wrapper=False)
     acc.free_memory()
+    if scale.gradient_checkpointing:
+        set_checkpointing(model, False)
     model.to(orig_dtype).eval()
     final = out_dir / "final"
     result = {"steps": total, "losses": losses, "val_loss": val_loss, "seconds": elapsed, "fingerprint": fingerprint,
               "val_tokens": val_tokens, "tokens": tokens, "config": to_dict(cfg)}  # fmt: skip
     if is_main:
-        _save_pretrained(model, tok, final, orig_dtype, extra=result)
+        _save_pretrained(model, tok, final, orig_dtype, extra=result, state_dict=full)
         # the resumable state (weights + optimizer: 3x the model) is dead weight once final/ is complete
         shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
     acc.wait_for_everyone()
