@@ -152,7 +152,6 @@ def _store_lock(profile, args, argv: list[str] | None):
     return store_lock(profile.runs_dir, profile.name, wait=not args.no_wait, command=command)
 
 
-
 def _plan(profile, args) -> None:
     from . import plan as PL
 
