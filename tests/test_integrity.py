@@ -439,8 +439,14 @@ def test_signals_to_a_real_process(tmp_path, sig, code):
     """A real `unidetox` process, interrupted while it waits for the store (a point every command passes)."""
     h = _holder(tmp_path / "runs")
     try:
-        p = subprocess.Popen([*cli_command(), "toxic-model", *tiny(tmp_path / "runs")], cwd=REPO, env=cli_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        # SIGINT's default disposition, as in a terminal: a shell starts background jobs (and so this test run,
+        # when backgrounded) with SIGINT ignored, which children inherit and Python then leaves ignored
+        default_sigint = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        p = subprocess.Popen([sys.executable, "-c", default_sigint, *cli_command(), "toxic-model",
+                              *tiny(tmp_path / "runs")], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
         assert p.stderr.readline().startswith("waiting for the run store")
         p.send_signal(sig)
         _, err = p.communicate(timeout=60)
