@@ -117,6 +117,7 @@ def test_parameters_are_injected_and_cwd_is_set(tmp_path):
     nb = json.loads(run.output.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1 and 'profile = "tiny"' in "".join(injected[0]["source"])
+    assert "remove-input" in injected[0]["metadata"]["tags"], "the book hides the injected parameters"
     record = json.loads((out / "alpha.run.json").read_text())
     assert record["key"] == run.key and record["parameters"]["scale"] == 6
     assert not list(out.glob(".*tmp*")), "no temporary file may be left behind"
