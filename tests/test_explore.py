@@ -135,7 +135,9 @@ def test_for_study_loads_each_target_untouched_and_detoxified(tmp_path, one_torc
     study = dataclasses.make_dataclass("S", ["chosen"])((1e-3, 2))  # the only field the explorer reads
     ex = Explorer.for_study(profile, study, targets=["tiny:llama"])
     assert [(m.target, m.label) for m in ex.models] == [("tiny:llama", "No detoxification"), ("tiny:llama", "UniDetox")]
-    detoxified = P.finetuned(profile, "tiny:llama", "unidetox", 1e-3, 2, quiet=True).path
+    detoxified = P.finetuned(
+        profile, "tiny:llama", "unidetox", 1e-3, 2, grid=True, quiet=True
+    ).path  # the study's model
     assert ex.models[1].lm.spec == detoxified and ex.models[0].lm.spec == "tiny:llama"
     with pytest.raises(ExploreError, match="not among detox.targets"):
         Explorer.for_study(profile, study, targets=["tiny:nope"])

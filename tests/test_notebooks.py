@@ -26,9 +26,9 @@ def code_cells(nb) -> list:
 
 
 def test_there_are_notebooks_and_every_one_is_a_py_source():
-    assert len(SOURCES) >= 5 and all(p.suffix == ".py" for p in SOURCES)
+    assert len(SOURCES) >= 6 and all(p.suffix == ".py" for p in SOURCES)
     names = {p.stem for p in SOURCES}
-    assert {"main_results"} <= names
+    assert {"explore", "main_results"} <= names
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -64,7 +64,9 @@ class Explorer:
         for target in targets or profile.detox.targets:
             if target not in profile.detox.targets:
                 raise ExploreError(f"{target!r} is not among detox.targets {list(profile.detox.targets)}")
-            detoxified = P.finetuned(profile, target, "unidetox", lr, steps, selection="transferred", quiet=quiet)
+            detoxified = P.finetuned(
+                profile, target, "unidetox", lr, steps, selection="transferred", grid=True, quiet=quiet
+            )
             for label, path in ((METHOD_NAMES["none"], target), (METHOD_NAMES["unidetox"], detoxified.path)):
                 lm = load_model(path, device=device, trust_remote_code=profile.trust_remote_code)
                 models.append(Model(target, label, lm))
