@@ -510,7 +510,7 @@ async () => {
   const main = document.querySelector('main');
   const text = main ? main.cloneNode(true) : document.body.cloneNode(true);
   text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
-  const visible = e => !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+  const visible = e => e.checkVisibility();  // false inside a closed <details> (content-visibility: hidden)
   const article = document.querySelector('main article') || main || document.body;
   const right = article.getBoundingClientRect().right;
   return {
