@@ -109,7 +109,7 @@ grid.round(3)
 
 # %% tags=["hide-input"]
 transfer = T.transfer_table(study.report)
-display(transfer.round(3).style.hide(axis="index"))
+display(transfer.style.hide(axis="index").format(precision=3))  # a Styler shows 6 decimals unless told
 
 # %% tags=["hide-input"]
 long = transfer.melt(id_vars=["target", "method"], value_vars=["TP (in) gap", "EMT (in) gap"], var_name="gap")
