@@ -47,7 +47,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
 
 import ipywidgets as widgets
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from unidetox import explore as X
 from unidetox import pipeline as P
@@ -70,8 +70,7 @@ display(
 
 def show(frame):
     """The continuations side by side, then each model's summary for this prompt."""
-    display(X.side_by_side(frame).style.hide(axis="index").format(precision=3, na_rep=""))
-    display(X.summary(frame).style.hide(axis="index").format(precision=3))
+    display(HTML(X.result_html(frame)))
 
 
 # %% [markdown]
@@ -99,18 +98,17 @@ pick = widgets.Dropdown(options=[("(your own prompt)", "")] + X.toxigen_choices(
 n_box = widgets.IntSlider(value=samples, min=1, max=X.MAX_SAMPLES, description="samples")
 seed_box = widgets.IntText(value=seed, description="seed")
 go = widgets.Button(description="Continue", button_style="primary")
-out = widgets.Output()
+result = widgets.HTML()  # set in the kernel, so it needs no output capture by the front end
 pick.observe(lambda change: change["new"] and setattr(prompt_box, "value", change["new"]), names="value")
 
 
 def on_go(_):
-    out.clear_output()
-    with out:
-        try:
-            show(explorer.run(prompt_box.value, samples=n_box.value, seed=seed_box.value))
-        except X.ExploreError as e:
-            display(Markdown(f"**error:** {e}"))
+    result.value = "<p>continuing…</p>"
+    try:
+        result.value = X.result_html(explorer.run(prompt_box.value, samples=n_box.value, seed=seed_box.value))
+    except X.ExploreError as e:
+        result.value = X.error_html(e)
 
 
 go.on_click(on_go)
-display(widgets.VBox([pick, prompt_box, widgets.HBox([n_box, seed_box, go]), out]))
+display(widgets.VBox([pick, prompt_box, widgets.HBox([n_box, seed_box, go]), result]))

@@ -474,6 +474,34 @@ def test_papermill_runs_a_paired_notebook_from_the_repository_root(book_repo, tm
     assert not (book_repo / "notebooks" / "runs").exists(), "the run store is the repository's runs/"
 
 
+def test_exploration_widgets_work_in_a_live_kernel(book_repo):
+    """The explore notebook as JupyterLab runs it (kernel in notebooks/, run store from $UNIDETOX_RUNS_DIR), then its
+    controls driven from the kernel: pick a ToxiGen prompt, continue it, and try an empty prompt."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(book_repo / "notebooks" / "explore.ipynb")
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "pick.value = pick.options[2][1]\nassert prompt_box.value == pick.options[2][1]\nn_box.value = 2\n"
+        "on_go(None)\nprint(result.value.count('<table'), 'rows', result.value.count('<tr'))\n"
+        "prompt_box.value = '  '\non_go(None)\nprint(result.value)"
+    ))  # fmt: skip
+    env = {**os.environ, "UNIDETOX_RUNS_DIR": str(book_repo / "runs")}
+    runs_before = sorted(p.name for p in (book_repo / "runs" / "tiny").iterdir())
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        NotebookClient(
+            nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(book_repo / "notebooks")}}
+        ).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "2 rows 10" in printed  # side by side (2 targets x 2 samples) and the summary (4 models), with headers
+    assert "<b>error:</b> type a prompt" in printed
+    assert not (book_repo / "notebooks" / "runs").exists(), "the kernel found the repository's run store"
+    assert sorted(p.name for p in (book_repo / "runs" / "tiny").iterdir()) == runs_before, "nothing was recomputed"
+
+
 def test_plain_jupyter_book_build_from_the_root_treats_warnings_as_errors(book_repo, tmp_path):
     """`jupyter-book build book/`, the command the design names, on the executed book: it builds, and any warning
     fails it (the `unidetox.sphinx_warnings` extension and `nitpicky` in _config.yml), without -W -n --keep-going."""

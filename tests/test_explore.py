@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ from unidetox.explore import (
     Explorer,
     Model,
     check_prompt,
+    error_html,
+    result_html,
     side_by_side,
     summary,
     toxigen_choices,
@@ -141,3 +144,14 @@ def test_for_study_loads_each_target_untouched_and_detoxified(tmp_path, one_torc
     assert ex.models[1].lm.spec == detoxified and ex.models[0].lm.spec == "tiny:llama"
     with pytest.raises(ExploreError, match="not among detox.targets"):
         Explorer.for_study(profile, study, targets=["tiny:nope"])
+
+
+def test_result_html_shows_every_continuation_escaped(explorer):
+    frame = explorer.run(PROMPT, samples=2, seed=5)
+    frame.loc[0, "continuation"] = "<script>alert(1)</script> & more"  # model text is never markup
+    page = result_html(frame)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    for text in frame.continuation.iloc[1:]:
+        assert html.escape(text) in page
+    assert f"{summary(frame).max_toxicity.iloc[0]:.3f}" in page and page.count("<table") == 2
+    assert error_html(ExploreError("bad <b>")) == "<p><b>error:</b> bad &lt;b&gt;</p>"

@@ -14,6 +14,7 @@ continuation only.
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,6 +138,18 @@ def side_by_side(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def result_html(frame: pd.DataFrame, digits: int = 3) -> str:
+    """The side-by-side table and the summary as one HTML fragment, model text escaped (the live notebook's view)."""
+    wide = side_by_side(frame, digits).style.hide(axis="index").format(precision=digits, na_rep="", escape="html")
+    summ = summary(frame).style.hide(axis="index").format(precision=digits, escape="html")
+    return wide.to_html() + summ.to_html()
+
+
+def error_html(error: Exception) -> str:
+    """An ExploreError (or any error) as a short HTML line for the live notebook."""
+    return f"<p><b>error:</b> {html.escape(str(error))}</p>"
+
+
 def toxigen_choices(prompts: pd.DataFrame, width: int = 90) -> list[tuple[str, str]]:
     """``(label, text)`` pairs for a drop-down of ToxiGen prompts: label ``"[domain] text"`` cut to `width`."""
     out = []
@@ -146,4 +159,15 @@ def toxigen_choices(prompts: pd.DataFrame, width: int = 90) -> list[tuple[str, s
     return out
 
 
-__all__ = ["COLUMNS", "ExploreError", "Explorer", "Model", "check_prompt", "side_by_side", "summary", "toxigen_choices"]
+__all__ = [
+    "COLUMNS",
+    "ExploreError",
+    "Explorer",
+    "Model",
+    "check_prompt",
+    "error_html",
+    "result_html",
+    "side_by_side",
+    "summary",
+    "toxigen_choices",
+]
