@@ -2,6 +2,8 @@
 #   make test                 install into .venv if needed, then run the test suite
 #   make book                 run the pipeline, execute the book's notebooks, build book/_build/html
 #                             (PROFILE=cpu by default: real models, offline, 2 CPU cores; PROFILE=tiny: seconds)
+#   make lab                  JupyterLab on notebooks/, against the same run store (runs/) and data as make book
+#   make notebooks            rewrite the paired notebooks/*.ipynb from the jupytext notebooks/*.py after an edit
 # Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
 # requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
 
@@ -17,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-torch.txt requirements.txt requirements-nodeps.txt pyproject.toml
 
-.PHONY: test book lint format clean-book install
+.PHONY: test book lab notebooks lint format clean-book install
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) $(TESTS)
@@ -25,6 +27,16 @@ test: $(STAMP)
 book: $(STAMP)
 	$(BIN)/unidetox pipeline --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 	$(BIN)/unidetox book --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+
+# A kernel started by JupyterLab runs in notebooks/: UNIDETOX_RUNS_DIR points it at the repository's runs/.
+# jupytext (a server extension of the environment) keeps each notebooks/<name>.ipynb and .py pair in sync on save.
+LAB_ARGS ?=
+lab: $(STAMP)
+	UNIDETOX_RUNS_DIR=$(abspath runs) $(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) \
+	  --ServerApp.preferred_dir=$(CURDIR)/notebooks $(LAB_ARGS)
+
+notebooks: $(STAMP)
+	$(BIN)/jupytext --update --to ipynb notebooks/*.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,12 +36,12 @@
 # sampling noise. PPL is the perplexity of the continuations under a larger model (lower is more fluent);
 # Dist-n the share of distinct n-grams among a prompt's continuations; MMLU the few-shot accuracy.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-input"]
 profile = "tiny"
 overrides = []
 digits = 3
 
-# %%
+# %% tags=["remove-input"]
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
@@ -72,7 +75,7 @@ display(
 #
 # Toxicity: mean ± standard deviation over seeds; $\Delta$ with its 95% paired bootstrap interval.
 
-# %%
+# %% tags=["hide-input"]
 shown = T.display_main_table(main, digits=digits)
 nowrap = {"white-space": "nowrap", "font-size": "0.85em"}
 tox_cols = ["target", "method", "config", "TP (in)", "ΔTP (in) [95% CI]", "EMT (in)", "ΔEMT (in) [95% CI]",
@@ -83,7 +86,7 @@ display(shown[tox_cols].style.hide(axis="index").set_properties(**nowrap))
 # Fluency, diversity and knowledge of the same candidates (perplexity of the continuations, Dist-n, MMLU
 # accuracy; MMLU is not scored for decoding-time methods, whose prompts differ):
 
-# %%
+# %% tags=["hide-input"]
 quality_cols = ["target", "method", "config", "PPL", "Dist-1", "Dist-2", "Dist-3", "MMLU"]
 display(shown[shown.note == ""][quality_cols].style.hide(axis="index").set_properties(**nowrap))
 
@@ -92,7 +95,7 @@ display(shown[shown.note == ""][quality_cols].style.hide(axis="index").set_prope
 #
 # For each target and method, whether the in-distribution TP moved by more than prompt noise:
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(T.verdicts(main)))
 
 # %% [markdown]
@@ -100,7 +103,7 @@ display(Markdown(T.verdicts(main)))
 #
 # Each point is a method on a target (error bars: seed std). Down is less toxic, left is more fluent.
 
-# %%
+# %% tags=["hide-input"]
 plot = main.dropna(subset=["TP (in)"])
 fig, axes = plt.subplots(1, plot.target.nunique(), figsize=(5.5 * plot.target.nunique(), 3.8), squeeze=False)
 palette = dict(zip(T.METHOD_NAMES.values(), sns.color_palette("tab10", len(T.METHOD_NAMES))))
@@ -129,7 +132,7 @@ plt.close(fig)
 # The change in in-distribution TP and EMT of each method, with 95% paired bootstrap intervals over prompts
 # ({numref}`fig-delta`); left of the dashed line is less toxic than the untouched target.
 
-# %%
+# %% tags=["hide-input"]
 delta = T.delta_long(main)
 fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.35 * len(delta) / 2), sharey=True)
 for ax, metric in zip(axes, ["ΔTP (in)", "ΔEMT (in)"]):
@@ -154,7 +157,7 @@ plt.close(fig)
 #
 # The tidy rows behind the table (one per candidate, seed, domain and metric) are in the study directory:
 
-# %%
+# %% tags=["hide-input"]
 print(study.path)
 pd.set_option("display.max_rows", 20)
 study.report.head(10)

@@ -1,10 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,13 +43,13 @@
 # model does. On the `tiny` profile the models are random and the texts are noise: the numbers there only show
 # that the analysis runs.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-input"]
 profile = "tiny"
 overrides = []
 extra_texts_csv = ""  # optional CSV with a `text` column (e.g. the authors' released distilled text)
 n_words = 15
 
-# %% tags=["hide-output"]
+# %% tags=["remove-input", "hide-output"]
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
@@ -69,7 +71,7 @@ models = P.silently(P.compass_models, prof, quiet=True)
 statements = political.compass_statements(load_political_compass(prof.data))
 report = political.political_report(text_sets, models, statements=statements, n_words=n_words, device=prof.device)
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown(f"Profile **{prof.name}**: {', '.join(f'{k} ({len(v)} texts)' for k, v in text_sets.items())}."))
 
 # %% [markdown]
@@ -81,16 +83,16 @@ display(Markdown(f"Profile **{prof.name}**: {', '.join(f'{k} ({len(v)} texts)' f
 # These are short, clean sentences; generated text and social-media posts are harder, so read the accuracy
 # as an upper bound.
 
-# %%
+# %% tags=["hide-input"]
 display(report.validation.round(3))
 
 # %% [markdown]
 # ## Political share of each text set
 
-# %%
+# %% tags=["hide-input"]
 display(report.shares.round(3))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 3.5))
 clfs = list(dict.fromkeys(report.shares["classifier"]))
 names = list(dict.fromkeys(report.shares["set"]))
@@ -121,7 +123,7 @@ plt.close(fig)
 # The difference between the distilled text and each other set, with its own bootstrap interval (the two
 # sets resampled independently):
 
-# %%
+# %% tags=["hide-input"]
 display(report.differences.round(3))
 display(Markdown("\n\n".join(report.verdict().splitlines())))
 
@@ -133,10 +135,10 @@ display(Markdown("\n\n".join(report.verdict().splitlines())))
 # with everything is not placed in the authoritarian half just because most social statements are
 # authoritarian when agreed with.
 
-# %%
+# %% tags=["hide-input"]
 display(report.compass.round(3))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7.5, 5))
 ax.axhline(0, color="grey", lw=0.8)
 ax.axvline(0, color="grey", lw=0.8)
@@ -169,7 +171,7 @@ plt.close(fig)
 # log-odds ratio with an informative Dirichlet prior; stopwords removed). Political vocabulary in a column
 # is the qualitative counterpart of a high political share.
 
-# %%
+# %% tags=["hide-input"]
 if report.words.empty:
     display(Markdown("No distinctive words (fewer than two text sets)."))
 else:

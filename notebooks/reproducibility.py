@@ -1,9 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,11 +21,11 @@
 # that regenerates it. The values below were gathered when this page was executed, in the same environment as
 # the other pages of this build.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-input"]
 profile = "tiny"
 overrides = []
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 import warnings
 from pathlib import Path
 

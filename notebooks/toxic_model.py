@@ -1,9 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -26,12 +29,12 @@
 # learn to be more toxic than the base model, and what does the distilled text look like next to plain samples
 # of the two models and the hate speech the toxic model was trained on?
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-input"]
 profile = "tiny"
 overrides = []
 n_examples = 5
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 import warnings
 
 import matplotlib.pyplot as plt

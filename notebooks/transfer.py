@@ -1,9 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -24,11 +27,11 @@
 # target's own validation minimum is its *oracle*. Both are then evaluated on the held-out report prompts: the gap
 # between them is what transferring costs.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-input"]
 profile = "tiny"
 overrides = []
 
-# %%
+# %% tags=["remove-input"]
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
@@ -67,7 +70,7 @@ display(
 # Validation TP (in-distribution) and perplexity along the fine-tuning steps, one line per learning rate and
 # target; step 0 is the untouched target ({numref}`fig-grid`).
 
-# %%
+# %% tags=["hide-input"]
 curves = T.grid_curves(study.validation)
 curves["learning rate"] = curves.lr.map(lambda x: f"{x:g}")
 # the validation perplexity is optional (study.validation_perplexity): without it, the second panel shows EMT
@@ -92,7 +95,7 @@ plt.close(fig)
 # target along the fine-tuning steps, per learning rate.
 # ```
 
-# %%
+# %% tags=["hide-input"]
 grid = curves.pivot_table(index=["target", "learning rate"], columns="steps", values="TP (in)")
 display(Markdown("Validation TP (in-distribution), targets × learning rate × steps:"))
 grid.round(3)
@@ -104,11 +107,11 @@ grid.round(3)
 # target's own best; a positive TP gap is what transferring costs. For DExperts the transferred λ exists only for
 # targets that share the experts' vocabulary.
 
-# %%
+# %% tags=["hide-input"]
 transfer = T.transfer_table(study.report)
-display(transfer.round(3).style.hide(axis="index"))
+display(transfer.style.hide(axis="index").format(precision=3))  # a Styler shows 6 decimals unless told
 
-# %%
+# %% tags=["hide-input"]
 long = transfer.melt(id_vars=["target", "method"], value_vars=["TP (in) gap", "EMT (in) gap"], var_name="gap")
 long["row"] = long.target + ": " + long.method
 fig, ax = plt.subplots(figsize=(6, 0.8 + 0.45 * long.row.nunique()))

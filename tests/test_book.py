@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
-import time
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -34,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 MAIN_RESULTS = "main_results.html"  # the page of the paper's main table
+TABLE_PAGES = ("_generated/explore",)  # notebook pages that show tables only, no figure
 
 NOTEBOOK = """\
 # %% [markdown]
@@ -117,6 +115,7 @@ def test_parameters_are_injected_and_cwd_is_set(tmp_path):
     nb = json.loads(run.output.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1 and 'profile = "tiny"' in "".join(injected[0]["source"])
+    assert "remove-input" in injected[0]["metadata"]["tags"], "the book hides the injected parameters"
     record = json.loads((out / "alpha.run.json").read_text())
     assert record["key"] == run.key and record["parameters"]["scale"] == 6
     assert not list(out.glob(".*tmp*")), "no temporary file may be left behind"
@@ -314,9 +313,7 @@ def book_repo(tmp_path_factory) -> Path:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, repo / name)
     shutil.copytree(ROOT / "book", repo / "book", symlinks=True, ignore=shutil.ignore_patterns("_build", "_generated"))
-    shutil.copytree(
-        ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
-    )
+    shutil.copytree(ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     index = build_book("tiny", root=repo, log=None)
     assert index == repo / "book" / "_build" / "html" / "index.html"
     return repo
@@ -338,6 +335,8 @@ def test_book_links_are_the_top_level_files():
     assert config["only_build_toc_files"] is True
     assert "sphinx-mathjax-offline" in config["sphinx"]["config"]["extensions"]
     assert "sphinx_thebe" not in config["sphinx"]["config"]["extensions"]
+    assert "unidetox.sphinx_warnings" in config["sphinx"]["config"]["extensions"]  # warnings fail a plain build
+    assert config["sphinx"]["config"]["nitpicky"] is True
     assert not any(config["html"][k] for k in ("use_edit_page_button", "use_repository_button", "use_issues_button"))
     assert not any(config["launch_buttons"][k] for k in ("binderhub_url", "jupyterhub_url", "colab_url", "thebe"))
     for bib in config["bibtex_bibfiles"]:
@@ -387,7 +386,7 @@ def test_book_builds_every_toc_page(book_repo):
     for entry in toc_files(book_repo / "_toc.yml"):
         if entry.startswith("_generated/"):
             page = (html / f"{entry}.html").read_text()
-            assert "<img" in page, f"{entry}: no figure was rendered"
+            assert "<img" in page or entry in TABLE_PAGES, f"{entry}: no figure was rendered"
             assert "Traceback" not in page, f"{entry}: an executed cell shows a traceback"
     main = (html / "_generated" / "main_results.html").read_text()
     assert "UniDetox" in main and "DExperts" in main and "n/a" in main  # every method, and the DExperts limit
@@ -455,115 +454,94 @@ def test_build_html_keeps_the_previous_book_on_failure(book_repo, tmp_path):
     assert (html / "broken.html").is_file()
 
 
+# ----------------------------------------------------------------------------- as users run it
+
+
+def test_papermill_runs_a_paired_notebook_from_the_repository_root(book_repo, tmp_path):
+    """`papermill notebooks/<name>.ipynb out.ipynb -p profile tiny`, the first thing a papermill user types."""
+    out = tmp_path / "out.ipynb"
+    papermill = Path(sys.executable).with_name("papermill")
+    proc = subprocess.run(
+        [str(papermill), "notebooks/main_results.ipynb", str(out), "-p", "profile", "tiny", "--no-progress-bar"],
+        cwd=book_repo, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and 'profile = "tiny"' in "".join(injected[0]["source"])
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors and "UniDetox" in out.read_text()
+    assert not (book_repo / "notebooks" / "runs").exists(), "the run store is the repository's runs/"
+
+
+def test_exploration_widgets_work_in_a_live_kernel(book_repo):
+    """The explore notebook as JupyterLab runs it (kernel in notebooks/, run store from $UNIDETOX_RUNS_DIR), then its
+    controls driven from the kernel: pick a ToxiGen prompt, continue it, and try an empty prompt."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(book_repo / "notebooks" / "explore.ipynb")
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "pick.value = pick.options[2][1]\nassert prompt_box.value == pick.options[2][1]\nn_box.value = 2\n"
+        "on_go(None)\nprint(result.value.count('<table'), 'rows', result.value.count('<tr'))\n"
+        "prompt_box.value = '  '\non_go(None)\nprint(result.value)"
+    ))  # fmt: skip
+    env = {**os.environ, "UNIDETOX_RUNS_DIR": str(book_repo / "runs")}
+    runs_before = sorted(p.name for p in (book_repo / "runs" / "tiny").iterdir())
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        NotebookClient(
+            nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(book_repo / "notebooks")}}
+        ).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "2 rows 10" in printed  # side by side (2 targets x 2 samples) and the summary (4 models), with headers
+    assert "<b>error:</b> type a prompt" in printed
+    assert not (book_repo / "notebooks" / "runs").exists(), "the kernel found the repository's run store"
+    assert sorted(p.name for p in (book_repo / "runs" / "tiny").iterdir()) == runs_before, "nothing was recomputed"
+
+
+def test_plain_jupyter_book_build_from_the_root_treats_warnings_as_errors(book_repo, tmp_path):
+    """`jupyter-book build book/`, the command the design names, on the executed book: it builds, and any warning
+    fails it (the `unidetox.sphinx_warnings` extension and `nitpicky` in _config.yml), without -W -n --keep-going."""
+    repo = tmp_path / "repo"
+    shutil.copytree(book_repo, repo, symlinks=True, ignore=shutil.ignore_patterns("runs"))
+    shutil.rmtree(repo / "book" / "_build")
+    jupyter_book = [str(Path(sys.executable).with_name("jupyter-book")), "build", "book/"]
+
+    def build():
+        return subprocess.run(jupyter_book, cwd=repo, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              check=False, timeout=900)  # fmt: skip
+
+    ok = build()
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
+    html = repo / "book" / "_build" / "html"
+    assert {p.name for p in book_pages(repo)} <= {p.name for p in html.rglob("*.html")}
+    assert "WARNING" not in ok.stdout + ok.stderr
+
+    (repo / "book" / "reproduce.md").write_text(
+        (repo / "book" / "reproduce.md").read_text() + "\nSee {doc}`nowhere`.\n"
+    )
+    bad = build()
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0, "a warning must fail a plain jupyter-book build"
+    assert "nowhere" in out and "WARNING" in out
+
+
 # ----------------------------------------------------------------------------- in a browser
 
-
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``)."""
-
-    FLAGS = (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--window-size=1280,1000",
-        "--remote-debugging-pipe",
-    )
-
-    def __init__(self, exe: Path, user_data_dir: Path):
-        to_chrome_r, self._w = os.pipe()
-        self._r, from_chrome_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes replies on fd 4; move our ends out of the way first.
-        hi_r, hi_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 30), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 30)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        script = f'exec 3<&{hi_r} 4>&{hi_w} {hi_r}<&- {hi_w}>&- "$@"'
-        log = os.open(user_data_dir.parent / "chromium-stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.proc = subprocess.Popen(
-            [
-                "bash",
-                "-c",
-                script,
-                "chromium",
-                str(exe),
-                *self.FLAGS,
-                f"--user-data-dir={user_data_dir}",
-                "about:blank",
-            ],
-            pass_fds=(hi_r, hi_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        for fd in (hi_r, hi_w, log):
-            os.close(fd)
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict] = []
-
-    def _message(self, deadline: float) -> dict:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("Chromium did not answer in time")
-            if select.select([self._r], [], [], left)[0]:
-                chunk = os.read(self._r, 1 << 20)
-                if not chunk:
-                    raise RuntimeError(f"Chromium exited (code {self.proc.poll()})")
-                self._buf += chunk
-        raw, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(raw)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30):
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params or {}} | ({"sessionId": session} if session else {})
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._message(deadline)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, session: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        seen = [e for e in self.events if e.get("method") == method and e.get("sessionId") == session]
-        while not seen:
-            event = self._message(deadline)
-            self.events.append(event)
-            if event.get("method") == method and event.get("sessionId") == session:
-                seen.append(event)
-        return seen[0]
-
-    def of(self, method: str, session: str) -> list[dict]:
-        return [e["params"] for e in self.events if e.get("method") == method and e.get("sessionId") == session]
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=5)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._w)
-        os.close(self._r)
-
-
 PAGE_STATE = r"""
-(async () => {
+async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   await Promise.all(Array.from(document.images).map(
     i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
-  const text = document.querySelector('main') ? document.querySelector('main').cloneNode(true) : document.body;
+  const main = document.querySelector('main');
+  const text = main ? main.cloneNode(true) : document.body.cloneNode(true);
   text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
+  const visible = e => e.checkVisibility();  // false inside a closed <details> (content-visibility: hidden)
+  const article = document.querySelector('main article') || main || document.body;
+  const right = article.getBoundingClientRect().right;
   return {
     h1: (document.querySelector('main h1') || {}).textContent || '',
     title: document.title,
@@ -572,71 +550,89 @@ PAGE_STATE = r"""
     rendered: document.querySelectorAll('.math mjx-container').length,
     errors: document.querySelectorAll('mjx-merror').length,
     text: text.textContent,
+    shown: main ? main.innerText : '',
     images: Array.from(document.images).map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0})),
     table_rows: Array.from(document.querySelectorAll('main table')).map(t => t.querySelectorAll('tbody tr').length),
+    code_cells: document.querySelectorAll('main .cell').length,
+    inputs_shown: Array.from(document.querySelectorAll('main .cell_input')).filter(visible).length,
+    toggles: document.querySelectorAll('main details.hide summary').length,
+    wide_tables: Array.from(document.querySelectorAll('main table')).filter(visible).map(t => {
+      const box = t.closest('.output, .cell_output, .table-wrapper') || t.parentElement;
+      return {right: t.getBoundingClientRect().right, limit: right, scroll: box.scrollWidth, client: box.clientWidth,
+              head: (t.querySelector('th') || {}).textContent || ''};
+    }).filter(w => w.right > w.limit + 1 || w.scroll > w.client + 1),
   };
-})()
+}
 """
+#: the pages whose tables must fit the page width (the headline tables)
+FITTING_PAGES = ("main_results.html", "transfer.html", "explore.html")
 
 
 @pytest.mark.browser
-def test_book_pages_render_in_chromium(book_repo, tmp_path):
+def test_book_pages_render_in_chromium(book_repo):
+    """Every page of the TOC in headless Chromium (Playwright, driving the system Chromium; nothing is downloaded):
+    it loads, requests nothing remote, throws no JavaScript error, renders its formulas and images; notebook pages
+    show their tables and figures but no code unless a toggle is opened; the headline tables fit the page.
+    Screenshots of every page go to test-artifacts/ (look at them)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
-    browser = Chromium(CHROMIUM, tmp_path / "profile")
-    try:
-        browser.send("Browser.getVersion", timeout=60)  # first contact: Chromium is up
-        for page in book_pages(book_repo):
-            target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Page", "Network", "Runtime"):
-                browser.send(f"{domain}.enable", session=session)
-            browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
-            browser.wait_for("Page.loadEventFired", session)
-            state = browser.send(
-                "Runtime.evaluate",
-                {"expression": PAGE_STATE, "awaitPromise": True, "returnByValue": True},
-                session=session,
-                timeout=60,
-            )["result"]["value"]
-            name = page.name
-            assert state["h1"].strip() and state["title"], f"{name}: did not load (no title or heading)"
-            requests = [p["request"]["url"] for p in browser.of("Network.requestWillBeSent", session)]
-            remote = [u for u in requests if not u.startswith(("file:", "data:", "about:", "blob:"))]
-            assert not remote, f"{name}: requested remote resources {remote}"
-            failed = [p for p in browser.of("Network.loadingFailed", session) if not p.get("canceled")]
-            assert not failed, f"{name}: resources failed to load: {failed}"
-            thrown = [p["exceptionDetails"] for p in browser.of("Runtime.exceptionThrown", session)]
-            assert not thrown, f"{name}: JavaScript errors: {thrown}"
-            if state["math"]:
-                assert state["mathjax"], f"{name}: has formulas but MathJax did not load"
-                assert state["rendered"] == state["math"], f"{name}: {state['rendered']}/{state['math']} formulas"
-                assert state["errors"] == 0, f"{name}: MathJax reported {state['errors']} TeX errors"
-            for raw in ("\\(", "\\)", "\\[", "$$", "\\frac", "\\log"):
-                assert raw not in state["text"], f"{name}: raw TeX {raw!r} left in the page text"
-            broken = [i["src"] for i in state["images"] if not i["ok"]]
-            assert not broken, f"{name}: images did not load: {broken}"
-            if name == "intro.html":
-                assert state["math"] >= 6, "the intro's formulas are missing"
-                png = base64.b64decode(
-                    browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
-                )
-                ARTIFACTS.mkdir(exist_ok=True)
-                (ARTIFACTS / "book-intro.png").write_bytes(png)
-                assert png.startswith(b"\x89PNG") and len(png) > 20_000
-            if "_generated" in page.parts:  # an executed notebook: its figures and tables are there
-                assert state["images"], f"{name}: no figure"
-                assert state["table_rows"] and min(state["table_rows"]) > 0, f"{name}: a table without rows"
-            if name == MAIN_RESULTS:
-                assert state["math"] >= 2, "the main results page lost its formulas"
-                png = base64.b64decode(
-                    browser.send(
-                        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
-                    )["data"]
-                )
-                ARTIFACTS.mkdir(exist_ok=True)
-                (ARTIFACTS / "book-main-results.png").write_bytes(png)
-                assert png.startswith(b"\x89PNG") and len(png) > 20_000
-            browser.send("Target.closeTarget", {"targetId": target})
-    finally:
-        browser.close()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            for page_path in book_pages(book_repo):
+                check_page(browser, page_path)
+        finally:
+            browser.close()
+
+
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync")  # fmt: skip
+
+
+def check_page(browser, page_path: Path) -> None:
+    name = page_path.name
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    requests: list[str] = []
+    failed: list[tuple[str, str]] = []
+    thrown: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
+    page.on("pageerror", lambda e: thrown.append(str(e)))
+    page.goto(page_path.as_uri(), wait_until="load", timeout=60_000)
+    state = page.evaluate(PAGE_STATE)
+    assert state["h1"].strip() and state["title"], f"{name}: did not load (no title or heading)"
+    remote = [u for u in requests if not u.startswith(("file:", "data:", "about:", "blob:"))]
+    assert not remote, f"{name}: requested remote resources {remote}"
+    failed = [f for f in failed if f[1] != "net::ERR_ABORTED"]  # a request the page itself cancelled
+    assert not failed, f"{name}: resources failed to load: {failed}"
+    assert not thrown, f"{name}: JavaScript errors: {thrown}"
+    if state["math"]:
+        assert state["mathjax"], f"{name}: has formulas but MathJax did not load"
+        assert state["rendered"] == state["math"], f"{name}: {state['rendered']}/{state['math']} formulas"
+        assert state["errors"] == 0, f"{name}: MathJax reported {state['errors']} TeX errors"
+    for raw in ("\\(", "\\)", "\\[", "$$", "\\frac", "\\log"):
+        assert raw not in state["text"], f"{name}: raw TeX {raw!r} left in the page text"
+    broken = [i["src"] for i in state["images"] if not i["ok"]]
+    assert not broken, f"{name}: images did not load: {broken}"
+    if name == "intro.html":
+        assert state["math"] >= 6, "the intro's formulas are missing"
+    if "_generated" in page_path.parts:  # an executed notebook: its figures and tables are there, its code is not
+        assert state["images"] or f"_generated/{page_path.stem}" in TABLE_PAGES, f"{name}: no figure"
+        assert state["table_rows"] and min(state["table_rows"]) > 0, f"{name}: a table without rows"
+        assert state["code_cells"] > 0 and state["inputs_shown"] == 0, f"{name}: code is shown by default"
+        assert state["toggles"] > 0, f"{name}: no 'show code' toggle left"
+        for param in ("overrides = [", "profile = "):
+            assert param not in state["shown"], f"{name}: the parameters cell ({param!r}) is shown"
+    if name in FITTING_PAGES:
+        assert not state["wide_tables"], f"{name}: tables wider than the page: {state['wide_tables']}"
+    if name == MAIN_RESULTS:
+        assert state["math"] >= 2, "the main results page lost its formulas"
+    png = page.screenshot(path=str(ARTIFACTS / f"book-{page_path.stem}.png"), full_page=True)
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    if "_generated" in page_path.parts:  # opening a toggle shows the code it hides
+        page.locator("main details.hide summary").first.click()
+        assert page.locator("main .cell_input").first.is_visible(), f"{name}: a code toggle does not open"
+    page.close()

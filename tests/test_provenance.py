@@ -201,10 +201,13 @@ def test_commands_quote_and_pass_overrides_as_yaml():
     assert shlex.split(cmd) == ["unidetox", "pipeline", "--profile", "tiny", "--set", "runs_dir=/tmp/a b",
                                 "--set", "eval.seeds=[1, 2]"]  # fmt: skip
     assert shlex.split(pv.book_command("cpu")) == ["unidetox", "book", "--profile", "cpu"]
-    nb = shlex.split(pv.notebook_command("notebooks/toxic_model.py", "tiny", overrides))
-    assert nb[:5] == ["jupytext", "--to", "ipynb", "-o", "/tmp/toxic_model.ipynb"]
-    papermill = nb[nb.index("papermill") :]
-    assert papermill[:6] == ["papermill", "/tmp/toxic_model.ipynb", "toxic_model.out.ipynb", "-p", "profile", "tiny"]
+    nb = shlex.split(pv.notebook_command("notebooks/toxic_model.py", "tiny", overrides))  # its paired .ipynb
+    assert nb[:6] == ["papermill", "notebooks/toxic_model.ipynb", "toxic_model.out.ipynb", "-p", "profile", "tiny"]
+    assert nb[6] == "-y" and yaml.safe_load(nb[7]) == {"overrides": overrides} and len(nb) == 8
+    md = shlex.split(pv.notebook_command("notebooks/page.md", "tiny", overrides))  # MyST: converted first
+    assert md[:5] == ["jupytext", "--to", "ipynb", "-o", "/tmp/page.ipynb"]
+    papermill = md[md.index("papermill") :]
+    assert papermill[:6] == ["papermill", "/tmp/page.ipynb", "page.out.ipynb", "-p", "profile", "tiny"]
     assert papermill[6] == "-y" and yaml.safe_load(papermill[7]) == {"overrides": overrides}
 
 
@@ -217,7 +220,11 @@ def test_regeneration_commands_rows(tmp_path):
     assert t["where"].iloc[:2].tolist() == ["runs/tiny/study/k", "runs/tiny/distill/j"]
     assert t["command"].iloc[0] == t["command"].iloc[1] == "unidetox pipeline --profile tiny"
     t = t.iloc[1:].reset_index(drop=True)
-    assert t["command"].iloc[1].startswith("unidetox pipeline --profile tiny && jupytext ")
+    assert (
+        t["command"]
+        .iloc[1]
+        .startswith(f"unidetox pipeline --profile tiny && papermill {(tmp_path / 'page.ipynb').as_posix()} ")
+    )
     assert t["command"].iloc[2] == "unidetox pipeline --profile tiny && unidetox book --profile tiny"
     assert t["where"].iloc[1] == "book/_generated/page.ipynb"
     md = tmp_path / "other.md"
@@ -288,7 +295,7 @@ def test_command_steps_split_only_outside_quotes():
     assert pv.command_steps('a "x && \\" && y" && b') == ['a "x && \\" && y"', "b"]
     assert pv.command_steps("a \\&& b") == ["a \\&& b"]  # escaped: not an operator
     tricky = ["runs_dir=/tmp/it's && here", 'eval.x="a && b"']
-    cmd = pv.regeneration_commands("tiny", tricky, ["notebooks/n.py"])["command"].iloc[0]
+    cmd = pv.regeneration_commands("tiny", tricky, ["notebooks/n.md"])["command"].iloc[0]  # MyST: three steps
     steps = pv.command_steps(cmd)
     assert len(steps) == 3 and " && ".join(steps) == cmd
     assert shlex.split(steps[0]) == [

@@ -39,7 +39,8 @@ SOURCE_FORMATS = {".py": "py:percent", ".md": "md:myst"}  # notebook source suff
 RUN_SUFFIX = ".run.json"  # cache record beside each executed notebook
 FAILED_SUFFIX = ".failed.ipynb"  # the partly executed notebook of a failed run, kept for inspection
 BUILTIN_PARAMETERS = ("profile", "overrides")  # injected into every notebook by `build_book`
-RUNNER_VERSION = 1  # bump to invalidate every cached execution
+RUNNER_VERSION = 2  # bump to invalidate every cached execution (2: the injected parameters cell is tagged)
+INJECTED_TAGS = ("remove-input",)  # the book hides papermill's injected parameters cell, like the declared one
 JUPYTER_BOOK_ARGS = ("-W", "-n", "--keep-going")  # warnings are errors, nitpicky references
 KERNELSPEC_FIX = "run `.venv/bin/python -m ipykernel install --sys-prefix --name python3` (done by `make`)"
 
@@ -297,6 +298,18 @@ def _read_record(path: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def _tag_injected_parameters(path: Path) -> None:
+    """Add INJECTED_TAGS to the cell papermill injected (tagged ``injected-parameters``), in place."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags:
+            tags.extend(t for t in INJECTED_TAGS if t not in tags)
+    nbformat.write(nb, path)
+
+
 def execute_notebook(
     source: str | Path,
     out_dir: str | Path,
@@ -384,6 +397,7 @@ def execute_notebook(
             evalue=str(e),
         ) from e
     seconds = time.monotonic() - start
+    _tag_injected_parameters(tmp)
     os.chmod(tmp, 0o644)  # mkstemp creates 0600
     record_path.unlink(missing_ok=True)  # no record may vouch for an output it did not describe
     os.replace(tmp, output)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import os
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,6 +401,9 @@ def profile_path(name: str) -> Path:
     raise ConfigError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)} or a path to a YAML file")
 
 
+RUNS_DIR_ENV = "UNIDETOX_RUNS_DIR"  # the run store of notebooks opened in JupyterLab (see notebook_profile)
+
+
 def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Profile:
     """Load a profile by name or YAML path and apply `key=value` overrides."""
     path = profile_path(name)
@@ -440,9 +446,18 @@ def parse_overrides(overrides: Any) -> list[str]:
     return list(overrides)
 
 
-def notebook_profile(profile: str, overrides: Any = ()) -> Profile:
-    """The profile a notebook's ``profile``/``overrides`` parameters name (see :func:`parse_overrides`)."""
-    return load_profile(profile, parse_overrides(overrides))
+def notebook_profile(profile: str, overrides: Any = (), environ: Mapping[str, str] | None = None) -> Profile:
+    """The profile a notebook's ``profile``/``overrides`` parameters name (see :func:`parse_overrides`).
+
+    A kernel started by JupyterLab runs in ``notebooks/``, not in the repository root where the relative
+    ``runs_dir`` lives: ``$UNIDETOX_RUNS_DIR`` (which ``make lab`` sets to the repository's ``runs/``) then
+    names the run store, unless the overrides set ``runs_dir`` themselves. `environ`: default ``os.environ``.
+    """
+    environ = os.environ if environ is None else environ
+    items = parse_overrides(overrides)
+    if environ.get(RUNS_DIR_ENV):
+        items = [f"runs_dir={json.dumps(environ[RUNS_DIR_ENV])}", *items]
+    return load_profile(profile, items)
 
 
 def replace(cfg: Any, **changes: Any) -> Any:
@@ -453,6 +468,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
 __all__ = [
     "DGHS_TARGETS",
     "PROFILES",
+    "RUNS_DIR_ENV",
     "ConfigError",
     "DataConfig",
     "DetoxConfig",

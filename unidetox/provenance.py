@@ -307,15 +307,20 @@ def book_command(profile: str, overrides: Sequence[str] = ()) -> str:
 def notebook_command(source: str | Path, profile: str, overrides: Sequence[str] = ()) -> str:
     """Shell command that re-executes one notebook source (jupytext percent .py or MyST .md) with papermill.
 
-    Run from the repository root. The list-valued ``overrides`` goes through ``-y`` (YAML), because
-    papermill's ``-p`` passes a list as a plain string; the output is ``<name>.out.ipynb`` in the current folder.
+    Run from the repository root. A ``.py`` source is paired with an ``.ipynb`` twin beside it (kept in sync,
+    tested), which papermill runs directly; a ``.md`` source is converted by jupytext first. The list-valued
+    ``overrides`` goes through ``-y`` (YAML), because papermill's ``-p`` passes a list as a plain string; the
+    output is ``<name>.out.ipynb`` in the current folder.
     """
     source = Path(source)
     name = source.stem
     params = json.dumps({"overrides": list(overrides)})
+    run = (f"{shlex.quote(f'{name}.out.ipynb')} -p profile {shlex.quote(profile)} "
+           f"-y {shlex.quote(params)}")  # fmt: skip
+    if source.suffix == ".py":
+        return f"papermill {shlex.quote(source.with_suffix('.ipynb').as_posix())} {run}"
     return (f"jupytext --to ipynb -o {shlex.quote(f'/tmp/{name}.ipynb')} {shlex.quote(source.as_posix())} && "
-            f"papermill {shlex.quote(f'/tmp/{name}.ipynb')} {shlex.quote(f'{name}.out.ipynb')} "
-            f"-p profile {shlex.quote(profile)} -y {shlex.quote(params)}")  # fmt: skip
+            f"papermill {shlex.quote(f'/tmp/{name}.ipynb')} {run}")  # fmt: skip
 
 
 def notebook_title(source: str | Path) -> str:
