@@ -272,7 +272,7 @@ def plan_distill(profile: Profile, arch: C.Arch, hw: Hardware) -> StagePlan:
     flops = 2 * d.num_texts * d.max_new_tokens * C.forward_flops_per_token(arch, d.max_new_tokens)
     secs = 2 * _decode_seconds(arch, hw, d.num_texts, batch, 1, d.max_new_tokens)
     fix = "" if mem <= hw.usable_bytes else (f"needs ~{_gib(mem)} GiB per device, {_gib(hw.usable_bytes)} GiB usable. "
-                                             "Fix: --set distill.batch_size=<smaller>")  # fmt: skip
+                                             f"Fix: --set distill.batch_size={max(1, batch // 2)} (or smaller)")  # fmt: skip
     parts = f"2 models x (weights + KV cache of {batch} x {1 + d.max_new_tokens} tokens); {d.num_texts} texts"
     return StagePlan("distill", profile.toxic.base_model, C.param_count(arch), 1, mem, parts, flops, secs, 0, fix,
                      devices=hw.sharding.devices)  # fmt: skip
@@ -298,7 +298,7 @@ def plan_evaluate(profile: Profile, spec: str, arch: C.Arch, ppl_arch: C.Arch, h
     if hw.cuda and not math.isnan(secs):
         secs += ppl_flops / (hw.gpu.bf16_tflops * 1e12 * C.MFU)  # perplexity: main process only
     fix = "" if mem <= hw.usable_bytes else (f"needs ~{_gib(mem)} GiB per device, {_gib(hw.usable_bytes)} GiB usable. "
-                                             "Fix: --set eval.batch_size=<smaller>")  # fmt: skip
+                                             f"Fix: --set eval.batch_size={max(1, e.batch_size // 2)} (or smaller)")  # fmt: skip
     parts = (f"max(generator, perplexity model) with KV cache of {e.batch_size} x {ctx} tokens; "
              f"{seqs} continuations per candidate")  # fmt: skip
     return StagePlan("evaluate", spec, C.param_count(arch), runs, mem, parts, runs * (gen_flops + ppl_flops),
