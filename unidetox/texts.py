@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def dir_sha256(path: Path) -> str:
 def _clean(values, where: str) -> tuple[tuple[str, ...], int]:
     texts, dropped = [], 0
     for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and v != v):  # None / NaN: an empty cell
+        if v is None or (isinstance(v, float) and math.isnan(v)):  # None / NaN: an empty cell
             dropped += 1
             continue
         if not isinstance(v, str):
@@ -150,7 +151,7 @@ def _read_jsonl(path: Path, column: str | None) -> tuple[str, tuple[str, ...], i
                                   "name the text field with --text-column NAME")  # fmt: skip
         values.append(rec[col])
     if not values:
-        raise TextSourceError(f"{path} is empty. Fix: give a JSONL file with one {{\"{col}\": ...}} object per line")
+        raise TextSourceError(f'{path} is empty. Fix: give a JSONL file with one {{"{col}": ...}} object per line')
     return col, *_clean(values, str(path))
 
 
