@@ -5,6 +5,7 @@ Sources (chosen by what the path is):
 * ``*.csv``: a UTF-8 CSV with a text column; by default ``Text`` (the paper's released distilled text,
   ``unidetox_released/*.csv``) or else ``text``.
 * ``*.jsonl``: one JSON object per line with a ``text`` field.
+* ``*.parquet``: a Parquet file with a ``text`` column (what ``unidetox export-texts`` writes).
 * a directory written by ``datasets``' ``save_to_disk`` (a ``Dataset``, or a ``DatasetDict`` with a ``train``
   split or a single split), with a ``text`` column by default.
 
@@ -155,6 +156,20 @@ def _read_jsonl(path: Path, column: str | None) -> tuple[str, tuple[str, ...], i
     return col, *_clean(values, str(path))
 
 
+def _read_parquet(path: Path, column: str | None) -> tuple[str, tuple[str, ...], int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise TextSourceError(f"cannot read {path} as Parquet: {' '.join(str(e).split())}") from None
+    col = _pick_column(table.column_names, column, (TEXT_COLUMN, "Text"), str(path))
+    if table.num_rows == 0:
+        raise TextSourceError(f"{path} has no rows. Fix: give a file with at least one text")
+    return col, *_clean(table.column(col).to_pylist(), str(path))
+
+
 def _read_dataset(path: Path, column: str | None) -> tuple[str, tuple[str, ...], int]:
     from datasets import Dataset, DatasetDict, load_from_disk
 
@@ -192,11 +207,13 @@ def read_texts(path: str | Path, column: str | None = None) -> TextSource:
         kind, (col, texts, dropped), digest = "dataset", _read_dataset(p, column), dir_sha256(p)
     elif p.suffix.lower() == ".csv":
         kind, (col, texts, dropped), digest = "csv", _read_csv(p, column), sha256_file(p)
+    elif p.suffix.lower() == ".parquet":
+        kind, (col, texts, dropped), digest = "parquet", _read_parquet(p, column), sha256_file(p)
     elif p.suffix.lower() in (".jsonl", ".ndjson"):
         kind, (col, texts, dropped), digest = "jsonl", _read_jsonl(p, column), sha256_file(p)
     else:
         raise TextSourceError(f"{p}: unknown text source type {p.suffix or '(no suffix)'!r}. Fix: give a .csv, a "
-                              ".jsonl, or a dataset directory written by datasets' save_to_disk")  # fmt: skip
+                              ".jsonl, a .parquet, or a dataset directory written by datasets' save_to_disk")  # fmt: skip
     return TextSource(str(p), kind, col, texts, dropped, digest)
 
 
