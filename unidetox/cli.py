@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in [
         ("toxic-model", "fine-tune the base model on DGHS hate speech"),
         ("distill", "contrastive decoding of the detoxifying text (runs toxic-model if needed)"),
-        ("detox", "fine-tune every target on the distilled text over the lr x steps grid; with --target and --texts, "
-                  "fine-tune one model on a text file or dataset"),
+        ("detox", ("fine-tune every target on the distilled text over the lr x steps grid; with --target and --texts, "
+                  "fine-tune one model on a text file or dataset")),
         ("pipeline", "everything the book reads: tune on validation, transfer, baselines, report, diagnostics"),
     ]:  # fmt: skip
         parsers[name] = sub.add_parser(name, help=text, description=text)

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from .config import ConfigError, Profile, TrainConfig, load_profile
-from .models import ModelLoadError, is_tiny
+from .models import check_model_folder
 from .store import StoreError, atomic_dir
 
 #: checkpoints of long runs: every `CHECKPOINT_EVERY` steps (the paper profile's), or 4 per run when shorter
@@ -37,24 +37,6 @@ def paper_train_config(*, learning_rate: float | None = None, steps: int | None 
         return dataclasses.replace(paper, **changes)
     except ConfigError as e:
         raise ConfigError(f"detox --texts: {e}") from None
-
-
-def check_model_folder(spec: str) -> None:
-    """A local model folder must hold safetensors weights and a config.json (checked before any work)."""
-    if is_tiny(spec) or spec.startswith("packaged:"):
-        return
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        return  # a Hub id, or a missing path that the loader reports
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. Fix: give the folder that "
-                             "save_pretrained wrote (config.json, *.safetensors, tokenizer files)")  # fmt: skip
-    if not any(path.glob("*.safetensors")):
-        others = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
-        if others:
-            return  # the loader refuses pickle weights with its own message
-        raise ModelLoadError(f"{path} holds no weights (no *.safetensors file). Fix: give a folder written by "
-                             "save_pretrained(dir, safe_serialization=True) with its weights")  # fmt: skip
 
 
 def check_out(out: str | Path | None) -> Path | None:

@@ -130,7 +130,7 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
     Model folders that unidetox made get the summary stored beside them and their model card re-rendered.
     """
     from . import data as D
-    from .detoxify import check_model_folder
+    from .models import check_model_folder
 
     for s in (spec, compare):
         if s is not None:
@@ -147,8 +147,12 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
         "settings": read_json(st_dir / "settings.json"),
         "prompts_sha256": read_json(st_dir / "config.json")["config"]["prompts"],
         "data_files": D.data_files(profile.data, ("toxigen",)),
-        "bootstrap": {"resamples": profile.study.bootstrap, "level": profile.study.ci_level, "seed": BOOTSTRAP_SEED,
-                      "unit": "prompts, resampled within each domain"},  # fmt: skip
+        "bootstrap": {
+            "resamples": profile.study.bootstrap,
+            "level": profile.study.ci_level,
+            "seed": BOOTSTRAP_SEED,
+            "unit": "prompts, resampled within each domain",
+        },
         "mmlu_settings": {k: v for k, v in to_dict(profile.eval).items() if k.startswith("mmlu")} if mmlu else None,
         "models": [first],
         "differences": None,
