@@ -302,3 +302,23 @@ def test_grid_detox_folders_get_cards(work):
 def test_licence_carried_from_the_base_model(spec, licence, base):
     info = base_model_info(spec)
     assert (info["license"], info["base_model"]) == (licence, base) and info["license_note"]
+
+
+def test_bad_cases_are_documented():
+    page = (Path(__file__).parents[1] / "book" / "troubleshooting.md").read_text()
+    missing = [c[0] for c in BAD if f"`{c[0]}`" not in page]
+    assert not missing, f"book/troubleshooting.md does not list {missing}"
+
+
+def test_readme_commands_parse():
+    """Every `unidetox ...` command of the README's workflow sections is accepted by the CLI's parser."""
+    import shlex
+
+    from unidetox.cli import build_parser
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Detoxify your own model") : text.index("## Differences from the official code")]
+    commands = [c for c in section.replace("\\\n", " ").splitlines() if c.strip().startswith("unidetox ")]
+    assert len(commands) >= 3
+    for c in commands:
+        build_parser().parse_args(shlex.split(c.split("#")[0])[1:])

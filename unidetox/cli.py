@@ -158,6 +158,8 @@ def _score(profile, args) -> None:
                              prompts_per_domain=args.prompts_per_domain)  # fmt: skip
     summary = score_models(profile, args.model, compare=args.compare, split=args.split, mmlu=args.mmlu,
                            quiet=args.quiet)  # fmt: skip
+    if not summary:  # not the main process of a multi-process run
+        return
     print(format_table(summary))
     if args.json:
         write_summary(args.json, summary)

@@ -98,12 +98,11 @@ def _ci(a: pd.DataFrame, b: pd.DataFrame | None, *, n_boot: int, level: float) -
     return pd.DataFrame(rows, columns=["metric", "domain", "value", "lo", "hi", "n_prompts"])
 
 
-def _one(profile: Profile, spec: str, split: str | None, mmlu: bool, quiet: bool) -> tuple[dict, pd.DataFrame]:
-    """Evaluate one model (reusing cached stages); its summary and per-prompt table."""
+def _one(profile: Profile, cand, st, mmlu: bool, quiet: bool) -> tuple[dict, pd.DataFrame]:
+    """Summary and per-prompt table of one model's finished evaluation `st` (MMLU scored or reused here)."""
     from . import pipeline as P
 
-    cand = P.Candidate(spec, "none", None, None, spec, model_key(spec))
-    st = P.evaluate(profile, cand, split=split, quiet=quiet)
+    spec = cand.path
     pp = P._per_prompt(profile, st)
     tidy = pd.read_csv(st / "metrics.csv")
     seeds = summarize_over_seeds(tidy[["seed", "domain", "metric", "value"]])
@@ -125,7 +124,8 @@ def _one(profile: Profile, spec: str, split: str | None, mmlu: bool, quiet: bool
 
 def score_models(profile: Profile, spec: str, *, compare: str | None = None, split: str | None = None,
                  mmlu: bool = False, quiet: bool = False) -> dict:  # fmt: skip
-    """Evaluate `spec` (and `compare`) and return the JSON-able summary (see the module docstring).
+    """Evaluate `spec` (and `compare`) and return the JSON-able summary (see the module docstring); ``{}`` on the
+    processes other than the main one of a multi-process run.
 
     Model folders that unidetox made get the summary stored beside them and their model card re-rendered.
     """
@@ -138,7 +138,15 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
     if mmlu:
         D.check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
     split = split or profile.eval.prompt_split
-    first, pp_a = _one(profile, spec, split, mmlu, quiet)
+    from . import pipeline as P
+
+    specs = [spec] if compare is None else [spec, compare]
+    cands = [P.Candidate(s, "none", None, None, s, model_key(s)) for s in specs]
+    # under torchrun / accelerate every process generates; the main process summarises
+    stages = [P.evaluate(profile, c, split=split, quiet=quiet) for c in cands]
+    if not P.is_main_process():
+        return {}
+    first, pp_a = _one(profile, cands[0], stages[0], mmlu, quiet)
     st_dir = Path(first["evaluation_dir"])
     summary = {
         "unidetox_score": SUMMARY_VERSION,
@@ -160,7 +168,7 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
     for k in ("target", "method", "lr", "steps", "hparam", "selection"):  # the candidate's labels, not settings
         summary["settings"].pop(k, None)
     if compare is not None:
-        second, pp_b = _one(profile, compare, split, mmlu, quiet)
+        second, pp_b = _one(profile, cands[1], stages[1], mmlu, quiet)
         summary["models"].append(second)
         diff = _ci(pp_b, pp_a, n_boot=profile.study.bootstrap, level=profile.study.ci_level)
         summary["differences"] = {"of": compare, "minus": spec, "rows": diff.to_dict("records")}
