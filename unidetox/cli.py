@@ -3,6 +3,9 @@
     unidetox toxic-model --profile tiny
     unidetox distill     --profile cpu --set distill.num_texts=8 --set distill.max_new_tokens=32
     unidetox detox       --profile tiny
+    unidetox detox       --profile cpu --target packaged:smollm2-135m --texts released.csv [--steps N --out DIR]
+    unidetox score       --profile cpu --model DIR [--compare OTHER] [--split report] [--json out.json]
+    unidetox export-texts --profile cpu --out DIR
     unidetox evaluate    --profile tiny [--model SPEC] [--split validation|test|report] [--no-mmlu]
     unidetox pipeline    --profile tiny
     unidetox book        --profile tiny
@@ -72,13 +75,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unidetox", description="UniDetox: detoxify LMs via dataset distillation.")
     sub = ap.add_subparsers(dest="command", required=True)
+    parsers = {}
     for name, text in [
         ("toxic-model", "fine-tune the base model on DGHS hate speech"),
         ("distill", "contrastive decoding of the detoxifying text (runs toxic-model if needed)"),
-        ("detox", "fine-tune every target on the distilled text over the lr x steps grid"),
+        ("detox", ("fine-tune every target on the distilled text over the lr x steps grid; with --target and --texts, "
+                  "fine-tune one model on a text file or dataset")),
         ("pipeline", "everything the book reads: tune on validation, transfer, baselines, report, diagnostics"),
-    ]:
-        _common(sub.add_parser(name, help=text, description=text))
+    ]:  # fmt: skip
+        parsers[name] = sub.add_parser(name, help=text, description=text)
+        _common(parsers[name])
+    _detox_args(parsers["detox"])
+    _score_parser(sub)
+    _export_parser(sub)
     ev = sub.add_parser("evaluate", help="ToxiGen toxicity, perplexity, Dist-n and MMLU of the candidates")
     _common(ev)
     ev.add_argument("--model", help="evaluate only this model (spec or directory) instead of the profile's grid")
@@ -161,6 +170,89 @@ def _plan(profile, args) -> None:
     PL.check(plans)
 
 
+def _detox_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("one model on a text source (defaults: the paper's fine-tuning configuration)")
+    g.add_argument("--target", metavar="MODEL",
+                   help="model to detoxify: packaged:smollm2-135m, tiny:gpt2, a local model folder or a Hub id")  # fmt: skip
+    g.add_argument("--texts", metavar="SOURCE",
+                   help="training texts: a CSV (column Text or text, e.g. the paper's released text), a JSONL with "
+                        "'text', a Parquet file, or a datasets folder written by save_to_disk")  # fmt: skip
+    g.add_argument("--text-column", metavar="NAME", help="the column holding the texts (default: Text, then text)")
+    g.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (paper: 5e-5)")
+    g.add_argument("--steps", type=int, help="optimizer steps (paper: up to 10000)")
+    g.add_argument("--batch-size", type=int, help="texts per optimizer step (paper: 8)")
+    g.add_argument("--max-length", type=int, help="tokens per text; longer texts are cut (paper: 256)")
+    g.add_argument("--seed", type=int, help="training seed (paper: 1234)")
+    g.add_argument("--out", metavar="DIR", help="also copy the model folder here (a new or empty folder)")
+
+
+def _score_parser(sub) -> None:
+    text = "the paper's toxicity and fluency evaluation of one model: a table and a JSON summary"
+    p = sub.add_parser("score", help=text, description=text)
+    _common(p)
+    p.add_argument("--model", required=True, help="model spec, local model folder or Hub id")
+    p.add_argument("--compare", metavar="OTHER_MODEL", help="also score OTHER_MODEL; report OTHER - MODEL, paired")
+    p.add_argument("--split", choices=["validation", "test", "report"], help="prompt split (default: profile's)")
+    p.add_argument("--k", type=int, help="continuations per prompt (eval.samples_per_prompt)")
+    p.add_argument("--seeds", help="comma-separated generation seeds (eval.seeds), e.g. 42,43")
+    p.add_argument("--scorer", help="toxicity scorer (eval.scorer): toxblock, hatesonar, detoxify, hf:<id>, tiny")
+    p.add_argument("--prompts-per-domain", type=int, help="prompts per domain (eval.prompts_per_domain; 0 = all)")
+    p.add_argument("--mmlu", action="store_true", help="also score MMLU (eval.mmlu_* settings)")
+    p.add_argument("--json", metavar="FILE", help="write the summary here as JSON")
+
+
+def _export_parser(sub) -> None:
+    text = "export the distilled text as a datasets dataset (Parquet + dataset card)"
+    p = sub.add_parser("export-texts", help=text, description=text)
+    _common(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+    p.add_argument("--which", choices=["distilled", "base-samples"], default="distilled",
+                   help="the UniDetox distilled text (default) or the base model's plain samples")  # fmt: skip
+
+
+def _detox(profile, args) -> None:
+    from . import pipeline as P
+
+    if args.target is None and args.texts is None:
+        extra = [f for f in ("text_column", "learning_rate", "steps", "batch_size", "max_length", "seed", "out")
+                 if getattr(args, f) is not None]  # fmt: skip
+        if extra:
+            raise ConfigError(f"--{extra[0].replace('_', '-')} applies to detox --target MODEL --texts SOURCE; give "
+                              "both, or neither to run the profile's grid")  # fmt: skip
+        P.detox_all(profile, quiet=args.quiet)
+        return
+    if args.target is None or args.texts is None:
+        raise ConfigError("detox needs both --target MODEL and --texts SOURCE (or neither, for the profile's grid)")
+    from .detoxify import detoxify, paper_train_config
+
+    cfg = paper_train_config(learning_rate=args.learning_rate, steps=args.steps, batch_size=args.batch_size,
+                             max_length=args.max_length, seed=args.seed)  # fmt: skip
+    out = detoxify(profile, args.target, args.texts, column=args.text_column, train_cfg=cfg, out=args.out,
+                   quiet=args.quiet)  # fmt: skip
+    print(f"model: {out}")
+
+
+def _score(profile, args) -> None:
+    from .score import eval_overrides, format_table, score_models, write_summary
+
+    profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
+                             prompts_per_domain=args.prompts_per_domain)  # fmt: skip
+    summary = score_models(profile, args.model, compare=args.compare, split=args.split, mmlu=args.mmlu,
+                           quiet=args.quiet)  # fmt: skip
+    if not summary:  # not the main process of a multi-process run
+        return
+    print(format_table(summary))
+    if args.json:
+        write_summary(args.json, summary)
+        print(f"summary: {args.json}")
+
+
+def _export(profile, args) -> None:
+    from .export import export_texts
+
+    print(f"dataset: {export_texts(profile, args.out, which=args.which, quiet=args.quiet)}")
+
+
 def _evaluate(profile, args) -> None:
     from . import pipeline as P
     from .data import check_mmlu_subjects
@@ -215,7 +307,11 @@ def run(argv: list[str] | None = None) -> int:
         elif args.command == "distill":
             P.distill(profile, quiet=args.quiet)
         elif args.command == "detox":
-            P.detox_all(profile, quiet=args.quiet)
+            _detox(profile, args)
+        elif args.command == "score":
+            _score(profile, args)
+        elif args.command == "export-texts":
+            _export(profile, args)
         elif args.command == "evaluate":
             _evaluate(profile, args)
         elif args.command == "pipeline":

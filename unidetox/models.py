@@ -292,6 +292,23 @@ def _check_local_dir(path: Path) -> None:
         )
 
 
+def check_model_folder(spec: str) -> None:
+    """A local model folder must hold safetensors weights and a config.json (checked before any work)."""
+    if is_tiny(spec) or spec.startswith("packaged:"):
+        return
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return  # a Hub id, or a missing path that the loader reports
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. Fix: give the folder that "
+                             "save_pretrained wrote (config.json, *.safetensors, tokenizer files)")  # fmt: skip
+    if not any(path.glob("*.safetensors")):
+        if any(p.name.endswith(PICKLE_SUFFIXES) for p in path.iterdir()):
+            return  # the loader refuses pickle weights with its own message
+        raise ModelLoadError(f"{path} holds no weights (no *.safetensors file). Fix: give a folder written by "
+                             "save_pretrained(dir, safe_serialization=True) with its weights")  # fmt: skip
+
+
 def is_tiny(spec: str) -> bool:
     return spec in TINY_SPECS
 
@@ -352,6 +369,7 @@ def load_model(
         from transformers import AutoModelForCausalLM
 
         path = _resolve(spec)
+        check_model_folder(path)  # a folder without weights: say so, not "the Hub did not provide it"
         check_opened(path)  # a finished stage's weights: their SHA-256 against the stage's record
         try:
             model = AutoModelForCausalLM.from_pretrained(

@@ -289,14 +289,34 @@ def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tup
 def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox", steps: tuple[int, ...] | None = None,
           quiet: bool = False) -> StageDir:  # fmt: skip
     """Fine-tune `target` on `method`'s text set at learning rate `lr`; weights at every step of `steps`."""
-    from .train import train_causal_lm
-
     steps = tuple(steps or profile.detox.steps)
     texts, texts_key = training_texts(profile, method, quiet=quiet)
     train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
-    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps), "method": method}
+    source = {"kind": method, "name": f"{method} texts of profile {profile.name}", "n_texts": len(texts),
+              "sha256": D.text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
+              "(unidetox.data.text_fingerprint)"}  # fmt: skip
+    return _detox_stage(profile, target, train_cfg, steps, method, texts, texts_key, source, quiet)
+
+
+def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: bool = False) -> StageDir:
+    """Fine-tune `target` on the texts of a :class:`unidetox.texts.TextSource` with `train_cfg`; weights in
+    ``<stage>/final`` (with a model card), keyed by the source's content hash, not its path."""
+    return _detox_stage(profile, target, train_cfg, (), "texts", list(source.texts), source.key,
+                        source.describe(), quiet)  # fmt: skip
+
+
+def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts: list[str],
+                 texts_key: str, source: dict, quiet: bool) -> StageDir:  # fmt: skip
+    """The detox stage: `target` fine-tuned on `texts`; ``steps/<n>`` for each n of `steps`, ``final/`` always;
+    every weights folder gets a model card."""
+    from .cards import write_model_card
+    from .train import train_causal_lm
+
+    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
+              "method": method}  # fmt: skip
     st = _stage(profile, "detox", config, {"texts": texts_key})
-    if _reuse(st, f"detox {method} {target} lr={lr}"):
+    label = f"detox {method} {target} lr={train_cfg.learning_rate}"
+    if _reuse(st, label):
         return st
     summary: dict = {"n_texts": len(texts)}
     with _timed(summary):
@@ -305,8 +325,16 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
         res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
                               progress=not quiet, scale=profile.scale)  # fmt: skip
         summary["steps"] = res.steps
+    if is_main_process():
+        command = f"detox --profile {profile.name}"
+        if method == "texts":
+            command += f" --target {target} --texts {source.get('name')}"
+        training = {k: v for k, v in to_dict(train_cfg).items() if k not in ("checkpoint_every", "log_every")}
+        for n, folder in [*((n, st.path / "steps" / str(n)) for n in steps), (res.steps, st.path / "final")]:
+            write_model_card(folder, target=target, training_data=source, training=training, command=command,
+                             steps=n)  # fmt: skip
     st.mark_done(summary)
-    _log(f"detox {method} {target} lr={lr}: wrote {st.path / 'steps'}")
+    _log(f"{label}: wrote {st.path / ('final' if method == 'texts' else 'steps')}")
     return st
 
 

@@ -34,6 +34,9 @@ from typing import Any
 
 DONE = "DONE"
 FILES = "files"  # the key of DONE that records each output file's size and sha256
+#: files that describe a model folder and may be rewritten after its stage finished (model cards, scores): not
+#: recorded in DONE, so scoring a stage's model never makes the stage look damaged
+ANNOTATIONS = frozenset({"README.md", "unidetox_card.json", "unidetox_score.json"})
 
 
 class StoreError(RuntimeError):
@@ -297,12 +300,14 @@ def describe_damage(problems: dict[str, str], most: int = 3) -> str:
 
 
 def file_records(root: str | Path) -> dict[str, dict]:
-    """``{relative path: {"size": bytes, "sha256": hex}}`` of every file under `root` but DONE and hidden names."""
+    """``{relative path: {"size": bytes, "sha256": hex}}`` of every file under `root` but DONE, hidden names and
+    :data:`ANNOTATIONS`."""
     root = Path(root)
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.is_file() and rel.as_posix() != DONE and not any(part.startswith(".") for part in rel.parts):
+        if (p.is_file() and rel.as_posix() != DONE and p.name not in ANNOTATIONS
+                and not any(part.startswith(".") for part in rel.parts)):  # fmt: skip
             out[rel.as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return out
 
