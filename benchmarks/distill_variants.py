@@ -1,0 +1,161 @@
+"""What kind of text each distillation variant produces (issue 18, item 1): English prose, code or markup, ...
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/distill_variants.py --profile cpu --set runs_dir=/tmp/runs \\
+        --num-texts 16 --variants released,base,toxic,default,len128,alpha0.2,alpha0.5,para \\
+        --out benchmarks/results/distill_variants.csv --contrast-out benchmarks/results/contrast_by_type.csv
+
+Every text set goes through the real stages of :mod:`unidetox.pipeline` (``toxic_model``, ``distill``,
+``samples``; cached in the run store, the toxic model shared by every variant with the same base), except the
+variants with a context after BOS, which the stage config has no field for: they call
+:func:`unidetox.distill.distill` with ``prefix`` and stream into ``<runs_dir>/<profile>/distill-variants/``
+(resumable, keyed by the variant's settings and the toxic model's key). All variants use the same seed.
+
+One table row per text set: n_texts, mean words, the share of each text type (:mod:`unidetox.texttype`) and two
+example texts (first 100 characters). With ``--contrast-out`` it also measures the hypothesis of the issue: the
+mean per-token ``log p_base - log p_toxic`` (:func:`unidetox.distill.contrast_per_token`) of the shipped labelled
+texts of each type and of released texts, for the base/toxic pair of the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from unidetox import pipeline as P
+from unidetox.config import load_profile, to_dict
+from unidetox.data import resolve_data_dir
+from unidetox.texttype import TEXT_TYPES, labelled_examples, text_type_shares
+
+# name -> (kind, extra --set overrides, context text after BOS). kind: contrast | base | toxic | released
+VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "released": ("released", (), ""),
+    "base": ("base", (), ""),
+    "toxic": ("toxic", (), ""),
+    "default": ("contrast", (), ""),
+    "len128": ("contrast", ("distill.max_new_tokens=128",), ""),
+    "base-len128": ("base", ("distill.max_new_tokens=128",), ""),
+    "alpha0.2": ("contrast", ("distill.alpha=0.2",), ""),
+    "alpha0.5": ("contrast", ("distill.alpha=0.5",), ""),
+    "alpha0.5-len128": ("contrast", ("distill.alpha=0.5", "distill.max_new_tokens=128"), ""),
+    "para": ("contrast", (), "\n\n"),
+    "para-alpha0.5": ("contrast", ("distill.alpha=0.5",), "\n\n"),
+    "gemma": ("contrast", ("toxic.base_model=packaged:gemma3-270m",), ""),
+    "gemma-base": ("base", ("toxic.base_model=packaged:gemma3-270m",), ""),
+}
+
+
+def released_texts(profile) -> list[str]:
+    """The authors' released distilled text (GPT-2 XL), column ``Text`` of the CSV(s) in the data directory."""
+    data = resolve_data_dir(profile.data)
+    files = sorted(glob.glob(os.path.join(data, "unidetox_released", "*.csv")))
+    if not files:
+        raise SystemExit(f"no released text CSV under {data}/unidetox_released")
+    return pd.concat([pd.read_csv(f) for f in files]).Text.astype(str).tolist()
+
+
+def context_distill(profile, context: str, quiet: bool) -> list[str]:
+    """Contrastive texts whose decoding starts after BOS + `context` (both models see it; it is not returned)."""
+    from unidetox import distill as Dist
+
+    tox = P.toxic_model(profile, quiet=quiet)
+    key = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model, "toxic": tox.key,
+           "context": context}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    out = Path(profile.runs_dir) / profile.name / "distill-variants" / f"{digest}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (out.parent / f"{digest}.config.json").write_text(json.dumps(key, indent=1, ensure_ascii=False))
+    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
+    prefix = base.tokenizer(context, add_special_tokens=False).input_ids
+    res = Dist.distill(base, toxic, profile.distill, out, progress=not quiet, prefix=prefix)
+    return res.texts
+
+
+def text_set(name: str, args) -> tuple[list[str], dict]:
+    kind, sets, context = VARIANTS[name]
+    overrides = [*args.overrides, f"distill.num_texts={args.num_texts}", f"distill.seed={args.seed}", *sets]
+    profile = load_profile(args.profile, overrides)
+    if kind == "released":
+        return released_texts(profile), {"kind": kind, "base_model": "gpt2-xl (authors)", "alpha": 0.1}
+    info = {"kind": kind, "base_model": profile.toxic.base_model, "alpha": profile.distill.alpha,
+            "max_new_tokens": profile.distill.max_new_tokens, "context": json.dumps(context)}  # fmt: skip
+    if kind in ("base", "toxic"):
+        info["alpha"] = None
+        return P.distilled_texts(P.samples(profile, kind, quiet=args.quiet)), info
+    if context:
+        return context_distill(profile, context, args.quiet), info
+    return P.distilled_texts(P.distill(profile, quiet=args.quiet)), info
+
+
+def row(name: str, texts: list[str], info: dict, seconds: float) -> dict:
+    shares = text_type_shares(texts)
+    words = [len(t.split()) for t in texts]
+    ex = [t[:100].replace("\n", "\\n") for t in texts[:2]] + ["", ""]
+    return {"set": name, **info, "n_texts": len(texts), "mean_words": sum(words) / max(len(words), 1),
+            **shares, "seconds": round(seconds, 1), "example_1": ex[0], "example_2": ex[1]}  # fmt: skip
+
+
+def contrast_by_type(args, n_released: int) -> pd.DataFrame:
+    """Mean per-token log p_base - log p_toxic of the labelled texts of each type, and of released texts."""
+    from unidetox.distill import contrast_per_token
+
+    profile = load_profile(args.profile, args.overrides)
+    tox = P.toxic_model(profile, quiet=args.quiet)
+    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
+    lab = labelled_examples()
+    groups = {t: lab.text[lab.label == t].tolist() for t in lab.label.unique()}
+    groups["released (first texts)"] = released_texts(profile)[:n_released]
+    rows = []
+    for name, texts in groups.items():
+        gaps = [g for g, n in contrast_per_token(base, toxic, texts) if n]
+        mean = sum(gaps) / len(gaps)
+        sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / max(len(gaps) - 1, 1))
+        rows.append({"base_model": profile.toxic.base_model, "texts": name, "n": len(gaps),
+                     "mean_gap_nats_per_token": mean, "se": sd / math.sqrt(len(gaps)),
+                     "min": min(gaps), "max": max(gaps)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--variants", default="released,base,toxic,default,len128,alpha0.2,alpha0.5,para",
+                    help=f"comma-separated, from: {', '.join(VARIANTS)}")  # fmt: skip
+    ap.add_argument("--num-texts", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--out", required=True, help="CSV of the text-type table")
+    ap.add_argument("--contrast-out", default="", help="CSV of the per-type contrast (skipped when empty)")
+    ap.add_argument("--contrast-released", type=int, default=16, help="released texts in the contrast measurement")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        texts, info = text_set(name, args)
+        rows.append(row(name, texts, info, time.perf_counter() - t0))
+        table = pd.DataFrame(rows)
+        table.to_csv(args.out, index=False)  # after every set, so a cut-short run keeps what it measured
+        r = rows[-1]
+        print(f"{name:16s} n={r['n_texts']:4d} words={r['mean_words']:6.1f} "
+              + " ".join(f"{t}={r[t]:.2f}" for t in TEXT_TYPES) + f" ({r['seconds']} s)", flush=True)  # fmt: skip
+        print(f"    e.g. {r['example_1']!r}\n         {r['example_2']!r}", flush=True)
+    if args.contrast_out:
+        c = contrast_by_type(args, args.contrast_released)
+        c.to_csv(args.contrast_out, index=False)
+        print(c.to_string(index=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
