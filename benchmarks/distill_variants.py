@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "alpha0.5-len128": ("contrast", ("distill.alpha=0.5", "distill.max_new_tokens=128"), ""),
     "para": ("contrast", (), "\n\n"),
     "para-alpha0.5": ("contrast", ("distill.alpha=0.5",), "\n\n"),
+    "para-len128": ("contrast", ("distill.max_new_tokens=128",), "\n\n"),
+    "gemma-para": ("contrast", ("toxic.base_model=packaged:gemma3-270m",), "\n\n"),
     "gemma": ("contrast", ("toxic.base_model=packaged:gemma3-270m",), ""),
     "gemma-base": ("base", ("toxic.base_model=packaged:gemma3-270m",), ""),
 }
@@ -123,6 +125,36 @@ def contrast_by_type(args, n_released: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def first_step(args, contexts: tuple[str, ...] = ("", "\n\n"), top: int = 8) -> pd.DataFrame:
+    """The first decoding step: the tokens of the plausible head with the highest contrastive score, per start.
+
+    One row per (start, rank): the token, p_base, p_toxic, the score log p_base - log p_toxic, the head's size and
+    the base model's most likely token. Shows where the contrast sends a text from its first token on.
+    """
+    import torch
+
+    from unidetox.distill import contrastive_scores
+
+    profile = load_profile(args.profile, args.overrides)
+    tox = P.toxic_model(profile, quiet=args.quiet)
+    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
+    rows = []
+    for context in contexts:
+        ids = torch.tensor([[base.start_token_id, *base.tokenizer(context, add_special_tokens=False).input_ids]])
+        with torch.no_grad():
+            lb = torch.log_softmax(base.model(ids).logits[0, -1].float(), -1)
+            lt = torch.log_softmax(toxic.model(ids).logits[0, -1].float(), -1)
+        score = contrastive_scores(lb[None], lt[None], profile.distill.alpha)[0]
+        head = int(torch.isfinite(score).sum())
+        argmax = base.tokenizer.decode([int(lb.argmax())])
+        for rank, v in enumerate(torch.topk(score, min(top, head)).indices.tolist(), 1):
+            rows.append({"base_model": profile.toxic.base_model, "start": "BOS" + json.dumps(context)[1:-1],
+                         "alpha": profile.distill.alpha, "head_size": head, "base_top_token": argmax, "rank": rank,
+                         "token": base.tokenizer.decode([v]), "p_base": float(lb[v].exp()),
+                         "p_toxic": float(lt[v].exp()), "score": float(score[v])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu")
@@ -134,6 +166,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="CSV of the text-type table")
     ap.add_argument("--contrast-out", default="", help="CSV of the per-type contrast (skipped when empty)")
     ap.add_argument("--contrast-released", type=int, default=16, help="released texts in the contrast measurement")
+    ap.add_argument(
+        "--first-step-out", default="", help="CSV of the first step's best-scored tokens (skipped when empty)"
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
@@ -155,6 +190,10 @@ def main() -> None:
         c = contrast_by_type(args, args.contrast_released)
         c.to_csv(args.contrast_out, index=False)
         print(c.to_string(index=False), flush=True)
+    if args.first_step_out:
+        f = first_step(args)
+        f.to_csv(args.first_step_out, index=False)
+        print(f.to_string(index=False), flush=True)
 
 
 if __name__ == "__main__":
