@@ -87,7 +87,8 @@ def text_set(name: str, args) -> tuple[list[str], dict]:
     if kind == "released":
         return released_texts(profile), {"kind": kind, "base_model": "gpt2-xl (authors)", "alpha": 0.1}
     info = {"kind": kind, "base_model": profile.toxic.base_model, "alpha": profile.distill.alpha,
-            "max_new_tokens": profile.distill.max_new_tokens, "context": json.dumps(context)}  # fmt: skip
+            "max_new_tokens": profile.distill.max_new_tokens, "context": json.dumps(context),
+            "seed": profile.distill.seed}  # fmt: skip
     if kind in ("base", "toxic"):
         info["alpha"] = None
         return P.distilled_texts(P.samples(profile, kind, quiet=args.quiet)), info

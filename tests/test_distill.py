@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -191,3 +192,24 @@ def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path
     c = D.distill(tiny_gpt2, tiny_toxic, DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=12),
                   tmp_path / "c.jsonl", progress=False).texts  # fmt: skip
     assert a == b and a != c
+
+
+def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread):
+    """`distill.context` reaches the decoder as tokens after BOS; left empty it stays out of the stage key."""
+    from unidetox import pipeline as P
+    from unidetox.config import load_profile
+    from unidetox.models import load_model
+
+    sets = [f"runs_dir={tmp_path}", "distill.num_texts=3", "distill.max_new_tokens=6", "distill.batch_size=3"]
+    plain = load_profile("tiny", sets)
+    with_context = load_profile("tiny", [*sets, 'distill.context="\\n\\n"'])
+    assert with_context.distill.context == "\n\n"
+    st_plain, st_ctx = P.distill(plain, quiet=True), P.distill(with_context, quiet=True)
+    assert st_plain.key != st_ctx.key
+    assert "context" not in json.loads((st_plain.path / "config.json").read_text())["config"]["distill"]
+    tox = P.toxic_model(plain, quiet=True)
+    base, toxic = load_model(plain.toxic.base_model), load_model(str(tox.path / "final"))
+    prefix = base.tokenizer("\n\n", add_special_tokens=False).input_ids
+    ref = D.distill(base, toxic, with_context.distill, tmp_path / "ref.jsonl", progress=False, prefix=prefix)
+    assert P.distilled_texts(st_ctx) == ref.texts
+    assert P.distilled_texts(st_plain) != ref.texts
