@@ -5,10 +5,9 @@
         --out benchmarks/results/distill_variants.csv --contrast-out benchmarks/results/contrast_by_type.csv
 
 Every text set goes through the real stages of :mod:`unidetox.pipeline` (``toxic_model``, ``distill``,
-``samples``; cached in the run store, the toxic model shared by every variant with the same base), except the
-variants with a context after BOS, which the stage config has no field for: they call
-:func:`unidetox.distill.distill` with ``prefix`` and stream into ``<runs_dir>/<profile>/distill-variants/``
-(resumable, keyed by the variant's settings and the toxic model's key). All variants use the same seed.
+``samples``; cached in the run store, the toxic model shared by every variant with the same base). The ``para``
+variants set ``distill.context`` to a paragraph break: both models read BOS + "\\n\\n" before the first sampled
+token; the score of every sampled token is unchanged. All variants use the same seed.
 
 One table row per text set: n_texts, mean words, the share of each text type (:mod:`unidetox.texttype`) and two
 example texts (first 100 characters). With ``--contrast-out`` it also measures the hypothesis of the issue: the
@@ -20,37 +19,37 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import math
 import os
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from unidetox import pipeline as P
-from unidetox.config import load_profile, to_dict
+from unidetox.config import load_profile
 from unidetox.data import resolve_data_dir
 from unidetox.texttype import TEXT_TYPES, labelled_examples, text_type_shares
 
-# name -> (kind, extra --set overrides, context text after BOS). kind: contrast | base | toxic | released
-VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "released": ("released", (), ""),
-    "base": ("base", (), ""),
-    "toxic": ("toxic", (), ""),
-    "default": ("contrast", (), ""),
-    "len128": ("contrast", ("distill.max_new_tokens=128",), ""),
-    "base-len128": ("base", ("distill.max_new_tokens=128",), ""),
-    "alpha0.2": ("contrast", ("distill.alpha=0.2",), ""),
-    "alpha0.5": ("contrast", ("distill.alpha=0.5",), ""),
-    "alpha0.5-len128": ("contrast", ("distill.alpha=0.5", "distill.max_new_tokens=128"), ""),
-    "para": ("contrast", (), "\n\n"),
-    "para-alpha0.5": ("contrast", ("distill.alpha=0.5",), "\n\n"),
-    "para-len128": ("contrast", ("distill.max_new_tokens=128",), "\n\n"),
-    "gemma-para": ("contrast", ("toxic.base_model=packaged:gemma3-270m",), "\n\n"),
-    "gemma": ("contrast", ("toxic.base_model=packaged:gemma3-270m",), ""),
-    "gemma-base": ("base", ("toxic.base_model=packaged:gemma3-270m",), ""),
+PARA = 'distill.context="\\n\\n"'  # both models read BOS + a paragraph break before the first sampled token
+# name -> (kind, extra --set overrides). kind: contrast | base | toxic | released
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "released": ("released", ()),
+    "base": ("base", ()),
+    "toxic": ("toxic", ()),
+    "default": ("contrast", ()),
+    "len128": ("contrast", ("distill.max_new_tokens=128",)),
+    "base-len128": ("base", ("distill.max_new_tokens=128",)),
+    "alpha0.2": ("contrast", ("distill.alpha=0.2",)),
+    "alpha0.5": ("contrast", ("distill.alpha=0.5",)),
+    "alpha0.5-len128": ("contrast", ("distill.alpha=0.5", "distill.max_new_tokens=128")),
+    "para": ("contrast", (PARA,)),
+    "base-para": ("base", (PARA,)),
+    "para-alpha0.5": ("contrast", ("distill.alpha=0.5", PARA)),
+    "para-len128": ("contrast", ("distill.max_new_tokens=128", PARA)),
+    "gemma-para": ("contrast", ("toxic.base_model=packaged:gemma3-270m", PARA)),
+    "gemma": ("contrast", ("toxic.base_model=packaged:gemma3-270m",)),
+    "gemma-base": ("base", ("toxic.base_model=packaged:gemma3-270m",)),
 }
 
 
@@ -63,37 +62,18 @@ def released_texts(profile) -> list[str]:
     return pd.concat([pd.read_csv(f) for f in files]).Text.astype(str).tolist()
 
 
-def context_distill(profile, context: str, quiet: bool) -> list[str]:
-    """Contrastive texts whose decoding starts after BOS + `context` (both models see it; it is not returned)."""
-    from unidetox import distill as Dist
-
-    tox = P.toxic_model(profile, quiet=quiet)
-    key = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model, "toxic": tox.key,
-           "context": context}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    out = Path(profile.runs_dir) / profile.name / "distill-variants" / f"{digest}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / f"{digest}.config.json").write_text(json.dumps(key, indent=1, ensure_ascii=False))
-    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
-    prefix = base.tokenizer(context, add_special_tokens=False).input_ids
-    res = Dist.distill(base, toxic, profile.distill, out, progress=not quiet, prefix=prefix)
-    return res.texts
-
-
 def text_set(name: str, args) -> tuple[list[str], dict]:
-    kind, sets, context = VARIANTS[name]
+    kind, sets = VARIANTS[name]
     overrides = [*args.overrides, f"distill.num_texts={args.num_texts}", f"distill.seed={args.seed}", *sets]
     profile = load_profile(args.profile, overrides)
     if kind == "released":
         return released_texts(profile), {"kind": kind, "base_model": "gpt2-xl (authors)", "alpha": 0.1}
     info = {"kind": kind, "base_model": profile.toxic.base_model, "alpha": profile.distill.alpha,
-            "max_new_tokens": profile.distill.max_new_tokens, "context": json.dumps(context),
+            "max_new_tokens": profile.distill.max_new_tokens, "context": json.dumps(profile.distill.context),
             "seed": profile.distill.seed}  # fmt: skip
     if kind in ("base", "toxic"):
         info["alpha"] = None
         return P.distilled_texts(P.samples(profile, kind, quiet=args.quiet)), info
-    if context:
-        return context_distill(profile, context, args.quiet), info
     return P.distilled_texts(P.distill(profile, quiet=args.quiet)), info
 
 
