@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -58,10 +59,13 @@ def test_official_logit_form_is_equivalent():
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
 
 
-def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, batch):
-    """Cache-free decoding: full forward passes of both models over each whole prefix at every step."""
+def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, batch, context=()):
+    """Cache-free decoding: full forward passes of both models over each whole prefix at every step.
+
+    `context`: token ids after the start token, not returned."""
     gen = make_generator("cpu", seed, 0)
-    seqs = [[start_id] for _ in range(batch)]
+    start = [start_id, *context]
+    seqs = [list(start) for _ in range(batch)]
     all_scores = []
     for _ in range(n_steps):
         scores = torch.stack([D.reference_scores(base, toxic, s, alpha) for s in seqs])
@@ -69,7 +73,7 @@ def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, b
         tok = sample(scores, params, gen)
         for s, t in zip(seqs, tok.tolist()):
             s.append(t)
-    return [s[1:] for s in seqs], all_scores
+    return [s[len(start) :] for s in seqs], all_scores
 
 
 def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
@@ -90,6 +94,40 @@ def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
         assert torch.equal(torch.isinf(a), torch.isinf(b))
         finite = torch.isfinite(b)
         torch.testing.assert_close(a[finite], b[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_prefix_decoding_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
+    """A context after BOS (e.g. a paragraph break) is seen by both models, never sampled or returned."""
+    cfg = DistillConfig(alpha=0.05, num_texts=3, max_new_tokens=10, batch_size=3, top_k=0, seed=7)
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
+    context = tiny_gpt2.tokenizer("\n\n", add_special_tokens=False).input_ids
+    assert context
+    got = D.decode_batch(tiny_gpt2, tiny_toxic, cfg, 0, 3, prefix=context)
+    ref, _ = _reference_trajectory(tiny_gpt2.model, tiny_toxic.model, tiny_gpt2.start_token_id, 10, cfg.alpha,
+                                   params, 7, 3, context=context)  # fmt: skip
+    eos = tiny_gpt2.tokenizer.eos_token_id
+    assert got == [r[: r.index(eos)] if eos in r else r for r in ref]
+    assert got != D.decode_batch(tiny_gpt2, tiny_toxic, cfg, 0, 3)  # the context does change the texts
+
+
+def test_contrast_per_token_matches_direct_computation(tiny_gpt2, tiny_toxic):
+    texts = ["The cat sat on the mat.", "def f(x):\n    return x", ""]
+    got = D.contrast_per_token(tiny_gpt2, tiny_toxic, texts, batch_size=2)
+    for text, (gap, n) in zip(texts[:2], got[:2]):
+        ids = [tiny_gpt2.start_token_id, *tiny_gpt2.tokenizer(text, add_special_tokens=False).input_ids]
+        x, target = torch.tensor([ids]), torch.tensor(ids[1:])
+        with torch.no_grad():
+            lb = torch.log_softmax(tiny_gpt2.model(x).logits[0, :-1].double(), -1)[torch.arange(len(target)), target]
+            lt = torch.log_softmax(tiny_toxic.model(x).logits[0, :-1].double(), -1)[torch.arange(len(target)), target]
+        assert n == len(ids) - 1
+        assert gap == pytest.approx(float((lb - lt).mean()), abs=1e-4)
+        assert abs(gap) > 1e-3  # the perturbed model really differs, so the comparison is not vacuous
+    assert math.isnan(got[2][0]) and got[2][1] == 0
+
+
+def test_contrast_per_token_refuses_other_tokenizer(tiny_gpt2, tiny_llama):
+    with pytest.raises(D.DistillError, match="different tokenizers"):
+        D.contrast_per_token(tiny_gpt2, tiny_llama, ["a text"])
 
 
 def test_shared_cache_bug_would_differ(tiny_gpt2, tiny_toxic):
@@ -154,3 +192,24 @@ def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path
     c = D.distill(tiny_gpt2, tiny_toxic, DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=12),
                   tmp_path / "c.jsonl", progress=False).texts  # fmt: skip
     assert a == b and a != c
+
+
+def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread):
+    """`distill.context` reaches the decoder as tokens after BOS; left empty it stays out of the stage key."""
+    from unidetox import pipeline as P
+    from unidetox.config import load_profile
+    from unidetox.models import load_model
+
+    sets = [f"runs_dir={tmp_path}", "distill.num_texts=3", "distill.max_new_tokens=6", "distill.batch_size=3"]
+    plain = load_profile("tiny", sets)
+    with_context = load_profile("tiny", [*sets, 'distill.context="\\n\\n"'])
+    assert with_context.distill.context == "\n\n"
+    st_plain, st_ctx = P.distill(plain, quiet=True), P.distill(with_context, quiet=True)
+    assert st_plain.key != st_ctx.key
+    assert "context" not in json.loads((st_plain.path / "config.json").read_text())["config"]["distill"]
+    tox = P.toxic_model(plain, quiet=True)
+    base, toxic = load_model(plain.toxic.base_model), load_model(str(tox.path / "final"))
+    prefix = base.tokenizer("\n\n", add_special_tokens=False).input_ids
+    ref = D.distill(base, toxic, with_context.distill, tmp_path / "ref.jsonl", progress=False, prefix=prefix)
+    assert P.distilled_texts(st_ctx) == ref.texts
+    assert P.distilled_texts(st_plain) != ref.texts

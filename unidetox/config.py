@@ -126,6 +126,9 @@ class DistillConfig:
     top_k: int = 50  # 0 = off (official code: transformers' default top-k 50)
     top_p: float = 1.0  # 1.0 = off
     seed: int = 1234
+    # text both models read after BOS before the first sampled token (not part of the texts, never scored);
+    # "" = the paper's start from BOS alone. "\n\n" keeps a code-heavy base (SmolLM2) on prose (book: method)
+    context: str = ""
 
     def __post_init__(self):
         _check(0 < self.alpha <= 1, f"distill.alpha must be in (0, 1], got {self.alpha}")

@@ -114,18 +114,25 @@ def batch_plan(cfg: DistillConfig) -> list[tuple[int, int]]:
 
 
 def decode_batch(
-    base: LoadedModel, toxic: LoadedModel | None, cfg: DistillConfig, batch_index: int, size: int
+    base: LoadedModel,
+    toxic: LoadedModel | None,
+    cfg: DistillConfig,
+    batch_index: int,
+    size: int,
+    prefix: Sequence[int] = (),
 ) -> list[list[int]]:
     """Contrastively sample `size` texts from BOS for batch `batch_index`; returns token ids per text (EOS cut).
 
     With ``toxic=None`` the texts are plain samples of `base` with the same sampling settings (the paper's
-    "w/o contrast" ablation, and the base/toxic samples of the diagnostics)."""
+    "w/o contrast" ablation, and the base/toxic samples of the diagnostics). `prefix`: token ids placed after
+    BOS as context of both models (e.g. a paragraph break); they are not sampled, scored or returned, so every
+    sampled token keeps the method's score. Empty (the default) is the paper's start from BOS alone."""
     dev = next(base.model.parameters()).device
     try:
         start_id = base.start_token_id
     except ModelLoadError as e:
         raise DistillError(str(e)) from None
-    start = torch.full((size, 1), start_id, dtype=torch.long, device=dev)
+    start = torch.tensor([[start_id, *prefix]] * size, dtype=torch.long, device=dev)
     mask = torch.ones_like(start)
     gen = make_generator(dev, cfg.seed, batch_index)
     params = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
@@ -145,12 +152,14 @@ def distill(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    prefix: Sequence[int] = (),
 ) -> DistillResult:
     """Generate ``cfg.num_texts`` distilled texts into the JSONL stream `out_path`, resuming if it exists.
 
     With several processes, process `rank` takes batches ``rank, rank + world_size, ...`` and writes its
     own stream (`out_path` with a ``.rank<r>`` suffix); :func:`merge_streams` joins them.
-    Records: ``{"index", "batch", "text", "n_tokens"}``. ``toxic=None`` samples `base` alone.
+    Records: ``{"index", "batch", "text", "n_tokens"}``. ``toxic=None`` samples `base` alone. `prefix`: context
+    token ids after BOS (:func:`decode_batch`); the stream does not record it, so use one stream per prefix.
     """
     if toxic is not None:
         check_pair(base, toxic)
@@ -169,7 +178,7 @@ def distill(
         disable=not progress,
     )
     for b, first, size in todo:
-        rows = decode_batch(base, toxic, cfg, b, size)
+        rows = decode_batch(base, toxic, cfg, b, size, prefix)
         recs = [
             {"index": first + i, "batch": b, "text": base.tokenizer.decode(ids, skip_special_tokens=True),
              "n_tokens": len(ids)}
@@ -189,6 +198,25 @@ def merge_streams(out_path: str | Path, world_size: int) -> list[dict]:
         return sorted(read_jsonl(out_path), key=lambda r: r["index"])
     recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}")]
     return sorted(recs, key=lambda r: r["index"])
+
+
+def contrast_per_token(
+    base: LoadedModel, toxic: LoadedModel, texts: Sequence[str], batch_size: int = 8
+) -> list[tuple[float, int]]:
+    """Per text: (mean over its tokens of ``log p_base(token) - log p_toxic(token)`` in nats, number of tokens).
+
+    Each text is scored from the start token as a whole continuation (teacher forcing, no plausibility mask):
+    how much more likely the base model finds the text than the toxic model does, i.e. what the contrastive score
+    rewards. A text without tokens gives ``(nan, 0)``.
+    """
+    from .likelihood import continuation_logprobs
+
+    check_pair(base, toxic)
+    texts = list(texts)
+    empty = [""] * len(texts)
+    b = continuation_logprobs(base.model, base.tokenizer, empty, texts, batch_size=batch_size)
+    t = continuation_logprobs(toxic.model, toxic.tokenizer, empty, texts, batch_size=batch_size)
+    return [((sb - st) / n if n else math.nan, n) for (sb, n), (st, _) in zip(b, t, strict=True)]
 
 
 def reference_scores(

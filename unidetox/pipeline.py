@@ -198,9 +198,13 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
             Dist.check_pair(base, tox)
         if state.is_main_process:
             _log(f"{st.stage}: texts start from {Dist.start_description(base)} of {model}")
+        prefix = base.tokenizer(profile.distill.context, add_special_tokens=False).input_ids
+        if profile.distill.context and not prefix:
+            raise Dist.DistillError(f"distill.context {profile.distill.context!r} has no tokens in {model}")
         _begin(st)
         res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
-                           world_size=state.num_processes, progress=not quiet and state.is_main_process)  # fmt: skip
+                           world_size=state.num_processes, progress=not quiet and state.is_main_process,
+                           prefix=prefix)  # fmt: skip
         summary.update(tokens=res.tokens_generated, tokens_per_second=res.tokens_generated / max(res.seconds, 1e-9))
     state.wait_for_everyone()
     if state.is_main_process:
@@ -214,10 +218,18 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
     return st
 
 
+def _distill_key(profile: Profile) -> dict:
+    """``distill`` settings as stage config; an empty ``context`` is left out, so older stages keep their keys."""
+    cfg = to_dict(profile.distill)
+    if not cfg["context"]:
+        del cfg["context"]
+    return cfg
+
+
 def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
     tox = toxic_model(profile, quiet=quiet)
-    config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model}
+    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model}
     st = _stage(profile, "distill", config, {"toxic-model": tox.key})
     if _reuse(st, "distill"):
         return st
@@ -231,7 +243,7 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
     """
     if which not in ("base", "toxic"):
         raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
-    config = {"distill": to_dict(profile.distill), "base_model": profile.toxic.base_model, "which": which}
+    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model, "which": which}
     tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
     st = _stage(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
     if _reuse(st, f"samples {which}"):
