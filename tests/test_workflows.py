@@ -140,7 +140,7 @@ BAD = [
     ("target-without-texts", lambda t: [], ["needs both --target MODEL and --texts SOURCE"]),
     ("occupied-out-folder", lambda t: ["--texts", str(RELEASED), "--out", str(Path(_write(t / "o" / "f", "x")).parent)],
      ["exists and is not an empty folder"]),
-    ("bad-learning-rate", lambda t: ["--texts", str(RELEASED), "--learning-rate", "0"], ["learning_rate must be > 0"]),
+    ("bad-learning-rate", lambda t: ["--texts", str(RELEASED), "--learning-rate", "0"], ["learning_rate must be a finite number > 0"]),
 ]  # fmt: skip
 
 
