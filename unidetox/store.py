@@ -244,10 +244,11 @@ class StageDir:
             return {}
         return {k: v for k, v in read_json(self.path / DONE).items() if k != FILES}
 
-    def damage(self, hashes: bool = False) -> dict[str, str]:
+    def damage(self, hashes: bool = False, under: str = "") -> dict[str, str]:
         """What is wrong with a finished stage's outputs: ``{relative path: what}`` (empty: intact).
 
         Sizes are always compared with those DONE recorded; with `hashes`, contents too (reads every byte).
+        With `under` (a relative path), only that file or the files of that folder are checked.
         A DONE written before file records existed has nothing to compare: it is taken as intact.
         """
         try:
@@ -256,6 +257,8 @@ class StageDir:
             return {DONE: "unreadable"}
         problems = {}
         for rel, rec in sorted(recorded.items()):
+            if under and rel != under and not rel.startswith(under + "/"):
+                continue
             p = self.path / rel
             if not p.is_file():
                 problems[rel] = "missing"
@@ -381,22 +384,10 @@ def check_opened(path: str | Path) -> None:
     if stage is None:
         return
     rel = path.relative_to(stage).as_posix()
-    try:
-        recorded = read_json(stage / DONE).get(FILES, {})
-    except (OSError, ValueError, AttributeError):
-        return
-    prefix = "" if rel == "." else rel
-    damaged = {}
-    for name, rec in recorded.items():
-        if prefix and name != prefix and not name.startswith(prefix + "/"):
-            continue
-        p = stage / name
-        if not p.is_file():
-            damaged[name] = "missing"
-        elif p.stat().st_size != rec["size"]:
-            damaged[name] = f"{p.stat().st_size} bytes, {rec['size']} recorded"
-        elif sha256_file(p) != rec["sha256"]:
-            damaged[name] = "contents changed (sha256 differs)"
+    damaged = StageDir(path=stage, stage=stage.parent.name, key=stage.name).damage(
+        hashes=True, under="" if rel == "." else rel
+    )
+    damaged.pop(DONE, None)  # an unreadable DONE has no record to check against
     if damaged:
         raise StoreError(
             f"{stage} is damaged ({describe_damage(damaged)}). Fix: delete {stage / DONE} and rerun the same command "
