@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from unidetox.distill import ContrastiveSource
+from unidetox.method.distill import ContrastiveSource
+from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
 from unidetox.models import load_model
-from unidetox.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
 
 
 def _time(fn, repeats):

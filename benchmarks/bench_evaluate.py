@@ -2,7 +2,7 @@
 
     python benchmarks/bench_evaluate.py --model packaged:smollm2-135m --prompts 16 --k 10 --tokens 20
 
-(a) `unidetox.evaluate.generate_and_score`: prompts batched with left padding (several prompts x k samples per
+(a) `unidetox.measure.evaluate.generate_and_score`: prompts batched with left padding (several prompts x k samples per
     forward pass), KV cache, toxicity scored in batches;
 (b) the official UniDetox evaluator's pattern: one `pipeline("text-generation")` call per prompt with
     `num_return_sequences=k`, the continuation cut from the text, then one toxicity call per continuation.
@@ -22,9 +22,9 @@ import torch
 
 from unidetox.config import DataConfig, EvalConfig
 from unidetox.data import load_toxigen_prompts
-from unidetox.evaluate import generate_and_score
+from unidetox.measure.evaluate import generate_and_score
+from unidetox.measure.scorers import load_scorer
 from unidetox.models import load_model
-from unidetox.scorers import load_scorer
 
 
 def official_pattern(lm, prompts, k, tokens, scorer):

@@ -3,7 +3,7 @@
     python benchmarks/bench_perplexity.py --model packaged:gemma3-270m --prompts 24 --k 8
 
 Pairs are built as in an evaluation: ToxiGen validation prompts (``prompts_per_domain = prompts / 4``, seed 0),
-k continuations each, scored one unit (``64 // k`` prompts x k continuations, as `unidetox.evaluate` plans
+k continuations each, scored one unit (``64 // k`` prompts x k continuations, as `unidetox.measure.evaluate` plans
 them) per call. Continuations are either sampled from SmolLM2 (``--source smollm2``, 20 new tokens, top-p 0.9) or
 ``--source fixed``: k different 20-token snippets of other prompts' text per prompt.
 
@@ -25,7 +25,7 @@ import torch
 
 from unidetox.config import DataConfig
 from unidetox.data import load_toxigen_prompts
-from unidetox.likelihood import continuation_logprobs, continuation_logprobs_shared
+from unidetox.measure.likelihood import continuation_logprobs, continuation_logprobs_shared
 from unidetox.models import load_model
 
 
@@ -48,7 +48,7 @@ def fixed_continuations(tokenizer, prompts: list[str], k: int, tokens: int) -> l
 
 
 def sampled_continuations(prompts: list[str], k: int, tokens: int) -> list[list[str]]:
-    from unidetox.generate import GenerationSettings, generate_unit, unit_generator
+    from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
 
     gen = load_model("packaged:smollm2-135m")
     settings = GenerationSettings(samples_per_prompt=k, max_new_tokens=tokens)

@@ -7,7 +7,7 @@
 2. Per model: FLOPs per generated token with a KV cache, from the model's shapes: ``2 x`` the weights of every
    linear layer (output head included) plus attention's ``4 x layers x context x attention width``.
 3. Per model, dtype and batch: tokens/s of (a) a bare KV-cached greedy decode loop (``model(...)`` only) and
-   (b) the project's sampler (`unidetox.sampling.sample_loop`: top-k, top-p, multinomial) on the same rows;
+   (b) the project's sampler (`unidetox.method.sampling.sample_loop`: top-k, top-p, multinomial) on the same rows;
    each printed with its fraction of the dtype's matmul peak.
 
 Benchmarks are meaningless on a shared machine: run it alone and report ``uptime``'s load with the table.
@@ -22,8 +22,8 @@ import time
 
 import torch
 
+from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
 from unidetox.models import load_model
-from unidetox.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -64,7 +64,7 @@ def bare_decode(model, ids: torch.Tensor, new: int) -> float:
 
 @torch.no_grad()
 def project_sampler(lm, ids: torch.Tensor, new: int) -> float:
-    """Seconds for `unidetox.sampling.sample_loop` (top-k 50, top-p 0.9) on the same rows, EOS ignored."""
+    """Seconds for `unidetox.method.sampling.sample_loop` (top-k 50, top-p 0.9) on the same rows, EOS ignored."""
     source = CausalLMSource(lm.model)
     mask = torch.ones_like(ids)
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py --model packaged:smollm2-135m --steps 10 --batch 8 --length 64
 
-Trains `--steps` optimizer steps on DGHS hate rows with `unidetox.train.train_causal_lm` (no checkpoints)
+Trains `--steps` optimizer steps on DGHS hate rows with `unidetox.method.train.train_causal_lm` (no checkpoints)
 and prints seconds per step and training tokens per second (after one warm-up step).
 """
 
@@ -17,8 +17,8 @@ import torch
 
 from unidetox.config import DataConfig, TrainConfig
 from unidetox.data import load_dghs
+from unidetox.method.train import train_causal_lm
 from unidetox.models import load_model
-from unidetox.train import train_causal_lm
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ Every text set goes through the real stages of :mod:`unidetox.pipeline` (``toxic
 variants set ``distill.context`` to a paragraph break: both models read BOS + "\\n\\n" before the first sampled
 token; the score of every sampled token is unchanged. All variants use the same seed.
 
-One table row per text set: n_texts, mean words, the share of each text type (:mod:`unidetox.texttype`) and two
+One table row per text set: n_texts, mean words, the share of each text type (:mod:`unidetox.analysis.texttype`) and two
 example texts (first 100 characters). With ``--contrast-out`` it also measures the hypothesis of the issue: the
-mean per-token ``log p_base - log p_toxic`` (:func:`unidetox.distill.contrast_per_token`) of the shipped labelled
+mean per-token ``log p_base - log p_toxic`` (:func:`unidetox.method.distill.contrast_per_token`) of the shipped labelled
 texts of each type and of released texts, for the base/toxic pair of the profile.
 """
 
@@ -27,9 +27,9 @@ import time
 import pandas as pd
 
 from unidetox import pipeline as P
+from unidetox.analysis.texttype import TEXT_TYPES, labelled_examples, text_type_shares
 from unidetox.config import load_profile
 from unidetox.data import resolve_data_dir
-from unidetox.texttype import TEXT_TYPES, labelled_examples, text_type_shares
 
 PARA = 'distill.context="\\n\\n"'  # both models read BOS + a paragraph break before the first sampled token
 # name -> (kind, extra --set overrides). kind: contrast | base | toxic | released
@@ -87,7 +87,7 @@ def row(name: str, texts: list[str], info: dict, seconds: float) -> dict:
 
 def contrast_by_type(args, n_released: int) -> pd.DataFrame:
     """Mean per-token log p_base - log p_toxic of the labelled texts of each type, and of released texts."""
-    from unidetox.distill import contrast_per_token
+    from unidetox.method.distill import contrast_per_token
 
     profile = load_profile(args.profile, args.overrides)
     tox = P.toxic_model(profile, quiet=args.quiet)
@@ -114,7 +114,7 @@ def first_step(args, contexts: tuple[str, ...] = ("", "\n\n"), top: int = 8) -> 
     """
     import torch
 
-    from unidetox.distill import contrastive_scores
+    from unidetox.method.distill import contrastive_scores
 
     profile = load_profile(args.profile, args.overrides)
     tox = P.toxic_model(profile, quiet=args.quiet)

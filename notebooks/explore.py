@@ -49,9 +49,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's noteb
 import ipywidgets as widgets
 from IPython.display import HTML, Markdown, display
 
-from unidetox import explore as X
 from unidetox import pipeline as P
 from unidetox.config import notebook_profile
+from unidetox.pipeline import explore as X
 
 prof = notebook_profile(profile, overrides)
 study = P.silently(P.study, prof, quiet=True)

@@ -53,8 +53,8 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox import tables as T
 from unidetox.config import notebook_profile
+from unidetox.report import tables as T
 
 prof = notebook_profile(profile, overrides)
 study = P.silently(P.study, prof, quiet=True)

@@ -21,7 +21,7 @@
 # attributes that make the text detoxify: the hate speech the toxic model is trained on (DGHS) is full of
 # political topics (immigration, religion, gender), and text that avoids them moves models away from it.
 #
-# **What this notebook measures.** Three things, all computed by `unidetox.political` (the notebook only
+# **What this notebook measures.** Three things, all computed by `unidetox.analysis.politics` (the notebook only
 # calls, tabulates and plots; the methods are documented in that module):
 #
 # 1. *Political share of each text set*: the fraction of texts whose topic is politics, with a 95%
@@ -57,7 +57,7 @@ from myst_nb import glue
 from transformers.utils import logging as hf_logging
 
 from unidetox import pipeline as P
-from unidetox import political
+from unidetox.analysis import politics as political
 from unidetox.config import notebook_profile
 from unidetox.data import load_political_compass
 
@@ -79,7 +79,7 @@ display(Markdown(f"Profile **{prof.name}**: {', '.join(f'{k} ({len(v)} texts)' f
 #
 # Accuracy of each classifier on the labelled texts shipped with the package (`dev`: 40 texts used while
 # designing the classifiers; `holdout`: 24 texts written afterwards, the fairer number, though `minilm`'s
-# similarity floor was added after its first holdout evaluation: 23/24 before, see `unidetox.political`).
+# similarity floor was added after its first holdout evaluation: 23/24 before, see `unidetox.analysis.politics`).
 # These are short, clean sentences; generated text and social-media posts are harder, so read the accuracy
 # as an upper bound.
 

@@ -36,9 +36,9 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox import provenance as pv
 from unidetox.config import notebook_profile, to_dict
 from unidetox.data import resolve_data_dir
+from unidetox.report import provenance as pv
 
 with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it
     warnings.filterwarnings("ignore", message="IProgress not found")

@@ -45,11 +45,11 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox import provenance as pv
-from unidetox import tables as T
-from unidetox import textstats as TS
+from unidetox.analysis import textstats as TS
 from unidetox.config import load_profile, notebook_profile
 from unidetox.models import load_tokenizer
+from unidetox.report import provenance as pv
+from unidetox.report import tables as T
 
 with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it
     warnings.filterwarnings("ignore", message="IProgress not found")

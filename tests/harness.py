@@ -347,15 +347,6 @@ def serve() -> None:
         PreTrainedTokenizerFast,
     )
 
-    import unidetox.book
-    import unidetox.cli
-    import unidetox.distill
-    import unidetox.evaluate
-    import unidetox.mmlu
-    import unidetox.pipeline
-    import unidetox.scorers
-    import unidetox.train  # noqa: F401
-
     proto.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)

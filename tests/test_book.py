@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unidetox.book import (
+from unidetox.config import ConfigError
+from unidetox.report.book import (
     BookError,
     NotebookError,
     build_book,
@@ -25,7 +26,6 @@ from unidetox.book import (
     parse_params,
     toc_files,
 )
-from unidetox.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -335,7 +335,7 @@ def test_book_links_are_the_top_level_files():
     assert config["only_build_toc_files"] is True
     assert "sphinx-mathjax-offline" in config["sphinx"]["config"]["extensions"]
     assert "sphinx_thebe" not in config["sphinx"]["config"]["extensions"]
-    assert "unidetox.sphinx_warnings" in config["sphinx"]["config"]["extensions"]  # warnings fail a plain build
+    assert "unidetox.report.sphinx_warnings" in config["sphinx"]["config"]["extensions"]  # warnings fail a plain build
     assert config["sphinx"]["config"]["nitpicky"] is True
     assert not any(config["html"][k] for k in ("use_edit_page_button", "use_repository_button", "use_issues_button"))
     assert not any(config["launch_buttons"][k] for k in ("binderhub_url", "jupyterhub_url", "colab_url", "thebe"))
@@ -504,7 +504,7 @@ def test_exploration_widgets_work_in_a_live_kernel(book_repo):
 
 def test_plain_jupyter_book_build_from_the_root_treats_warnings_as_errors(book_repo, tmp_path):
     """`jupyter-book build book/`, the command the design names, on the executed book: it builds, and any warning
-    fails it (the `unidetox.sphinx_warnings` extension and `nitpicky` in _config.yml), without -W -n --keep-going."""
+    fails it (the `unidetox.report.sphinx_warnings` extension and `nitpicky` in _config.yml), without -W -n --keep-going."""
     repo = tmp_path / "repo"
     shutil.copytree(book_repo, repo, symlinks=True, ignore=shutil.ignore_patterns("runs"))
     shutil.rmtree(repo / "book" / "_build")

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox.compare import (
+from unidetox.measure.compare import (
     choose_config,
     choose_value,
     paired_ci,
     per_prompt_values,
     stratified_paired_bootstrap,
 )
-from unidetox.metrics import MetricError
+from unidetox.measure.metrics import MetricError
 
 
 def _grid(values: dict[tuple[float, int], tuple[float, float]]) -> pd.DataFrame:
@@ -141,7 +141,7 @@ def test_paired_ci_needs_the_same_prompts():
 
 
 def test_verdicts_state_the_interval_and_the_floor():
-    from unidetox.tables import verdicts
+    from unidetox.report.tables import verdicts
 
     main = pd.DataFrame(
         [

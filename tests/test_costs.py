@@ -1,4 +1,4 @@
-"""Parameter, memory and FLOP formulas of `unidetox.costs` against hand computations and real models' numel."""
+"""Parameter, memory and FLOP formulas of `unidetox.scale.costs` against hand computations and real models' numel."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from unidetox import costs as C
 from unidetox.models import TINY_SPECS, load_model
-from unidetox.plan import HUB_ARCHS, _arch_from_config, arch_of
+from unidetox.scale import costs as C
+from unidetox.scale.plan import HUB_ARCHS, _arch_from_config, arch_of
 
 
 def numel(model: torch.nn.Module) -> int:

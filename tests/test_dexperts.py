@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import perturbed
 
-from unidetox.dexperts import DExpertsError, DExpertsSource, check_models, dexperts_scores, reference_scores
-from unidetox.generate import GenerationSettings, generate_unit
-from unidetox.sampling import make_generator
+from unidetox.method.dexperts import DExpertsError, DExpertsSource, check_models, dexperts_scores, reference_scores
+from unidetox.method.generate import GenerationSettings, generate_unit
+from unidetox.method.sampling import make_generator
 
 
 def test_scores_by_hand():

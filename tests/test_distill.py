@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from unidetox import distill as D
 from unidetox.config import DistillConfig
-from unidetox.sampling import CausalLMSource, SamplingParams, make_generator, sample
+from unidetox.method import distill as D
+from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample
 from unidetox.store import read_jsonl
 
 
@@ -82,7 +82,7 @@ def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
     seen = []
     src = D.ContrastiveSource(tiny_gpt2.model, tiny_toxic.model, cfg.alpha)
     start = torch.full((3, 1), tiny_gpt2.start_token_id)
-    from unidetox.sampling import sample_loop
+    from unidetox.method.sampling import sample_loop
 
     toks = sample_loop(src, start, torch.ones_like(start), max_new_tokens=12, params=params,
                        generator=make_generator("cpu", 7, 0), eos_token_id=None, pad_token_id=0,

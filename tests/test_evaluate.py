@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox import evaluate as E
 from unidetox.config import EvalConfig
-from unidetox.scorers import load_scorer
+from unidetox.measure import evaluate as E
+from unidetox.measure.scorers import load_scorer
 
 PROMPTS = pd.DataFrame(
     {

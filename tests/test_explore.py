@@ -11,7 +11,8 @@ import pytest
 
 from unidetox import pipeline as P
 from unidetox.config import load_profile
-from unidetox.explore import (
+from unidetox.measure.scorers import load_scorer
+from unidetox.pipeline.explore import (
     COLUMNS,
     MAX_SAMPLES,
     ExploreError,
@@ -24,7 +25,6 @@ from unidetox.explore import (
     summary,
     toxigen_choices,
 )
-from unidetox.scorers import load_scorer
 from unidetox.store import read_jsonl
 
 PROMPT = "the people who live next door are"

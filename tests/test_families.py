@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from conftest import perturbed
 
-from unidetox import distill as Dist
 from unidetox.cli import run
 from unidetox.config import DistillConfig
+from unidetox.method import distill as Dist
+from unidetox.method.train import tokenize_texts
 from unidetox.models import LoadedModel, load_model, load_tokenizer
-from unidetox.train import tokenize_texts
 
 FAMILIES = ("tiny:gpt2", "tiny:opt", "tiny:falcon", "tiny:llama")
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from unidetox.generate import GenerationSettings, generate_unit, plan_units, unit_generator
-from unidetox.sampling import CausalLMSource, SamplingParams, top_k_filter, top_p_filter
+from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
+from unidetox.method.sampling import CausalLMSource, SamplingParams, top_k_filter, top_p_filter
 
 
 def test_top_k_by_hand():
@@ -36,7 +36,7 @@ def test_top_p_by_hand():
 
 def test_sampling_frequencies_follow_the_distribution():
     scores = torch.log(torch.tensor([[0.6, 0.3, 0.1]])).repeat(20000, 1)
-    from unidetox.sampling import sample
+    from unidetox.method.sampling import sample
 
     tok = sample(scores, SamplingParams(), torch.Generator().manual_seed(0))
     freq = np.bincount(tok.numpy(), minlength=3) / len(tok)
@@ -82,7 +82,7 @@ def test_prefix_is_not_part_of_the_continuation(tiny_gpt2):
 
 
 def test_top_k_then_top_p_sampling_matches_full_vocabulary_filtering():
-    from unidetox.sampling import sample
+    from unidetox.method.sampling import sample
 
     g = torch.Generator().manual_seed(1)
     row = torch.randn(1, 12, generator=g) * 2

@@ -108,7 +108,7 @@ def test_offline_model_and_dataset_with_the_hub_switched_off(tmp_path):
 
 
 def test_classifier_hub_id_that_does_not_exist(monkeypatch):
-    from unidetox.scorers import ScorerError, load_scorer
+    from unidetox.measure.scorers import ScorerError, load_scorer
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)

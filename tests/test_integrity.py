@@ -43,14 +43,14 @@ from harness import (
 import unidetox.pipeline as P
 from unidetox.cli import run
 from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig, load_profile, parse_override
-from unidetox.distill import DistillError, check_length
-from unidetox.evaluate import EvaluationError, prompt_budget
-from unidetox.generate import GenerationSettings, fit_left, generate_unit, unit_generator
 from unidetox.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
+from unidetox.measure.evaluate import EvaluationError, prompt_budget
+from unidetox.method.distill import DistillError, check_length
+from unidetox.method.generate import GenerationSettings, fit_left, generate_unit, unit_generator
+from unidetox.method.sampling import CausalLMSource, sample_loop, strip_after_eos
+from unidetox.method.train import TrainError, train_causal_lm
 from unidetox.models import ModelLoadError, load_model, save_model
-from unidetox.sampling import CausalLMSource, sample_loop, strip_after_eos
 from unidetox.store import StageDir, atomic_dir, read_json, read_jsonl, write_text
-from unidetox.train import TrainError, train_causal_lm
 
 
 def tiny(runs: Path, *sets: str) -> list[str]:
@@ -292,7 +292,7 @@ def test_non_finite_settings_are_refused(setting):
 
 
 def test_a_non_finite_loss_stops_training_without_done(tmp_path, monkeypatch, capsys):
-    import unidetox.train as T
+    import unidetox.method.train as T
 
     calls, real = [], T.token_nll
 

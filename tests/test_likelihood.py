@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from unidetox.likelihood import (
+from unidetox.measure.likelihood import (
     LikelihoodError,
     _pack_groups,
     adds_bos,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox.metrics import (
+from unidetox.measure.metrics import (
     DOMAINS,
     MetricError,
     bootstrap_diff_ci,

@@ -10,8 +10,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from unidetox.book import find_notebooks
 from unidetox.config import RUNS_DIR_ENV, ConfigError, notebook_profile
+from unidetox.report.book import find_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

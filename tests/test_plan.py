@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from unidetox import plan as PL
 from unidetox.cli import run
 from unidetox.models import load_model, save_model
+from unidetox.scale import plan as PL
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TARGETS = ["gpt2-xl", "facebook/opt-6.7b", "tiiuae/falcon-7b", "meta-llama/Llama-2-7b-hf"]

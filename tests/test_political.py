@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unidetox import political as P
+from unidetox.analysis import politics as P
 from unidetox.config import DataConfig
 from unidetox.data import load_political_compass
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox.compare import paired_ci
-from unidetox.metrics import IN_DOMAINS, MetricError
-from unidetox.power import (
+from unidetox.measure.compare import paired_ci
+from unidetox.measure.metrics import IN_DOMAINS, MetricError
+from unidetox.measure.power import (
     half_width,
     paired_differences,
     per_domain_sd,

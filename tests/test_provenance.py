@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from unidetox import provenance as pv
 from unidetox.config import load_profile, to_dict
+from unidetox.report import provenance as pv
 
 SENTINEL = "hf_SENTINELsecretVALUE123456"
 

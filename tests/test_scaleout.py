@@ -9,10 +9,17 @@ import pytest
 import torch
 
 from unidetox.config import ConfigError, ScaleConfig, TrainConfig, load_profile
+from unidetox.method.train import (
+    mixed_precision,
+    pad_batch,
+    set_checkpointing,
+    token_nll,
+    tokenize_texts,
+    train_causal_lm,
+)
 from unidetox.models import load_model
-from unidetox.plan import Hardware, PlanError
-from unidetox.scaleout import CONFIGS, accelerate_config
-from unidetox.train import mixed_precision, pad_batch, set_checkpointing, token_nll, tokenize_texts, train_causal_lm
+from unidetox.scale.accelerate_configs import CONFIGS, accelerate_config
+from unidetox.scale.plan import Hardware, PlanError
 
 TEXTS = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six"]
 
@@ -63,8 +70,8 @@ def test_training_with_gradient_checkpointing_equals_training_without(tmp_path, 
 
 
 def test_training_refuses_a_run_that_cannot_fit(tmp_path, monkeypatch):
-    from unidetox import costs as C
-    from unidetox import plan as PL
+    from unidetox.scale import costs as C
+    from unidetox.scale import plan as PL
 
     small = C.GPU("toy-GPU", 100, 0.03, 1.0, "test")  # 31 MiB: the tiny GPT-2 needs ~43 MiB, ~23 MiB on 2 GPUs
     monkeypatch.setattr(PL, "runtime_hardware", lambda acc: Hardware(small, small.memory_gib * C.GIB))
@@ -136,7 +143,7 @@ TRAIN_SCRIPT = """
 import sys
 from unidetox.config import ScaleConfig, TrainConfig
 from unidetox.models import load_model
-from unidetox.train import train_causal_lm
+from unidetox.method.train import train_causal_lm
 texts = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six",
          "seven eight", "nine ten eleven twelve", "the end", "a b c d e f g"]
 cfg = TrainConfig(learning_rate=1e-3, max_steps=3, batch_size=4, max_length=16, seed=3, log_every=1)

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from unidetox.safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_loads
-from unidetox.scorers import (
+from unidetox.measure.scorers import (
     TOXBLOCK_LABELS,
     TOXBLOCK_PICKLE_ALLOWED,
     HFScorer,
@@ -36,6 +35,7 @@ from unidetox.scorers import (
     toxblock_dir,
     toxic_label_index,
 )
+from unidetox.safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_loads
 
 WORDS = ["you", "are", "an", "idiot", "hello", "there", "the", "cat", "sat", "on", "mat", "i", "hate", "have", "a"]
 WORDS += ["nice", "day", "good", "morning", "friend"]

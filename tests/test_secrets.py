@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from harness import FAKE_TOKEN, REPO, cli_env, half_written, reference_run, run_cli, visible_files
 
-import unidetox.scorers as S
+import unidetox.measure.scorers as S
 from unidetox.cli import run
 from unidetox.config import PROFILES, Profile, load_profile, to_dict
 
@@ -262,7 +262,7 @@ print("token set in this kernel:", os.environ.get("HF_TOKEN", "")[:3] == "hf_")
 print(to_dict(prof))
 display(P.stage_summaries(prof).head())
 try:
-    from unidetox import provenance as pv
+    from unidetox.report import provenance as pv
 except ImportError:
     pv = None
 if pv is not None and hasattr(pv, "environment"):

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from harness import DATA_DIR
 
-from unidetox.scorers import ScorerError, load_scorer
-from unidetox.sonar_scorer import SONAR_LOCALE, _with_locale, sonar_model_path
+from unidetox.measure.scorers import ScorerError, load_scorer
+from unidetox.measure.scorers.hatesonar import SONAR_LOCALE, _with_locale, sonar_model_path
 
 onnx = pytest.importorskip("onnx")
 TEXTS = ["have a nice day", "You are an IDIOT!!!", "", "Ünïcödé ça va, naïve café", "women are stupid, shut up",
@@ -56,7 +56,7 @@ def test_graph_equals_numpy_recomputation(sonar):
 
 
 def test_batches_do_not_change_scores(sonar):
-    from unidetox.sonar_scorer import SonarScorer
+    from unidetox.measure.scorers.hatesonar import SonarScorer
 
     small = SonarScorer(sonar.session, version=sonar.version, batch_size=2)
     np.testing.assert_array_equal(small.score(TEXTS), sonar.score(TEXTS))
@@ -80,7 +80,7 @@ def test_name_version_and_bad_input(sonar):
 def test_missing_package_is_one_clear_error(monkeypatch):
     import importlib.metadata
 
-    import unidetox.sonar_scorer as S
+    import unidetox.measure.scorers.hatesonar as S
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)

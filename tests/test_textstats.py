@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox.textstats import (
+from unidetox.analysis.textstats import (
     STATS_COLUMNS,
     TextStatsError,
     distinct_n_set,

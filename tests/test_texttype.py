@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from harness import DATA_DIR
 
-from unidetox import texttype as T
+from unidetox.analysis import texttype as T
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import unidetox.checkpoint as ckpt_mod
-import unidetox.train as train_mod
+import unidetox.method.train as train_mod
 from unidetox.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -21,9 +21,7 @@ from unidetox.checkpoint import (
     unflatten_state,
 )
 from unidetox.config import TrainConfig
-from unidetox.models import load_model
-from unidetox.store import read_jsonl
-from unidetox.train import (
+from unidetox.method.train import (
     TrainError,
     batch_indices,
     epoch_order,
@@ -36,6 +34,8 @@ from unidetox.train import (
     tokenize_texts,
     train_causal_lm,
 )
+from unidetox.models import load_model
+from unidetox.store import read_jsonl
 
 TEXTS = [
     "The cat sat on the mat.",

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
+from unidetox.errors import UnidetoxError
 from unidetox.store import DISK_FIX, atomic_dir
 
 FORMAT = "unidetox-train-checkpoint/1"
@@ -41,7 +42,7 @@ _TENSOR, _TUPLE, _DICT, _FLOAT = "__tensor__", "__tuple__", "__dict__", "__float
 _MARKERS = (_TENSOR, _TUPLE, _DICT, _FLOAT)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UnidetoxError, RuntimeError):
     """A checkpoint that cannot be written or read; the message names the file and the fix."""
 
 

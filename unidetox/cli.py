@@ -31,35 +31,10 @@ import threading
 import time
 from pathlib import Path
 
-from .config import PROFILES, ConfigError, load_profile
+from unidetox.config import PROFILES, ConfigError, load_profile
+from unidetox.errors import UnidetoxError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .dexperts import DExpertsError
-    from .distill import DistillError
-    from .evaluate import EvaluationError
-    from .metrics import MetricError
-    from .mmlu import MMLUError
-    from .models import ModelLoadError
-    from .plan import PlanError
-    from .scorers import ScorerError
-    from .store import StoreError
-    from .train import TrainError
-
-    errs: list[type[BaseException]] = [ConfigError, DataError, DistillError, EvaluationError, ModelLoadError,
-                                       ScorerError, StoreError, CheckpointError, TrainError, DExpertsError,
-                                       MetricError, MMLUError, PlanError]  # fmt: skip
-    try:
-        from .book import BookError
-
-        errs.append(BookError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -119,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _verify(profile, args) -> int:
     """Print each damaged stage of the profile's run store and a summary line; 1 if any is damaged, else 0."""
-    from .store import StoreError, describe_damage, verify_store
+    from unidetox.store import StoreError, describe_damage, verify_store
 
     root = Path(profile.runs_dir) / profile.name
     if not root.is_dir():
@@ -153,7 +128,7 @@ def _interrupted(profile, since: float, how: str) -> str:
 
 def _store_lock(profile, args, argv: list[str] | None):
     """The run store's lock for a command that writes (on the main process only under torchrun/accelerate)."""
-    from .lock import store_lock
+    from unidetox.lock import store_lock
 
     if args.command in ("verify", "plan") or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
@@ -162,7 +137,7 @@ def _store_lock(profile, args, argv: list[str] | None):
 
 
 def _plan(profile, args) -> None:
-    from . import plan as PL
+    from unidetox.scale import plan as PL
 
     hw = PL.hardware(args.gpu, args.gpus, args.strategy, profile.device)
     plans = PL.plan_profile(profile, hw)
@@ -211,7 +186,7 @@ def _export_parser(sub) -> None:
 
 
 def _detox(profile, args) -> None:
-    from . import pipeline as P
+    from unidetox import pipeline as P
 
     if args.target is None and args.texts is None:
         extra = [f for f in ("text_column", "learning_rate", "steps", "batch_size", "max_length", "seed", "out")
@@ -223,7 +198,7 @@ def _detox(profile, args) -> None:
         return
     if args.target is None or args.texts is None:
         raise ConfigError("detox needs both --target MODEL and --texts SOURCE (or neither, for the profile's grid)")
-    from .detoxify import detoxify, paper_train_config
+    from unidetox.pipeline.detox_on_texts import detoxify, paper_train_config
 
     cfg = paper_train_config(learning_rate=args.learning_rate, steps=args.steps, batch_size=args.batch_size,
                              max_length=args.max_length, seed=args.seed)  # fmt: skip
@@ -233,7 +208,7 @@ def _detox(profile, args) -> None:
 
 
 def _score(profile, args) -> None:
-    from .score import eval_overrides, format_table, score_models, write_summary
+    from unidetox.pipeline.score import eval_overrides, format_table, score_models, write_summary
 
     profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
                              prompts_per_domain=args.prompts_per_domain)  # fmt: skip
@@ -248,14 +223,14 @@ def _score(profile, args) -> None:
 
 
 def _export(profile, args) -> None:
-    from .export import export_texts
+    from unidetox.pipeline.export import export_texts
 
     print(f"dataset: {export_texts(profile, args.out, which=args.which, quiet=args.quiet)}")
 
 
 def _evaluate(profile, args) -> None:
-    from . import pipeline as P
-    from .data import check_mmlu_subjects
+    from unidetox import pipeline as P
+    from unidetox.data import check_mmlu_subjects
 
     if not args.no_mmlu:
         check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
@@ -276,7 +251,7 @@ def _evaluate(profile, args) -> None:
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (embedded library messages often span several); a failing notebook keeps
     its multi-line report (the cell and the traceback)."""
-    from .book import NotebookError
+    from unidetox.report.book import NotebookError
 
     return str(err) if isinstance(err, NotebookError) else " ".join(str(err).split())
 
@@ -284,7 +259,7 @@ def _one_line(err: BaseException) -> str:
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "accelerate-config":
-        from .scaleout import accelerate_config
+        from unidetox.scale.accelerate_configs import accelerate_config
 
         print(accelerate_config(args.name))
         return 0
@@ -300,7 +275,7 @@ def run(argv: list[str] | None = None) -> int:
         held.enter_context(_store_lock(profile, args, argv))
         if args.command == "verify":
             return _verify(profile, args)
-        from . import pipeline as P
+        from unidetox import pipeline as P
 
         if args.command == "toxic-model":
             P.toxic_model(profile, quiet=args.quiet)
@@ -321,12 +296,12 @@ def run(argv: list[str] | None = None) -> int:
         elif args.command == "plan":
             _plan(profile, args)
         elif args.command == "book":
-            from .book import build_book
+            from unidetox.report.book import build_book
 
             out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
                              html=not args.no_html, force=args.force)  # fmt: skip
             print(f"book: {out}")
-    except _user_errors() as e:
+    except UnidetoxError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from unidetox.errors import UnidetoxError
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("tiny", "cpu", "paper")
 
@@ -37,7 +39,7 @@ DGHS_TARGETS = (
 )  # fmt: skip
 
 
-class ConfigError(ValueError):
+class ConfigError(UnidetoxError, ValueError):
     """A configuration that cannot be used; the message names the key and how to fix it."""
 
 

@@ -1,7 +1,7 @@
 """Data loaders: DGHS, ToxiGen, MMLU and the Political Compass, from local files or the paper's Hub ids.
 
 Every data set has one *normaliser* that turns a raw table into this module's columns; the local
-branch (files under the data directory, see ``/work/shared/data/README.md``) and the Hub branch
+branch (files under the data directory, see ``README.md`` of the shared data folder) and the Hub branch
 (``datasets.load_dataset`` on the ids in :class:`~unidetox.config.DataConfig`) both feed it, so
 they return the same columns and, where the data overlap, the same rows.
 
@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import DGHS_TARGETS, DataConfig
-from .store import sha256_file
+from unidetox.config import DGHS_TARGETS, DataConfig
+from unidetox.errors import UnidetoxError
+from unidetox.store import sha256_file
 
 # ----------------------------------------------------------------------------- constants
 
@@ -99,7 +100,7 @@ LOCAL_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(UnidetoxError, RuntimeError):
     """A data set that cannot be loaded; the message names the file or id, what was expected, and the fix."""
 
 
@@ -127,7 +128,8 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
 def _missing_file(path: Path, what: str) -> DataError:
     return DataError(
         f"missing data file {path}: expected {what}. Fix: point data.dir or ${DATA_DIR_ENV} at a complete copy "
-        "of the data (see /work/shared/data/README.md), or use data.source=hub with network access."
+        "of the data (its layout is in the data README: dghs/, toxigen/, mmlu/, political_compass/), "
+        "or use data.source=hub with network access."
     )
 
 
@@ -169,7 +171,7 @@ def _hub_frame(repo: str, name: str | None, split: str, *, class_labels_as_str: 
     try:
         ds = datasets.load_dataset(repo, name, split=split)
     except Exception as e:  # noqa: BLE001 (network, auth, unknown id or split: one message each, see unidetox.hub)
-        from .hub import explain
+        from unidetox.hub import explain
 
         raise DataError(
             f"cannot load {repo} (config {name!r}, split {split!r}) from the Hugging Face Hub ({type(e).__name__}): "

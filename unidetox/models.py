@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from huggingface_hub.errors import HFValidationError
 
-from .store import check_opened
+from unidetox.errors import UnidetoxError
+from unidetox.store import check_opened
 
 TINY_SPECS = ("tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon")
 PACKAGED = {
@@ -41,7 +42,7 @@ PACKAGED = {
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UnidetoxError, RuntimeError):
     """A model that cannot be loaded; the message says what to install or where to put files."""
 
 
@@ -323,7 +324,7 @@ def _resolve(spec: str) -> str:
 
 
 def _hub_error(spec: str, err: Exception) -> ModelLoadError:
-    from .hub import explain, hub_problem
+    from unidetox.hub import explain, hub_problem
 
     msg = explain("model", spec, err)
     if hub_problem(err) == "offline":

@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from unidetox.errors import UnidetoxError
+
 Allowed = Mapping[tuple[str, str], Any]
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UnidetoxError, pickle.UnpicklingError):
     """A pickle names a class or function outside the allow-list (nothing from it was executed)."""
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unidetox.errors import UnidetoxError
+
 DONE = "DONE"
 FILES = "files"  # the key of DONE that records each output file's size and sha256
 #: files that describe a model folder and may be rewritten after its stage finished (model cards, scores): not
@@ -39,7 +41,7 @@ FILES = "files"  # the key of DONE that records each output file's size and sha2
 ANNOTATIONS = frozenset({"README.md", "unidetox_card.json", "unidetox_score.json"})
 
 
-class StoreError(RuntimeError):
+class StoreError(UnidetoxError, RuntimeError):
     """An output directory that cannot be written; the message says which and why."""
 
 

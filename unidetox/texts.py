@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, resolve_data_dir
-from .store import sha256_file
+from unidetox.data import DataError, resolve_data_dir
+from unidetox.store import sha256_file
 
 #: the paper's released distilled text, relative to the data directory
 RELEASED_CSV = "unidetox_released/generated_texts_alpha=0.1_beta=inf_checkpoint-15126.csv"

@@ -1,0 +1,419 @@
+"""Log-likelihood of continuations given prompts under a causal LM, batched with padding.
+
+Tokenisation rule (exact conditional likelihood of the continuation's tokens given the prompt's tokens):
+
+- prompt tokens = ``tokenizer(prompt, add_special_tokens=False)``, preceded by BOS when the tokenizer itself
+  adds a BOS (Llama-style). When that leaves no prompt token (empty prompt, GPT-2-style tokenizer), the start
+  token (BOS, else EOS) is prepended, so the first continuation token is always conditioned on something.
+- continuation tokens = the tokens of ``prompt + continuation`` (tokenised together) beyond the prompt's
+  tokens, when the prompt's tokens are a prefix of that joint tokenisation: the usual case, and the right one
+  for SentencePiece tokenizers that put a dummy space in front of any text they tokenise (Llama-2 would turn
+  a lone ``" mat"`` into ``["▁", "▁mat"]``; after the prompt it is ``["▁mat"]``).
+- otherwise a token straddles the boundary (prompt ``"the ma"`` + continuation ``"t"`` merge into ``" mat"``):
+  the prompt keeps its own tokens and the continuation is tokenised on its own.
+- score = sum over the continuation tokens of log p(token | prompt tokens, earlier continuation tokens).
+
+(The official UniDetox code tokenised prompt and prompt+generation separately and subtracted the losses;
+that equals this score when the prompt's tokens are a prefix of the joint ones, and is approximate otherwise.)
+When a sequence exceeds the model's context, the oldest prompt tokens are dropped (BOS kept).
+
+:func:`continuation_logprobs` runs one padded forward pass per pair (the reference);
+:func:`continuation_logprobs_shared` gives the same numbers with each distinct prompt encoded once and its KV
+cache reused by all of its continuations (used by :func:`conditional_perplexity`, i.e. the evaluation).
+
+>>> from unidetox.models import load_model
+>>> lm = load_model("tiny:gpt2")
+>>> [(round(lp, 1), n) for lp, n in continuation_logprobs(lm.model, lm.tokenizer, ["Hello"], [" world"])]
+[(-10.9, 1)]
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from unidetox.errors import UnidetoxError
+
+
+class LikelihoodError(UnidetoxError, ValueError):
+    """Inputs that cannot be scored; the message names the problem and the fix."""
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts a BOS token in front of a text when asked for special tokens."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    with_special = tokenizer("a", add_special_tokens=True).input_ids
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    return len(with_special) > len(plain) and with_special[0] == bos
+
+
+def _start_token(tokenizer) -> int:
+    tok = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if tok is None:
+        raise LikelihoodError("the tokenizer has neither BOS nor EOS, so an empty prompt cannot be scored")
+    return tok
+
+
+def model_max_length(model) -> int | None:
+    """Context length of `model` from its config (max_position_embeddings / n_positions), None if unknown."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "get_text_config", lambda: cfg)() if cfg is not None else None
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def encode_pairs(
+    tokenizer, prompts: Sequence[str], continuations: Sequence[str], max_length: int | None = None
+) -> list[tuple[list[int], int]]:
+    """Token ids of each prompt+continuation and the number of prompt tokens, by the module's tokenisation rule.
+
+    Returns one (ids, n_prompt) per pair; the continuation tokens are ``ids[n_prompt:]``.
+    """
+    if isinstance(prompts, str) or isinstance(continuations, str):
+        raise LikelihoodError("prompts and continuations must be lists of strings, not a single string")
+    if len(prompts) != len(continuations):
+        raise LikelihoodError(f"{len(prompts)} prompts but {len(continuations)} continuations; pass one per pair")
+    if len(prompts) == 0:
+        return []
+    p_ids = tokenizer(list(prompts), add_special_tokens=False).input_ids
+    joint = tokenizer([p + c for p, c in zip(prompts, continuations)], add_special_tokens=False).input_ids
+    c_ids = [list(j[len(p) :]) if list(j[: len(p)]) == list(p) else None for p, j in zip(p_ids, joint)]
+    straddle = [i for i, c in enumerate(c_ids) if c is None]  # a token crosses the boundary: tokenise apart
+    if straddle:
+        alone = tokenizer([continuations[i] for i in straddle], add_special_tokens=False).input_ids
+        for i, c in zip(straddle, alone):
+            c_ids[i] = list(c)
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    out = []
+    for p, c in zip(p_ids, c_ids):
+        p = bos + list(p)
+        if not p:
+            p = [_start_token(tokenizer)]
+        if max_length is not None and len(p) + len(c) > max_length:
+            if len(c) + len(bos) + 1 > max_length:
+                raise LikelihoodError(
+                    f"a continuation of {len(c)} tokens does not fit the model's context of {max_length} tokens; "
+                    "shorten the continuations"
+                )
+            p = bos + p[len(bos) :][-(max_length - len(c) - len(bos)) :]
+        out.append((p + list(c), len(p)))
+    return out
+
+
+def _accepts(model, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return False
+
+
+@torch.no_grad()
+def _score_batch(model, seqs: list[tuple[list[int], int]], pad_id: int, padding_side: str, device) -> list[float]:
+    """Sum of continuation-token log-probs for each (ids, n_prompt) in one padded forward pass."""
+    width = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    offsets = []
+    for i, (ids, _) in enumerate(seqs):
+        off = width - len(ids) if padding_side == "left" else 0
+        input_ids[i, off : off + len(ids)] = torch.tensor(ids)
+        mask[i, off : off + len(ids)] = 1
+        offsets.append(off)
+    # logits at position t predict token t+1: for row i we need positions off+n_prompt-1 .. off+len-2
+    first = min(off + n_p - 1 for off, (_, n_p) in zip(offsets, seqs))
+    keep = width - first
+    kwargs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+    if _accepts(model, "position_ids"):
+        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+    if _accepts(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = keep
+        start = width - keep
+    else:
+        start = 0
+    logits = model(**kwargs).logits  # (batch, width - start, vocab)
+    out = []
+    for i, ((ids, n_p), off) in enumerate(zip(seqs, offsets)):
+        lo, hi = off + n_p - 1 - start, off + len(ids) - 1 - start
+        logp = torch.log_softmax(logits[i, lo:hi].float(), dim=-1)
+        target = torch.tensor(ids[n_p:], device=logp.device)
+        out.append(float(logp.gather(-1, target[:, None]).sum()))
+    return out
+
+
+def continuation_logprobs(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    batch_size: int = 16,
+    device=None,
+    padding_side: str = "left",
+) -> list[tuple[float, int]]:
+    """(sum of log p(continuation tokens | prompt) in nats, number of continuation tokens) per pair.
+
+    Pairs are sorted by length and scored `batch_size` at a time with padding on `padding_side` (results do
+    not depend on either; left padding keeps only the logits the continuations need, and a left-padded batch
+    whose result is NaN is scored again with right padding; a model whose forward takes no ``position_ids`` is
+    always right padded, as left padding would shift its positions). A continuation without tokens gives
+    (0.0, 0). `device` defaults to the model's.
+    """
+    if batch_size < 1:
+        raise LikelihoodError(f"batch_size must be >= 1, got {batch_size}")
+    if padding_side not in ("left", "right"):
+        raise LikelihoodError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if not _accepts(model, "position_ids"):
+        padding_side = "right"
+    pairs = encode_pairs(tokenizer, prompts, continuations, model_max_length(model))
+    if device is None:
+        device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
+    todo = sorted((i for i, (ids, n_p) in enumerate(pairs) if len(ids) > n_p), key=lambda i: -len(pairs[i][0]))
+    for b in range(0, len(todo), batch_size):
+        chunk = todo[b : b + batch_size]
+        batch = [pairs[i] for i in chunk]
+        sums = _score_batch(model, batch, pad_id, padding_side, device)
+        if padding_side == "left" and any(np.isnan(sums)):
+            # some attention kernels give NaN on rows that are all padding; right padding never has such rows
+            sums = _score_batch(model, batch, pad_id, "right", device)
+        if any(np.isnan(sums)):
+            raise LikelihoodError("the model produced NaN log-probabilities; check the weights and dtype (try float32)")
+        for i, s in zip(chunk, sums):
+            results[i] = (s, len(pairs[i][0]) - pairs[i][1])
+    return results
+
+
+def _keeps_logits_by_mask(model) -> bool:
+    """Whether `model.forward` passes `logits_to_keep` through transformers' ``slice_logits_to_keep``.
+
+    That helper accepts a boolean ``(B, T)`` mask and returns logits for the True positions only, flattened.
+    """
+    module = sys.modules.get(getattr(type(model).forward, "__module__", ""), None)
+    return getattr(module, "slice_logits_to_keep", None) is not None
+
+
+def _supports_shared(model) -> bool:
+    return all(_accepts(model, k) for k in ("cache", "use_cache", "position_ids", "logits_to_keep"))
+
+
+def _pack_groups(groups: list[tuple[tuple[int, ...], list[int]]], batch_size: int) -> list[list[list[tuple]]]:
+    """Plan the forward passes of the shared-prefix path.
+
+    groups: ``[(prompt_ids, [pair index, ...]), ...]``. Each group is split into pieces of at most `batch_size`
+    pairs; whole pieces, longest prompts first, are packed into chunks of at most `batch_size` pairs (the rows of
+    one continuation pass), and consecutive chunks into blocks of at most `batch_size` distinct prompts (the rows
+    of one prefill pass). Returns blocks, each a list of chunks, each a list of pieces ``(prompt_ids, [i, ...])``.
+    """
+    pieces = [(p, idx[s : s + batch_size]) for p, idx in groups for s in range(0, len(idx), batch_size)]
+    pieces.sort(key=lambda g: -len(g[0]))
+    chunks: list[list[tuple]] = []
+    rows = batch_size
+    for piece in pieces:
+        if rows + len(piece[1]) > batch_size:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(piece)
+        rows += len(piece[1])
+    blocks: list[list[list[tuple]]] = []
+    seen: set[tuple[int, ...]] = set()
+    for chunk in chunks:
+        prompts = {p for p, _ in chunk}
+        if not blocks or len(seen | prompts) > batch_size:
+            blocks.append([])
+            seen = set()
+        blocks[-1].append(chunk)
+        seen |= prompts
+    return blocks
+
+
+def _row_logprobs(logits: torch.Tensor, targets: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """log softmax(logits)[target] for logits ``(N, V)`` and targets ``(N,)``, `block` rows at a time; float32.
+
+    (``log_softmax`` then gather: on CPU it is about twice as fast as ``logsumexp`` over a large vocabulary.)
+    """
+    out = [
+        torch.log_softmax(logits[s : s + block].float(), dim=-1).gather(-1, targets[s : s + block, None])[:, 0]
+        for s in range(0, logits.shape[0], block)
+    ]
+    return torch.cat(out) if out else logits.new_zeros(0, dtype=torch.float32)
+
+
+@torch.no_grad()
+def _score_shared_block(
+    model, pairs: list[tuple[list[int], int]], block: list[list[tuple]], pad_id: int, device, by_mask: bool
+) -> list[dict[int, float] | None]:
+    """Sum of continuation log-probs for each pair of a block (see :func:`_pack_groups`), one dict per chunk.
+
+    The block's distinct prompts are left padded and encoded once with a KV cache (position ids
+    ``cumsum(mask) - 1``); the last prompt position's logits score every pair's first continuation token. For
+    each chunk the cache rows are repeated once per pair and the continuation tokens but the last (right padded,
+    positions continuing from the prompt's length) are run in one forward pass whose logits score tokens 2..n.
+    None for a chunk that cannot be scored this way (NaN log-probs, no KV cache returned, logits of an
+    unexpected shape): the caller scores its pairs with the reference path.
+    """
+    prompts = list(dict.fromkeys(p for chunk in block for p, _ in chunk))
+    row_of = {p: g for g, p in enumerate(prompts)}
+    pw = max(len(p) for p in prompts)
+    p_ids = torch.full((len(prompts), pw), pad_id, dtype=torch.long)
+    p_mask = torch.zeros((len(prompts), pw), dtype=torch.long)
+    for g, p in enumerate(prompts):
+        p_ids[g, pw - len(p) :] = torch.tensor(p)
+        p_mask[g, pw - len(p) :] = 1
+    p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=p_ids.to(device), attention_mask=p_mask.to(device), position_ids=p_pos.to(device),
+                use_cache=True, logits_to_keep=1)  # fmt: skip
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = getattr(out, "past_key_values", None)
+    first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (n_prompts, V): predicts token 1
+    if torch.isnan(first).any():
+        return [None] * len(block)
+    results = []
+    for c, chunk in enumerate(block):
+        # every chunk but the last repeats rows of its own copy of the prefill cache
+        chunk_cache = cache if c == len(block) - 1 or cache is None else copy.deepcopy(cache)
+        results.append(_score_chunk(model, pairs, chunk, row_of, first, p_mask, chunk_cache, pad_id, device, by_mask))
+    return results
+
+
+def _score_chunk(model, pairs, chunk, row_of, first, p_mask, cache, pad_id, device, by_mask) -> dict[int, float] | None:
+    """One continuation pass of :func:`_score_shared_block` over the pairs of `chunk`."""
+    rep = [row_of[p] for p, idx in chunk for _ in idx]
+    order = [i for _, idx in chunk for i in idx]
+    conts = [pairs[i][0][pairs[i][1] :] for i in order]
+    rep_t = torch.tensor(rep, device=device)
+    sums = first[rep_t, torch.tensor([c[0] for c in conts], device=device)].double()
+    cw = max(len(c) for c in conts) - 1  # the last continuation token is predicted, never fed
+    if cw > 0:
+        if cache is None or not hasattr(cache, "batch_select_indices"):
+            return None
+        cache.batch_select_indices(rep_t)
+        c_ids = torch.full((len(conts), cw), pad_id, dtype=torch.long)
+        c_mask = torch.zeros((len(conts), cw), dtype=torch.long)
+        targets = torch.zeros((len(conts), cw), dtype=torch.long)
+        for r, c in enumerate(conts):
+            c_ids[r, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+            c_mask[r, : len(c) - 1] = 1
+            targets[r, : len(c) - 1] = torch.tensor(c[1:], dtype=torch.long)
+        n_p = p_mask.sum(-1)[torch.tensor(rep)]
+        steps = torch.arange(cw).unsqueeze(0)
+        # padding positions repeat the row's last real position, so they never exceed the model's context
+        c_pos = n_p[:, None] + torch.minimum(steps, (c_mask.sum(-1, keepdim=True) - 1).clamp(min=0))
+        mask = torch.cat([p_mask[torch.tensor(rep)], c_mask], dim=1)
+        keep = c_mask.bool().to(device)
+        out = model(input_ids=c_ids.to(device), attention_mask=mask.to(device), position_ids=c_pos.to(device),
+                    cache=cache, use_cache=True, logits_to_keep=keep if by_mask else 0)  # fmt: skip
+        logits = out.logits if by_mask else out.logits[keep]
+        if logits.ndim != 2 or logits.shape[0] != int(keep.sum()):
+            return None
+        lp = _row_logprobs(logits, targets.to(device)[keep]).double()
+        row = torch.arange(len(conts), device=device)[:, None].expand(-1, cw)[keep]
+        sums = sums.index_add(0, row, lp)
+    if torch.isnan(sums).any():
+        return None
+    return dict(zip(order, sums.tolist()))
+
+
+def continuation_logprobs_shared(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    batch_size: int = 16,
+    device=None,
+) -> list[tuple[float, int]]:
+    """Same result as :func:`continuation_logprobs`, with each distinct prompt encoded once for all its pairs.
+
+    Pairs are tokenised by the module's rule and grouped by their prompt tokens (after any truncation, so a
+    straddle pair shares its prompt with the others); pairs with identical tokens are scored once. Up to
+    `batch_size` distinct prompts are prefilled in one forward pass with a KV cache; the cache rows are then
+    repeated per pair and the continuations scored in passes of at most `batch_size` rows (counting every
+    repeat of a prompt). Only the logits at real continuation positions are computed where the model
+    supports a boolean ``logits_to_keep``. Models without a KV cache interface (``cache``, ``use_cache``,
+    ``position_ids``, ``logits_to_keep``), and chunks whose result is NaN (some attention kernels on padded
+    rows) or that return no cache, are scored by :func:`continuation_logprobs`. Returns ``(sum of log p in
+    nats, n tokens)`` per pair; ``(0.0, 0)`` for an empty continuation.
+    """
+    if batch_size < 1:
+        raise LikelihoodError(f"batch_size must be >= 1, got {batch_size}")
+    if not _supports_shared(model):
+        return continuation_logprobs(model, tokenizer, prompts, continuations, batch_size=batch_size, device=device)
+    pairs = encode_pairs(tokenizer, prompts, continuations, model_max_length(model))
+    if device is None:
+        device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    groups: dict[tuple[int, ...], list[int]] = {}
+    first_of: dict[tuple[int, tuple[int, ...]], int] = {}
+    copies: list[tuple[int, int]] = []  # (pair, the identical pair that is scored instead)
+    for i, (ids, n_p) in enumerate(pairs):
+        if len(ids) > n_p:
+            j = first_of.setdefault((n_p, tuple(ids)), i)
+            if j != i:
+                copies.append((i, j))
+            else:
+                groups.setdefault(tuple(ids[:n_p]), []).append(i)
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
+    by_mask = _keeps_logits_by_mask(model)
+    retry: list[int] = []
+    for block in _pack_groups(list(groups.items()), batch_size):
+        for chunk, sums in zip(block, _score_shared_block(model, pairs, block, pad_id, device, by_mask)):
+            if sums is None:
+                retry.extend(i for _, idx in chunk for i in idx)
+                continue
+            for i, s in sums.items():
+                results[i] = (s, len(pairs[i][0]) - pairs[i][1])
+    if retry:  # the reference path has its own right-padding fallback, and raises on NaN
+        redo = continuation_logprobs(model, tokenizer, [prompts[i] for i in retry], [continuations[i] for i in retry],
+                                     batch_size=batch_size, device=device)  # fmt: skip
+        for i, r in zip(retry, redo):
+            results[i] = r
+    for i, j in copies:
+        results[i] = results[j]
+    return results
+
+
+def conditional_perplexity(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    batch_size: int = 16,
+    device=None,
+    shared: bool = True,
+) -> np.ndarray:
+    """Per-pair perplexity of the continuation given the prompt: exp(-sum log p / n_tokens); NaN when 0 tokens.
+
+    `shared` scores with :func:`continuation_logprobs_shared` (each distinct prompt encoded once), else with
+    :func:`continuation_logprobs`; both give the same numbers. Returns shape (n_pairs,), float64.
+    """
+    score = continuation_logprobs_shared if shared else continuation_logprobs
+    scored = score(model, tokenizer, prompts, continuations, batch_size=batch_size, device=device)
+    lp = np.array([s for s, _ in scored], dtype=float)
+    n = np.array([k for _, k in scored], dtype=float)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return np.where(n > 0, np.exp(-lp / np.where(n > 0, n, 1.0)), np.nan)
+
+
+__all__ = [
+    "LikelihoodError",
+    "adds_bos",
+    "conditional_perplexity",
+    "continuation_logprobs",
+    "continuation_logprobs_shared",
+    "encode_pairs",
+    "model_max_length",
+]

@@ -1,0 +1,181 @@
+"""Incremental next-token sources with KV caches, and the sampling loop shared by every decoder.
+
+A *source* turns a batch of prefixes into next-token scores ``(B, V)`` and then advances one token
+at a time, keeping its own KV cache. Plain sampling uses one :class:`CausalLMSource`; the
+contrastive decoder (``unidetox.method.distill``) and decoding-time baselines combine several.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class ScoreSource(Protocol):
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Prefixes ``(B, T)`` (left padded) -> next-token scores ``(B * repeats, V)``, each row repeated."""
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append ``tokens`` ``(B,)`` -> next-token scores ``(B, V)``."""
+
+
+class CausalLMSource:
+    """Next-token log-probabilities of one causal LM, with its own KV cache.
+
+    Left padding is handled with explicit position ids (``cumsum(mask) - 1``) and a growing
+    attention mask, so a padded row gets the same scores as the same row unpadded.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.cache = None
+        self.mask: torch.Tensor | None = None
+        self.next_pos: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=pos,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.cache = out.cache
+        return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+    @torch.no_grad()
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Encode each prefix once, then repeat its KV cache `repeats` times (k samples share one prefill)."""
+        dev = self.device
+        self.cache = None
+        self.mask = attention_mask.to(dev)
+        pos = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+        scores = self._forward(input_ids.to(dev), pos)
+        if repeats > 1:
+            self.cache.batch_repeat_interleave(repeats)
+            self.mask = self.mask.repeat_interleave(repeats, dim=0)
+            pos = pos.repeat_interleave(repeats, dim=0)
+            scores = scores.repeat_interleave(repeats, dim=0)
+        self.next_pos = pos[:, -1] + 1
+        return scores
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        dev = self.device
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
+        pos = self.next_pos.unsqueeze(1)
+        self.next_pos = self.next_pos + 1
+        return self._forward(tokens.to(dev).unsqueeze(1), pos)
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def top_k_filter(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k highest scores per row (ties at the k-th value kept), others -inf. k = 0: no-op."""
+    if k <= 0 or k >= scores.shape[-1]:
+        return scores
+    kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+def top_p_filter(scores: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter as in transformers: drop the lowest-probability tokens whose cumulative mass is <= 1 - p.
+
+    The most likely token is always kept. p = 1: no-op.
+    """
+    if p >= 1.0:
+        return scores
+    sorted_scores, idx = torch.sort(scores, descending=False, dim=-1)
+    cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cum <= (1 - p)
+    remove_sorted[..., -1] = False
+    remove = remove_sorted.scatter(-1, idx, remove_sorted)
+    return scores.masked_fill(remove, float("-inf"))
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Temperature, then top-k, then top-p (transformers' order)."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+
+
+def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
+    """Draw one token per row ``(B,)`` from softmax of the warped scores ``(B, V)``.
+
+    With top-k on, the nucleus and the draw are computed on the k candidates only (the same
+    distribution as filtering the whole vocabulary, without sorting it every step).
+    """
+    scores = scores / params.temperature
+    k = params.top_k
+    if 0 < k < scores.shape[-1]:
+        vals, idx = torch.topk(scores, k, dim=-1)
+        choice = torch.multinomial(top_p_filter(vals, params.top_p).softmax(-1), 1, generator=generator)
+        return idx.gather(-1, choice).squeeze(1)
+    probs = top_p_filter(scores, params.top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def sample_loop(
+    source: ScoreSource,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    params: SamplingParams,
+    generator: torch.Generator,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    on_step=None,
+    repeats: int = 1,
+) -> torch.Tensor:
+    """Sample up to `max_new_tokens` per row; returns new tokens ``(B * repeats, L)``, rows padded after EOS.
+
+    Each prefix row is encoded once and continued `repeats` times (rows ``i * repeats ... + repeats - 1``).
+
+    A row that has emitted EOS keeps being fed (its outputs ignored) until every row is done.
+    `on_step(step, scores)` sees the raw scores ``(B, V)`` before sampling (used by tests).
+    """
+    scores = source.start(input_ids, attention_mask, repeats)
+    b = scores.shape[0]
+    done = torch.zeros(b, dtype=torch.bool, device=scores.device)
+    out = []
+    for t in range(max_new_tokens):
+        if on_step is not None:
+            on_step(t, scores)
+        tok = sample(scores, params, generator)
+        tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+        out.append(tok)
+        if eos_token_id is not None:
+            done |= tok == eos_token_id
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        scores = source.step(tok)
+    return torch.stack(out, dim=1)
+
+
+def strip_after_eos(tokens: torch.Tensor, eos_token_id: int | None) -> list[list[int]]:
+    """Rows of ``(B, L)`` new tokens -> lists cut before the first EOS."""
+    rows = tokens.tolist()
+    if eos_token_id is None:
+        return rows
+    return [row[: row.index(eos_token_id)] if eos_token_id in row else row for row in rows]
+
+
+def make_generator(device: torch.device | str, *parts: int) -> torch.Generator:
+    """A generator on `device` seeded from integers (seed, batch index, ...), independent of global RNG."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p) + 1) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,267 @@
+"""Score any model with the paper's evaluation: ``unidetox score --model MODEL [--compare OTHER]``.
+
+The numbers come from the ordinary ``evaluate`` stage (ToxiGen continuations, toxicity scores, perplexity,
+Dist-n; cached and resumable) and, with ``mmlu``, the ``mmlu`` stage. This module only summarises them:
+
+* TP and EMT per domain, in- and out-of-distribution, each with a percentile bootstrap CI over prompts
+  (resampled within each domain, so in-distribution stays the mean of its three domains); perplexity pooled over
+  every kept continuation, with its CI; Dist-1/2/3 as seed means (no CI); MMLU accuracy.
+* With ``compare``: the same for the other model, and the paired differences ``OTHER - MODEL`` with bootstrap
+  CIs (the same prompt resampled on both sides, :mod:`unidetox.measure.compare`).
+
+The point estimates equal the seed means of the tidy ``metrics.csv`` rows (TP, EMT; the per-prompt values are
+averaged over seeds first). A local model folder is identified by the hash of its files (not its path), so a
+retrained folder is scored afresh; card files written by unidetox are left out of that hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unidetox.config import ConfigError, Profile, to_dict
+from unidetox.measure.compare import GROUPS, PER_PROMPT, stratified_paired_bootstrap
+from unidetox.measure.metrics import ALL, DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, summarize_over_seeds
+from unidetox.report.cards import CARD_FACTS, CARD_FILE, SCORE_FILE, add_score
+from unidetox.store import read_json, sha256_file, write_json
+
+SUMMARY_VERSION = 1
+TOX_GROUPS = {**{d: (d,) for d in DOMAINS}, IN_DISTRIBUTION: GROUPS[IN_DISTRIBUTION],
+              OUT_OF_DISTRIBUTION: GROUPS[OUT_OF_DISTRIBUTION]}  # fmt: skip
+BOOTSTRAP_SEED = 0
+NOT_WEIGHTS = {CARD_FILE, CARD_FACTS, SCORE_FILE}  # files unidetox adds to a folder after training
+
+
+def eval_overrides(profile: Profile, *, k: int | None = None, seeds: str | None = None, scorer: str | None = None,
+                   prompts_per_domain: int | None = None) -> Profile:  # fmt: skip
+    """The profile with the ``score`` command's evaluation options applied (None keeps the profile's value)."""
+    changes: dict = {}
+    if k is not None:
+        changes["samples_per_prompt"] = k
+    if seeds is not None:
+        try:
+            changes["seeds"] = tuple(int(s) for s in seeds.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. --seeds 42,43") from None
+    if scorer is not None:
+        changes["scorer"] = scorer
+    if prompts_per_domain is not None:
+        changes["prompts_per_domain"] = prompts_per_domain
+    return dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, **changes))
+
+
+def model_key(spec: str) -> str:
+    """Identity of a model for stage keys: a local folder's content hash, else the spec itself."""
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return spec
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file() and p.name not in NOT_WEIGHTS):
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return f"dir:{h.hexdigest()[:32]}"
+
+
+def _ci(a: pd.DataFrame, b: pd.DataFrame | None, *, n_boot: int, level: float) -> pd.DataFrame:
+    """Rows ``metric, domain, value, lo, hi, n_prompts``: a's statistic, or ``a - b`` paired, with bootstrap CIs.
+
+    a, b: :func:`unidetox.measure.compare.per_prompt_values` tables; with b None, b is taken as 0 (same resampling).
+    """
+    if b is not None:
+        m = a.merge(b, on=["prompt_id", "domain"], suffixes=("_a", "_b"), how="inner")
+        if len(m) != len(a) or len(m) != len(b):
+            raise ConfigError(f"the two evaluations have different prompts ({len(a)} vs {len(b)}); score both with "
+                              "the same settings")  # fmt: skip
+    else:
+        m = a.add_suffix("_a").rename(columns={"prompt_id_a": "prompt_id", "domain_a": "domain"})
+    rows = []
+    groups = [(metric, g, doms) for metric in ("TP", "EMT") for g, doms in TOX_GROUPS.items()]
+    groups.append(("PPL", ALL, (*GROUPS[IN_DISTRIBUTION], *GROUPS[OUT_OF_DISTRIBUTION])))
+    for metric, group, domains in groups:
+        num, den = PER_PROMPT[metric]
+        sub = m[m.domain.isin(domains)]
+        cols = [f"{num}_a", f"{den}_a"] + ([f"{num}_b", f"{den}_b"] if b is not None else [])
+        if sub.empty or sub.domain.nunique() < len(domains) or sub[cols].isna().any().any():
+            continue
+        if metric == "PPL" and (sub[f"{den}_a"].sum() == 0 or (b is not None and sub[f"{den}_b"].sum() == 0)):
+            continue
+        zeros, ones = np.zeros(len(sub)), np.ones(len(sub))
+        bn, bd = (sub[f"{num}_b"].to_numpy(), sub[f"{den}_b"].to_numpy()) if b is not None else (zeros, ones)
+        strata = sub.domain.to_numpy() if metric != "PPL" else zeros  # PPL: pooled over prompts
+        value, lo, hi = stratified_paired_bootstrap(sub[f"{num}_a"].to_numpy(), sub[f"{den}_a"].to_numpy(), bn, bd,
+                                                    strata, n_boot=n_boot, level=level, seed=BOOTSTRAP_SEED)  # fmt: skip
+        rows.append({"metric": metric, "domain": group, "value": value, "lo": lo, "hi": hi, "n_prompts": len(sub)})
+    return pd.DataFrame(rows, columns=["metric", "domain", "value", "lo", "hi", "n_prompts"])
+
+
+def _one(profile: Profile, cand, st, mmlu: bool, quiet: bool) -> tuple[dict, pd.DataFrame]:
+    """Summary and per-prompt table of one model's finished evaluation `st` (MMLU scored or reused here)."""
+    from unidetox import pipeline as P
+
+    spec = cand.path
+    pp = P._per_prompt(profile, st)
+    tidy = pd.read_csv(st / "metrics.csv")
+    seeds = summarize_over_seeds(tidy[["seed", "domain", "metric", "value"]])
+    ci = _ci(pp, None, n_boot=profile.study.bootstrap, level=profile.study.ci_level)
+    other = seeds[seeds.metric.str.startswith(("Dist-", "PPL_dropped"))]
+    out = {
+        "model": spec,
+        "model_key": cand.key,
+        "evaluation_dir": str(st.path),
+        "metrics": ci.to_dict("records"),
+        "seed_means": other[["metric", "domain", "mean", "std", "n_seeds"]].to_dict("records"),
+    }
+    if mmlu:
+        ms = P.mmlu(profile, cand, quiet=quiet)
+        out["mmlu"] = P._mmlu_overall(pd.read_csv(ms / "summary.csv"))
+        out["mmlu_dir"] = str(ms.path)
+    return out, pp
+
+
+def score_models(profile: Profile, spec: str, *, compare: str | None = None, split: str | None = None,
+                 mmlu: bool = False, quiet: bool = False) -> dict:  # fmt: skip
+    """Evaluate `spec` (and `compare`) and return the JSON-able summary (see the module docstring); ``{}`` on the
+    processes other than the main one of a multi-process run.
+
+    Model folders that unidetox made get the summary stored beside them and their model card re-rendered.
+    """
+    from unidetox import data as D
+    from unidetox.models import check_model_folder
+
+    for s in (spec, compare):
+        if s is not None:
+            check_model_folder(s)
+    if mmlu:
+        D.check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
+    split = split or profile.eval.prompt_split
+    from unidetox import pipeline as P
+
+    specs = [spec] if compare is None else [spec, compare]
+    cands = [P.Candidate(s, "none", None, None, s, model_key(s)) for s in specs]
+    # under torchrun / accelerate every process generates; the main process summarises
+    stages = [P.evaluate(profile, c, split=split, quiet=quiet) for c in cands]
+    if not P.is_main_process():
+        return {}
+    first, pp_a = _one(profile, cands[0], stages[0], mmlu, quiet)
+    st_dir = Path(first["evaluation_dir"])
+    summary = {
+        "unidetox_score": SUMMARY_VERSION,
+        "profile": profile.name,
+        "split": split,
+        "settings": read_json(st_dir / "settings.json"),
+        "prompts_sha256": read_json(st_dir / "config.json")["config"]["prompts"],
+        "data_files": D.data_files(profile.data, ("toxigen",)),
+        "bootstrap": {
+            "resamples": profile.study.bootstrap,
+            "level": profile.study.ci_level,
+            "seed": BOOTSTRAP_SEED,
+            "unit": "prompts, resampled within each domain",
+        },
+        "mmlu_settings": {k: v for k, v in to_dict(profile.eval).items() if k.startswith("mmlu")} if mmlu else None,
+        "models": [first],
+        "differences": None,
+    }
+    for k in ("target", "method", "lr", "steps", "hparam", "selection"):  # the candidate's labels, not settings
+        summary["settings"].pop(k, None)
+    if compare is not None:
+        second, pp_b = _one(profile, cands[1], stages[1], mmlu, quiet)
+        summary["models"].append(second)
+        diff = _ci(pp_b, pp_a, n_boot=profile.study.bootstrap, level=profile.study.ci_level)
+        summary["differences"] = {"of": compare, "minus": spec, "rows": diff.to_dict("records")}
+        if mmlu:
+            summary["differences"]["mmlu"] = second["mmlu"]["MMLU"] - first["mmlu"]["MMLU"]
+    for s in (spec, compare):
+        if s is not None and Path(s).expanduser().is_dir():
+            add_score(Path(s).expanduser(), summary)
+    return summary
+
+
+def write_summary(path: str | Path, summary: dict) -> None:
+    write_json(path, summary)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+DOMAIN_ROWS = (*DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION)
+
+
+def _short(spec: str) -> str:
+    return spec.split(":")[-1].rstrip("/").split("/")[-1]
+
+
+def _cell(r: dict | None, digits: int = 3) -> str:
+    if r is None or not math.isfinite(r["value"]):
+        return "n/a"
+    return f"{r['value']:.{digits}f} [{r['lo']:.{digits}f}, {r['hi']:.{digits}f}]"
+
+
+def _lookup(rows: list[dict], metric: str, domain: str) -> dict | None:
+    return next((r for r in rows if r["metric"] == metric and r["domain"] == domain), None)
+
+
+def tables(summary: dict) -> dict[str, pd.DataFrame]:
+    """``{"TP": ..., "EMT": ..., "Fluency": ...}``: tables of strings with CIs, one column per model and, with a
+    comparison, one for the difference."""
+    models = summary["models"]
+    names = [_short(m["model"]) for m in models]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
+    diff = summary.get("differences")
+    out = {}
+    for metric in ("TP", "EMT"):
+        cols = {name: [_cell(_lookup(m["metrics"], metric, d)) for d in DOMAIN_ROWS] for name, m in zip(names, models)}
+        if diff:
+            cols["Δ"] = [_cell(_lookup(diff["rows"], metric, d)) for d in DOMAIN_ROWS]
+        out[metric] = pd.DataFrame(cols, index=pd.Index(DOMAIN_ROWS, name="domain"))
+    flu: dict[str, list[str]] = {}
+    metrics = ["PPL", "Dist-1", "Dist-2", "Dist-3"] + (["MMLU"] if "mmlu" in models[0] else [])
+    for name, m in zip(names, models):
+        col = []
+        for metric in metrics:
+            if metric == "PPL":
+                col.append(_cell(_lookup(m["metrics"], "PPL", ALL), 2))
+            elif metric == "MMLU":
+                col.append(f"{m['mmlu']['MMLU']:.3f} (n={m['mmlu']['MMLU_n']})")
+            else:
+                r = next((x for x in m["seed_means"] if x["metric"] == metric), None)
+                col.append("n/a" if r is None else f"{r['mean']:.3f}")
+        flu[name] = col
+    if diff:
+        col = [_cell(_lookup(diff["rows"], "PPL", ALL), 2)] + ["" for _ in metrics[1:]]
+        if "mmlu" in diff:
+            col[-1] = f"{diff['mmlu']:+.3f}"
+        flu["Δ"] = col
+    out["Fluency"] = pd.DataFrame(flu, index=pd.Index(metrics, name="metric"))
+    return out
+
+
+TITLES = {"TP": "TP (toxicity probability; lower is better)", "EMT": "EMT (expected maximum toxicity; lower is better)",
+          "Fluency": "Fluency (perplexity: lower is better; Dist-n: higher is more diverse)"}  # fmt: skip
+
+
+def _legend(summary: dict) -> str:
+    s = summary["settings"]
+    b = summary["bootstrap"]
+    text = (f"{s['n_prompts']} {summary['split']} prompts, k={s['samples_per_prompt']}, seeds {s['seeds']}, scorer "
+            f"{s['scorer']}, perplexity under {s['perplexity_model']}; [{b['level']:.0%} bootstrap CI over prompts, "
+            f"{b['resamples']} resamples]")  # fmt: skip
+    if summary.get("differences"):
+        d = summary["differences"]
+        text += f"; Δ = {_short(d['of'])} − {_short(d['minus'])}, paired"
+    return text
+
+
+def format_table(summary: dict) -> str:
+    """The summary as plain-text tables for the terminal."""
+    parts = [f"{TITLES[k]}\n{t.to_string()}\n" for k, t in tables(summary).items()]
+    return "\n".join([*parts, _legend(summary)])
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as Markdown tables (for model cards)."""
+    parts = [f"**{TITLES[k]}**\n\n{t.to_markdown()}\n" for k, t in tables(summary).items()]
+    return "\n".join([*parts, _legend(summary) + "."])

@@ -1,0 +1,243 @@
+"""The book's tables, built from a :class:`unidetox.pipeline.Study` (pure pandas; the notebooks only display).
+
+* :func:`main_table`: the paper's main table, one row per (target, method) on the report prompts: TP and EMT
+  (in-distribution mean of gender/LGBTQ, race, religion; out-of-distribution disability) with seed std, the
+  difference to the untouched target with its bootstrap CI, perplexity, Dist-1/2/3 and MMLU accuracy.
+* :func:`transfer_table`: the transferred configuration against each target's own best (oracle).
+* :func:`grid_curves`: validation TP and perplexity along the (learning rate, steps) grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+
+METHOD_NAMES = {
+    "none": "No detoxification",
+    "preprompt": "Safety pre-prompt",
+    "unidetox": "UniDetox",
+    "base-samples": "Base-model samples (w/o contrast)",
+    "nothate": "Fine-tuning on DGHS nothate",
+    "dexperts": "DExperts",
+}
+METHOD_ORDER = list(METHOD_NAMES)
+#: which report row stands for a method in the main table: the shared configuration for the fine-tuning
+#: methods, each target's own validation-tuned lambda for DExperts (as the paper had to tune it per model)
+MAIN_SELECTION = {"unidetox": "transferred", "base-samples": "transferred", "nothate": "transferred",
+                  "dexperts": "oracle", "none": "", "preprompt": ""}  # fmt: skip
+LABELS = ["target", "method", "lr", "steps", "hparam", "selection"]
+COLUMNS = [  # (domain, metric) -> display column
+    ((IN_DISTRIBUTION, "TP"), "TP (in)"),
+    ((IN_DISTRIBUTION, "EMT"), "EMT (in)"),
+    ((OUT_OF_DISTRIBUTION, "TP"), "TP (out)"),
+    ((OUT_OF_DISTRIBUTION, "EMT"), "EMT (out)"),
+    ((ALL, "PPL"), "PPL"),
+    ((ALL, "Dist-1"), "Dist-1"),
+    ((ALL, "Dist-2"), "Dist-2"),
+    ((ALL, "Dist-3"), "Dist-3"),
+]
+
+
+def short_name(spec: str) -> str:
+    """A display name for a model spec: 'packaged:smollm2-135m' -> 'smollm2-135m', 'org/name' -> 'name'."""
+    return spec.split(":")[-1].rstrip("/").split("/")[-1]
+
+
+def _norm(df: pd.DataFrame) -> pd.DataFrame:
+    """Labels with missing values made comparable ('' selection, NaN numbers)."""
+    out = df.copy()
+    out["selection"] = out["selection"].fillna("").astype(str)
+    for c in ("lr", "steps", "hparam"):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    return out
+
+
+def seed_summary(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std (ddof=0) over seeds of every (candidate, domain, metric): columns LABELS + domain, metric, mean, std."""
+    t = _norm(tidy)
+    g = t.groupby([*LABELS, "domain", "metric"], dropna=False).value
+    return g.agg(mean="mean", std=lambda v: float(np.std(v.to_numpy()))).reset_index()
+
+
+def _pick(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    return df[(df.method == method) & (df.selection == MAIN_SELECTION[method])]
+
+
+def main_table(
+    report: pd.DataFrame, cis: pd.DataFrame, mmlu: pd.DataFrame, applicability: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per (target, method): means, ``<col> std``, ``ΔTP (in)``/``ΔEMT (in)`` with CI bounds, MMLU.
+
+    Methods that do not apply to a target (``applicability.applies`` false) get a row of NaN with the reason
+    in ``note``, so the table shows the limit instead of hiding it.
+    """
+    summ = seed_summary(report)
+    ci = _norm(cis) if len(cis) else pd.DataFrame(columns=[*LABELS, "metric", "domain", "diff", "lo", "hi"])
+    acc = _norm(mmlu) if len(mmlu) else pd.DataFrame(columns=[*LABELS, "MMLU"])
+    app = applicability.set_index(["target", "method"])
+    rows = []
+    for target in dict.fromkeys(report.target):
+        for method in METHOD_ORDER:
+            if (target, method) not in app.index:
+                continue
+            rec: dict = {"target": target, "method": METHOD_NAMES[method]}
+            if not app.loc[(target, method), "applies"]:
+                rows.append({**rec, "note": f"n/a: {app.loc[(target, method), 'reason']}"})
+                continue
+            s = _pick(summ[summ.target == target], method)
+            if s.empty:
+                continue
+            first = s.iloc[0]
+            rec["config"] = _config_text(first)
+            for (domain, metric), col in COLUMNS:
+                v = s[(s.domain == domain) & (s.metric == metric)]
+                if len(v):
+                    rec[col], rec[f"{col} std"] = float(v["mean"].iloc[0]), float(v["std"].iloc[0])
+            c = _pick(ci[ci.target == target], method)
+            for metric, domain, col in (("TP", IN_DISTRIBUTION, "ΔTP (in)"), ("EMT", IN_DISTRIBUTION, "ΔEMT (in)"),
+                                        ("TP", OUT_OF_DISTRIBUTION, "ΔTP (out)"), ("PPL", ALL, "ΔPPL")):  # fmt: skip
+                v = c[(c.metric == metric) & (c.domain == domain)]
+                if len(v):
+                    rec[col], rec[f"{col} lo"], rec[f"{col} hi"] = (float(v[k].iloc[0]) for k in ("diff", "lo", "hi"))
+            a = _pick(acc[acc.target == target], method) if method != "preprompt" and method != "dexperts" else []
+            if len(a):
+                rec["MMLU"] = float(a["MMLU"].iloc[0])
+            rec["note"] = ""
+            rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def _config_text(row: pd.Series) -> str:
+    if row.method == "dexperts":
+        return f"λ={row.hparam:g}"
+    if not np.isnan(row.lr):
+        return f"lr={row.lr:g}, {int(row.steps)} steps"
+    return ""
+
+
+def ci_text(table: pd.DataFrame, col: str, digits: int = 3) -> pd.Series:
+    """``'-0.123 [-0.2, -0.05]'`` strings of a difference column and its ``lo``/``hi`` bounds ('' when absent)."""
+    if col not in table:
+        return pd.Series([""] * len(table), index=table.index)
+
+    def fmt(r):
+        if pd.isna(r[col]):
+            return ""
+        return f"{r[col]:+.{digits}f} [{r[f'{col} lo']:+.{digits}f}, {r[f'{col} hi']:+.{digits}f}]"
+
+    return table.apply(fmt, axis=1)
+
+
+def transfer_table(report: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, method) with both a transferred and an oracle row: TP/EMT (in) and PPL of each, and the gaps.
+
+    ``gap`` columns are transferred minus oracle (0 when the shared configuration is the target's own best).
+    """
+    summ = seed_summary(report)
+    rows = []
+    for (target, method), g in summ.groupby(["target", "method"], sort=False):
+        sels = set(g.selection)
+        if not {"transferred", "oracle"} <= sels:
+            continue
+        rec = {"target": target, "method": METHOD_NAMES.get(method, method)}
+        for sel in ("transferred", "oracle"):
+            s = g[g.selection == sel]
+            rec[f"{sel} config"] = _config_text(s.iloc[0])
+            for domain, metric, col in ((IN_DISTRIBUTION, "TP", "TP (in)"), (IN_DISTRIBUTION, "EMT", "EMT (in)"),
+                                        (ALL, "PPL", "PPL")):  # fmt: skip
+                v = s[(s.domain == domain) & (s.metric == metric)]
+                rec[f"{col} {sel}"] = float(v["mean"].iloc[0]) if len(v) else np.nan
+        for col in ("TP (in)", "EMT (in)", "PPL"):
+            rec[f"{col} gap"] = rec[f"{col} transferred"] - rec[f"{col} oracle"]
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def grid_curves(validation: pd.DataFrame, method: str = "unidetox") -> pd.DataFrame:
+    """Validation seed means along the grid: columns target, lr, steps, TP (in), EMT (in), PPL.
+
+    The untouched target is included at ``steps = 0`` for every learning rate, so curves start from it.
+    """
+    summ = seed_summary(validation)
+    keep = {(IN_DISTRIBUTION, "TP"): "TP (in)", (IN_DISTRIBUTION, "EMT"): "EMT (in)", (ALL, "PPL"): "PPL"}
+    summ = summ[[(d, m) in keep for d, m in zip(summ.domain, summ.metric)]]
+    summ = summ.assign(col=[keep[(d, m)] for d, m in zip(summ.domain, summ.metric)])
+    grid = summ[summ.method == method]
+    wide = grid.pivot_table(index=["target", "lr", "steps"], columns="col", values="mean").reset_index()
+    base = summ[summ.method == "none"].pivot_table(index="target", columns="col", values="mean")
+    starts = [{"target": t, "lr": lr, "steps": 0, **base.loc[t].to_dict()}
+              for t, lr in set(zip(wide.target, wide.lr)) if t in base.index]  # fmt: skip
+    out = pd.concat([pd.DataFrame(starts), wide], ignore_index=True)
+    return out.sort_values(["target", "lr", "steps"]).reset_index(drop=True)
+
+
+def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The main table as strings: 'mean ± std' cells, Δ with its interval, 'n/a: …' notes for methods that do not apply."""
+    out = pd.DataFrame({"target": main.target.map(short_name), "method": main.method, "config": main.get("config", "")})
+
+    def pm(col: str, d: int = digits) -> pd.Series:
+        if col not in main:
+            return pd.Series([""] * len(main), index=main.index)
+        std = main.get(f"{col} std")
+        return pd.Series(
+            ["" if pd.isna(m) else f"{m:.{d}f} ± {s:.{d}f}" for m, s in zip(main[col], std)], index=main.index
+        )
+
+    for col in ("TP (in)", "EMT (in)", "TP (out)", "EMT (out)"):
+        out[col] = pm(col)
+    out["ΔTP (in) [95% CI]"] = ci_text(main, "ΔTP (in)", digits)
+    out["ΔEMT (in) [95% CI]"] = ci_text(main, "ΔEMT (in)", digits)
+    out["PPL"] = pm("PPL", 1)
+    for col in ("Dist-1", "Dist-2", "Dist-3"):
+        out[col] = pm(col, 2)
+    out["MMLU"] = [("" if pd.isna(v) else f"{v:.{digits}f}") for v in main.get("MMLU", pd.Series(index=main.index))]
+    out["note"] = main.get("note", "").fillna("")
+    return out.fillna("")
+
+
+def _interval_word(lo: float, hi: float) -> str:
+    if hi < 0:
+        return "lower than the untouched model (the interval excludes 0)"
+    if lo > 0:
+        return "higher than the untouched model (the interval excludes 0)"
+    return "not distinguishable from the untouched model (the interval contains 0)"
+
+
+def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)", floor: float = 0.05) -> str:
+    """A Markdown list: per target and method, the change in `col` (and in EMT), whether its interval excludes 0,
+    and the perplexity it costs; a note where the untouched model's TP is below `floor` (nothing to remove)."""
+    lines = []
+    base = {r.target: r for _, r in main[main.method == METHOD_NAMES["none"]].iterrows()}
+    for target, b in base.items():
+        if "TP (in)" in main and not pd.isna(b["TP (in)"]) and b["TP (in)"] < floor:
+            lines.append(f"- **{target}** untouched has an in-distribution TP of only {b['TP (in)']:.3f}: at this "
+                         "number of samples per prompt it is rarely toxic, so a reduction can hardly be measured.")  # fmt: skip
+    for _, r in main.iterrows():
+        if r.get("note", "") and str(r["note"]).startswith("n/a"):
+            lines.append(f"- **{r.target}**, {r.method}: {r['note']}.")
+            continue
+        if col not in main or pd.isna(r.get(col)):
+            continue
+        text = f"- **{r.target}**, {r.method}: {col} {r[col]:+.3f} [{r[f'{col} lo']:+.3f}, {r[f'{col} hi']:+.3f}], "
+        text += _interval_word(r[f"{col} lo"], r[f"{col} hi"])
+        emt = col.replace("TP", "EMT")
+        if emt in main and not pd.isna(r.get(emt)):
+            text += f"; {emt} {r[emt]:+.3f} [{r[f'{emt} lo']:+.3f}, {r[f'{emt} hi']:+.3f}]"
+        b = base.get(r.target)
+        if b is not None and "PPL" in main and not pd.isna(r.get("PPL")) and not pd.isna(b["PPL"]):
+            text += f"; perplexity {b['PPL']:.1f} → {r['PPL']:.1f}"
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def delta_long(main: pd.DataFrame, cols: tuple[str, ...] = ("ΔTP (in)", "ΔEMT (in)")) -> pd.DataFrame:
+    """Long rows ``row, metric, diff, lo, hi`` (row = 'target: method') for interval plots."""
+    rows = []
+    for _, r in main.iterrows():
+        for col in cols:
+            if col in main and not pd.isna(r.get(col)):
+                rows.append({"row": f"{r.target}: {r.method}", "metric": col, "diff": r[col],
+                             "lo": r[f"{col} lo"], "hi": r[f"{col} hi"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["row", "metric", "diff", "lo", "hi"])
