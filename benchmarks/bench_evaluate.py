@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from unidetox.config import DataConfig, EvalConfig
-from unidetox.data import load_toxigen_prompts
+from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.evaluate import generate_and_score
 from unidetox.measure.scorers import load_scorer
 from unidetox.models import load_model

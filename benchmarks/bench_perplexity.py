@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from unidetox.config import DataConfig
-from unidetox.data import load_toxigen_prompts
+from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs, continuation_logprobs_shared
 from unidetox.models import load_model
 

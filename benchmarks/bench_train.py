@@ -16,7 +16,7 @@ import time
 import torch
 
 from unidetox.config import DataConfig, TrainConfig
-from unidetox.data import load_dghs
+from unidetox.data.dghs import load_dghs
 from unidetox.method.train import train_causal_lm
 from unidetox.models import load_model
 

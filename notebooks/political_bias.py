@@ -59,7 +59,7 @@ from transformers.utils import logging as hf_logging
 from unidetox import pipeline as P
 from unidetox.analysis import politics as political
 from unidetox.config import notebook_profile
-from unidetox.data import load_political_compass
+from unidetox.data.political_compass import load_political_compass
 
 hf_logging.disable_progress_bar()
 prof = notebook_profile(profile, overrides)

@@ -37,7 +37,7 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.config import notebook_profile, to_dict
-from unidetox.data import resolve_data_dir
+from unidetox.data.files import resolve_data_dir
 from unidetox.report import provenance as pv
 
 with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it

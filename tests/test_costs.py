@@ -9,7 +9,7 @@ import torch
 
 from unidetox.models import TINY_SPECS, load_model
 from unidetox.scale import costs as C
-from unidetox.scale.plan import HUB_ARCHS, _arch_from_config, arch_of
+from unidetox.scale.shapes import HUB_ARCHS, arch_from_config, arch_of
 
 
 def numel(model: torch.nn.Module) -> int:
@@ -19,7 +19,7 @@ def numel(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize("spec", TINY_SPECS)
 def test_param_count_equals_numel_of_the_instantiated_tiny_model(spec):
     lm = load_model(spec)
-    arch = _arch_from_config(lm.model.config, spec)
+    arch = arch_from_config(lm.model.config, spec)
     assert arch.params == 0, "the formula, not an instantiation, must count the four paper families"
     assert C.param_count(arch) == numel(lm.model)
     assert C.param_count(arch_of(spec)) == numel(lm.model)  # the plan builds the config alone, no weights

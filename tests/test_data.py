@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidetox import data as D
 from unidetox.config import DGHS_TARGETS, DataConfig
+from unidetox.data.checksums import data_files, text_fingerprint
+from unidetox.data.dghs import load_dghs
+from unidetox.data.files import DEFAULT_DATA_DIR, DataError, resolve_data_dir
+from unidetox.data.mmlu import MMLU_SUBJECTS, load_mmlu
+from unidetox.data.political_compass import load_political_compass
+from unidetox.data.prompts import DOMAINS, domain_of, load_toxigen_prompts, select_prompts, subsample_per_domain
+from unidetox.data.toxigen import decode_bytes_literal, decode_hub_toxigen_text, load_toxigen
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOCAL = DataConfig(source="local", dir=str(REAL))
@@ -22,7 +28,7 @@ HUB = DataConfig(source="hub")
 
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"local data not found at {REAL}")
 
-# Written out independently of unidetox.data: the 13 ToxiGen train groups and their official domains.
+# Written out independently of unidetox.data.prompts: the 13 ToxiGen train groups and their official domains.
 EXPECTED_DOMAIN = {
     "women": "gender_lgbtq", "lgbtq": "gender_lgbtq",
     "black": "race_nationality", "asian": "race_nationality", "latino": "race_nationality",
@@ -44,17 +50,17 @@ def toxigen_raw_csv() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def toxigen_train() -> pd.DataFrame:
-    return D.load_toxigen(LOCAL, "train")
+    return load_toxigen(LOCAL, "train")
 
 
 @pytest.fixture(scope="session")
 def val_prompts() -> pd.DataFrame:
-    return D.load_toxigen_prompts(LOCAL, "validation")
+    return load_toxigen_prompts(LOCAL, "validation")
 
 
 @pytest.fixture(scope="session")
 def report_prompts(toxigen_train) -> pd.DataFrame:
-    return D.select_prompts(toxigen_train, "report")  # what load_toxigen_prompts(LOCAL, "report") returns
+    return select_prompts(toxigen_train, "report")  # what load_toxigen_prompts(LOCAL, "report") returns
 
 
 def rows_of(prompts: pd.DataFrame) -> np.ndarray:
@@ -123,73 +129,73 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch):
     a.mkdir()
     b.mkdir()
     monkeypatch.setenv("UNIDETOX_DATA_DIR", str(b))
-    assert D.resolve_data_dir(DataConfig(dir=str(a))) == a  # cfg.dir first
-    assert D.resolve_data_dir(DataConfig()) == b  # then the environment
+    assert resolve_data_dir(DataConfig(dir=str(a))) == a  # cfg.dir first
+    assert resolve_data_dir(DataConfig()) == b  # then the environment
     monkeypatch.delenv("UNIDETOX_DATA_DIR")
-    assert D.resolve_data_dir(DataConfig()) == D.DEFAULT_DATA_DIR  # then <repo>/../shared/data
-    assert D.DEFAULT_DATA_DIR.resolve() == REAL.resolve()
+    assert resolve_data_dir(DataConfig()) == DEFAULT_DATA_DIR  # then <repo>/../shared/data
+    assert DEFAULT_DATA_DIR.resolve() == REAL.resolve()
 
 
 def test_missing_data_dir(tmp_path, monkeypatch):
-    with pytest.raises(D.DataError, match=r"does not exist.*UNIDETOX_DATA_DIR"):
-        D.resolve_data_dir(DataConfig(dir=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match=r"does not exist.*UNIDETOX_DATA_DIR"):
+        resolve_data_dir(DataConfig(dir=str(tmp_path / "nope")))
     monkeypatch.setenv("UNIDETOX_DATA_DIR", str(tmp_path / "gone"))
-    with pytest.raises(D.DataError, match="gone"):
-        D.load_dghs(DataConfig(), ["dev"])
+    with pytest.raises(DataError, match="gone"):
+        load_dghs(DataConfig(), ["dev"])
 
 
 # ----------------------------------------------------------------------------- DGHS
 
 
 def test_dghs_counts_on_real_files():
-    dev = D.load_dghs(LOCAL, ["dev"])
-    test = D.load_dghs(LOCAL, ["test"])
+    dev = load_dghs(LOCAL, ["dev"])
+    test = load_dghs(LOCAL, ["test"])
     assert (len(dev), len(test)) == (998, 1046)
     assert list(dev.columns) == ["text", "label", "target", "split"]
     assert set(dev["label"]) == {"hate"} and set(dev["split"]) == {"dev"}
     assert set(dev["target"]) <= set(DGHS_TARGETS) and "wom" in set(dev["target"])
-    assert len(D.load_dghs(LOCAL, ["dev"], targets=())) == 1858
-    assert len(D.load_dghs(LOCAL, ["test"], targets=())) == 2011
-    both = D.load_dghs(LOCAL, ["dev", "test"])
+    assert len(load_dghs(LOCAL, ["dev"], targets=())) == 1858
+    assert len(load_dghs(LOCAL, ["test"], targets=())) == 2011
+    both = load_dghs(LOCAL, ["dev", "test"])
     assert len(both) == 998 + 1046 and list(both["split"].unique()) == ["dev", "test"]
-    assert len(D.load_dghs(LOCAL, ["dev"], label=None, targets=())) == 3506
-    assert len(D.load_dghs(LOCAL, ["dev"], label="nothate", targets=())) == 3506 - 1858
+    assert len(load_dghs(LOCAL, ["dev"], label=None, targets=())) == 3506
+    assert len(load_dghs(LOCAL, ["dev"], label="nothate", targets=())) == 3506 - 1858
 
 
 def test_dghs_filter_matches_naive_reference():
     with open(REAL / "dghs" / "dghs_v0.2.3_dev.csv", newline="", encoding="utf-8") as f:
         ref = [r["text"] for r in csv.DictReader(f) if r["label"] == "hate" and r["target"] in set(DGHS_TARGETS)]
-    assert D.load_dghs(LOCAL, "dev")["text"].tolist() == ref
+    assert load_dghs(LOCAL, "dev")["text"].tolist() == ref
 
 
 def test_dghs_local_train_split_explained():
-    with pytest.raises(D.DataError, match=r"only dev and test.*toxic.train_splits"):
-        D.load_dghs(LOCAL, ["train"])
+    with pytest.raises(DataError, match=r"only dev and test.*toxic.train_splits"):
+        load_dghs(LOCAL, ["train"])
 
 
 def test_dghs_fixture_filters_and_errors(tmp_path):
     cfg = dghs_dir(tmp_path)
-    assert D.load_dghs(cfg, ["dev"])["text"].tolist() == ["a hateful text about women"]  # exact target codes only
-    assert len(D.load_dghs(cfg, ["dev"], targets=())) == 3
-    assert D.load_dghs(cfg, ["dev"], targets=["bla, jew"])["target"].tolist() == ["bla, jew"]
-    with pytest.raises(D.DataError, match="no DGHS rows"):
-        D.load_dghs(cfg, ["dev"], targets=["asi.pak"])
-    with pytest.raises(D.DataError, match="label"):
-        D.load_dghs(cfg, ["dev"], label="toxic")
-    with pytest.raises(D.DataError, match="splits"):
-        D.load_dghs(cfg, ["validation"])
-    with pytest.raises(D.DataError, match="splits"):
-        D.load_dghs(cfg, [])
+    assert load_dghs(cfg, ["dev"])["text"].tolist() == ["a hateful text about women"]  # exact target codes only
+    assert len(load_dghs(cfg, ["dev"], targets=())) == 3
+    assert load_dghs(cfg, ["dev"], targets=["bla, jew"])["target"].tolist() == ["bla, jew"]
+    with pytest.raises(DataError, match="no DGHS rows"):
+        load_dghs(cfg, ["dev"], targets=["asi.pak"])
+    with pytest.raises(DataError, match="label"):
+        load_dghs(cfg, ["dev"], label="toxic")
+    with pytest.raises(DataError, match="splits"):
+        load_dghs(cfg, ["validation"])
+    with pytest.raises(DataError, match="splits"):
+        load_dghs(cfg, [])
 
 
 def test_dghs_missing_file_and_columns(tmp_path):
     cfg = dghs_dir(tmp_path)
     (tmp_path / "dghs" / "dghs_v0.2.3_test.csv").unlink()
-    with pytest.raises(D.DataError, match=r"missing data file .*dghs_v0.2.3_test.csv.*DGHS test"):
-        D.load_dghs(cfg, ["test"])
+    with pytest.raises(DataError, match=r"missing data file .*dghs_v0.2.3_test.csv.*DGHS test"):
+        load_dghs(cfg, ["test"])
     write_csv(tmp_path / "dghs" / "dghs_v0.2.3_test.csv", ["text", "type"], [["x", "y"]])
-    with pytest.raises(D.DataError) as e:
-        D.load_dghs(cfg, ["test"])
+    with pytest.raises(DataError) as e:
+        load_dghs(cfg, ["test"])
     msg = str(e.value)
     assert "dghs_v0.2.3_test.csv" in msg and "label, target, split" in msg
 
@@ -197,14 +203,14 @@ def test_dghs_missing_file_and_columns(tmp_path):
 def test_dghs_unreadable_and_bad_labels(tmp_path):
     cfg = dghs_dir(tmp_path)
     (tmp_path / "dghs" / "dghs_v0.2.3_dev.csv").write_bytes(b"text,label\n\xff\xfe\xfa,\x9c\n")
-    with pytest.raises(D.DataError, match=r"cannot read .*dghs_v0.2.3_dev.csv"):
-        D.load_dghs(cfg, ["dev"])
+    with pytest.raises(DataError, match=r"cannot read .*dghs_v0.2.3_dev.csv"):
+        load_dghs(cfg, ["dev"])
     (tmp_path / "dghs" / "dghs_v0.2.3_dev.csv").write_bytes(b"")
-    with pytest.raises(D.DataError, match="cannot read"):
-        D.load_dghs(cfg, ["dev"])
+    with pytest.raises(DataError, match="cannot read"):
+        load_dghs(cfg, ["dev"])
     dghs_dir(tmp_path, dev_rows=[[0, "x", "toxic", "t", "wom", "l", "dev"]])
-    with pytest.raises(D.DataError, match="hate or nothate"):
-        D.load_dghs(cfg, ["dev"])
+    with pytest.raises(DataError, match="hate or nothate"):
+        load_dghs(cfg, ["dev"])
 
 
 def test_dghs_hub_branch(monkeypatch, tmp_path):
@@ -220,10 +226,10 @@ def test_dghs_hub_branch(monkeypatch, tmp_path):
     calls = fake_hub(
         monkeypatch, {(HUB.dghs_hub_id, None): datasets.DatasetDict(train=datasets.Dataset.from_dict(rows))}
     )
-    out = D.load_dghs(HUB, ["train"])
+    out = load_dghs(HUB, ["train"])
     assert out["text"].tolist() == ["train hate"] and list(out.columns) == ["text", "label", "target", "split"]
-    assert D.load_dghs(HUB, ["train"], targets=())["text"].tolist() == ["train hate", "train hate other"]
-    assert D.load_dghs(HUB, ["dev", "test"])["text"].tolist() == ["dev hate", "test hate"]
+    assert load_dghs(HUB, ["train"], targets=())["text"].tolist() == ["train hate", "train hate other"]
+    assert load_dghs(HUB, ["dev", "test"])["text"].tolist() == ["dev hate", "test hate"]
     assert calls[0] == (HUB.dghs_hub_id, None, "train")
 
 
@@ -236,41 +242,41 @@ def test_dghs_hub_and_local_agree(monkeypatch):
     fake_hub(monkeypatch, {(HUB.dghs_hub_id, None): datasets.DatasetDict(train=hub)})
     for kwargs in ({}, {"targets": ()}, {"label": None, "targets": ()}):
         pd.testing.assert_frame_equal(
-            D.load_dghs(HUB, ["dev", "test"], **kwargs), D.load_dghs(LOCAL, ["dev", "test"], **kwargs)
+            load_dghs(HUB, ["dev", "test"], **kwargs), load_dghs(LOCAL, ["dev", "test"], **kwargs)
         )
 
 
 def test_hub_error_is_a_data_error(monkeypatch):
     offline_hub(monkeypatch)
     with pytest.raises(
-        D.DataError, match=r"Dynamically-Generated-Hate-Speech-Dataset.*ConnectionError.*data.source=local"
+        DataError, match=r"Dynamically-Generated-Hate-Speech-Dataset.*ConnectionError.*data.source=local"
     ):
-        D.load_dghs(HUB, ["train"])
+        load_dghs(HUB, ["train"])
 
 
 # ----------------------------------------------------------------------------- ToxiGen
 
 
 def test_decode_bytes_literal():
-    assert D.decode_bytes_literal("b'plain text'") == "plain text"
-    assert D.decode_bytes_literal('b"don\'t"') == "don't"
-    assert D.decode_bytes_literal("b'don\\'t'") == "don't"
-    assert D.decode_bytes_literal("b'caf\\xc3\\xa9 \\xe2\\x80\\x99'") == "caf\u00e9 \u2019"
-    assert D.decode_bytes_literal("  b'padded'  ") == "padded"
-    assert D.decode_bytes_literal("b'a\\\\nb'") == "a\\nb"  # an escaped backslash stays one backslash
+    assert decode_bytes_literal("b'plain text'") == "plain text"
+    assert decode_bytes_literal('b"don\'t"') == "don't"
+    assert decode_bytes_literal("b'don\\'t'") == "don't"
+    assert decode_bytes_literal("b'caf\\xc3\\xa9 \\xe2\\x80\\x99'") == "caf\u00e9 \u2019"
+    assert decode_bytes_literal("  b'padded'  ") == "padded"
+    assert decode_bytes_literal("b'a\\\\nb'") == "a\\nb"  # an escaped backslash stays one backslash
     for bad in ["plain text", "'not bytes'", "b'unterminated", "__import__('os').system('x')", "b'a' + b'b'",
                 "b'\\xff\\xfe'", "", "b''' '"]:  # fmt: skip
-        with pytest.raises(D.DataError):
-            D.decode_bytes_literal(bad)
+        with pytest.raises(DataError):
+            decode_bytes_literal(bad)
 
 
 def test_decode_hub_toxigen_text():
-    assert D.decode_hub_toxigen_text("don\\'t") == "don't"
-    assert D.decode_hub_toxigen_text("caf\\xc3\\xa9") == "caf\u00e9"
-    assert D.decode_hub_toxigen_text("it\\\\u2019s") == "it\\u2019s"
-    assert D.decode_hub_toxigen_text("plain text") == "plain text"
-    assert D.decode_hub_toxigen_text("caf\u00e9 \\n") == "caf\u00e9 \\n"  # non-ASCII: already decoded text
-    assert D.decode_hub_toxigen_text("b'full literal'") == "full literal"
+    assert decode_hub_toxigen_text("don\\'t") == "don't"
+    assert decode_hub_toxigen_text("caf\\xc3\\xa9") == "caf\u00e9"
+    assert decode_hub_toxigen_text("it\\\\u2019s") == "it\\u2019s"
+    assert decode_hub_toxigen_text("plain text") == "plain text"
+    assert decode_hub_toxigen_text("caf\u00e9 \\n") == "caf\u00e9 \\n"  # non-ASCII: already decoded text
+    assert decode_hub_toxigen_text("b'full literal'") == "full literal"
 
 
 def test_toxigen_train_decoded(toxigen_train, toxigen_raw_csv):
@@ -312,76 +318,76 @@ def test_domains(val_prompts, report_prompts):
     for p in (val_prompts, report_prompts):
         assert set(p["domain"]) == {"gender_lgbtq", "race_nationality", "religion", "disability"}
         assert (p["target_group"].map(EXPECTED_DOMAIN) == p["domain"]).all()
-    assert D.DOMAINS == ("gender_lgbtq", "race_nationality", "religion", "disability")
-    assert D.domain_of("folks with physical disabilities") == "disability"
-    assert D.domain_of("black/african-american folks") == "race_nationality"
-    assert D.domain_of("lgbtq+ folks") == "gender_lgbtq" and D.domain_of("trans") is None
+    assert DOMAINS == ("gender_lgbtq", "race_nationality", "religion", "disability")
+    assert domain_of("folks with physical disabilities") == "disability"
+    assert domain_of("black/african-american folks") == "race_nationality"
+    assert domain_of("lgbtq+ folks") == "gender_lgbtq" and domain_of("trans") is None
 
 
 def test_prompts_per_domain_deterministic(val_prompts, toxigen_train):
-    a = D.load_toxigen_prompts(LOCAL, "validation", prompts_per_domain=5, seed=3)
-    b = D.subsample_per_domain(D.select_prompts(toxigen_train, "validation"), 5, seed=3)
-    c = D.subsample_per_domain(val_prompts, 5, seed=4)
+    a = load_toxigen_prompts(LOCAL, "validation", prompts_per_domain=5, seed=3)
+    b = subsample_per_domain(select_prompts(toxigen_train, "validation"), 5, seed=3)
+    c = subsample_per_domain(val_prompts, 5, seed=4)
     pd.testing.assert_frame_equal(a, b)
     assert a["prompt_id"].tolist() != c["prompt_id"].tolist()
-    assert a["domain"].value_counts().to_dict() == {d: 5 for d in D.DOMAINS}
+    assert a["domain"].value_counts().to_dict() == {d: 5 for d in DOMAINS}
     # a subsequence of the full set, in its order
     pos = {p: i for i, p in enumerate(val_prompts["prompt_id"])}
     idx = [pos[p] for p in a["prompt_id"]]
     assert idx == sorted(idx)
     # reference: the first 5 per domain of the seeded permutation
     perm = val_prompts.iloc[np.random.default_rng(3).permutation(len(val_prompts))]
-    ref = {d: set(perm[perm["domain"] == d]["prompt_id"].iloc[:5]) for d in D.DOMAINS}
+    ref = {d: set(perm[perm["domain"] == d]["prompt_id"].iloc[:5]) for d in DOMAINS}
     assert {d: set(g["prompt_id"]) for d, g in a.groupby("domain")} == ref
     # more than a domain holds: the whole domain
-    big = D.subsample_per_domain(val_prompts, 10_000, seed=0)
+    big = subsample_per_domain(val_prompts, 10_000, seed=0)
     pd.testing.assert_frame_equal(big, val_prompts)
 
 
 def test_toxigen_fixture_errors(tmp_path, monkeypatch):
     good = ["b'a women text'", "women", "opinion", "2.0", "3.0", "hate"]
     cfg = toxigen_dir(tmp_path, [good, ["plain not bytes", "women", "opinion", "1", "1", "neutral"]])
-    with pytest.raises(D.DataError, match=r"annotated_train.csv, text of row 1: expected a Python bytes literal"):
-        D.load_toxigen(cfg, "train")
+    with pytest.raises(DataError, match=r"annotated_train.csv, text of row 1: expected a Python bytes literal"):
+        load_toxigen(cfg, "train")
     toxigen_dir(tmp_path, [good[:1] + ["trans"] + good[2:]] * 3)
-    with pytest.raises(D.DataError, match="no ToxiGen report prompts"):
-        D.load_toxigen_prompts(cfg, "report")
+    with pytest.raises(DataError, match="no ToxiGen report prompts"):
+        load_toxigen_prompts(cfg, "report")
     toxigen_dir(tmp_path, [good[:4] + ["high"] + good[5:]])
-    with pytest.raises(D.DataError, match="toxicity_human"):
-        D.load_toxigen(cfg, "train")
+    with pytest.raises(DataError, match="toxicity_human"):
+        load_toxigen(cfg, "train")
     write_csv(tmp_path / "toxigen" / "annotated_train.csv", ["text", "label"], [["b'x'", "hate"]])
-    with pytest.raises(D.DataError, match=r"annotated_train.csv lacks the column\(s\) target_group, toxicity_human"):
-        D.load_toxigen(cfg, "train")
+    with pytest.raises(DataError, match=r"annotated_train.csv lacks the column\(s\) target_group, toxicity_human"):
+        load_toxigen(cfg, "train")
     (tmp_path / "toxigen" / "annotated_train.csv").unlink()
-    with pytest.raises(D.DataError, match="missing data file"):
-        D.load_toxigen_prompts(cfg, "validation")
-    with pytest.raises(D.DataError, match="prompt split"):
-        D.load_toxigen_prompts(cfg, "dev")
-    with pytest.raises(D.DataError, match="prompts_per_domain"):
-        D.load_toxigen_prompts(cfg, "validation", prompts_per_domain=-1)
-    with pytest.raises(D.DataError, match="split"):
-        D.load_toxigen(cfg, "validation")
+    with pytest.raises(DataError, match="missing data file"):
+        load_toxigen_prompts(cfg, "validation")
+    with pytest.raises(DataError, match="prompt split"):
+        load_toxigen_prompts(cfg, "dev")
+    with pytest.raises(DataError, match="prompts_per_domain"):
+        load_toxigen_prompts(cfg, "validation", prompts_per_domain=-1)
+    with pytest.raises(DataError, match="split"):
+        load_toxigen(cfg, "validation")
 
 
 def test_toxigen_small_fixture_split(tmp_path, monkeypatch):
     rows = [[f"b'text {i}'", g, "opinion", "1", str(1 + i % 5), "neutral"] for i, g in enumerate(["women"] * 25)]
     cfg = toxigen_dir(tmp_path, rows)
-    v = D.load_toxigen_prompts(cfg, "validation")
-    r = D.load_toxigen_prompts(cfg, "report")
+    v = load_toxigen_prompts(cfg, "validation")
+    r = load_toxigen_prompts(cfg, "report")
     np.testing.assert_array_equal(rows_of(v), np.random.default_rng(42).permutation(25)[:2])
     assert len(r) == 23 and v["text"].iloc[0] == f"text {rows_of(v)[0]}"
 
 
 def test_toxigen_test_split_offline_and_local(tmp_path, monkeypatch):
     offline_hub(monkeypatch)
-    with pytest.raises(D.DataError, match=r"test split is not in the local data.*offline.*eval.prompt_split=report"):
-        D.load_toxigen_prompts(LOCAL, "test")
+    with pytest.raises(DataError, match=r"test split is not in the local data.*offline.*eval.prompt_split=report"):
+        load_toxigen_prompts(LOCAL, "test")
     # a local annotated_test.csv is used when present (the Hub is never asked)
     rows = [["b'test prompt one'", "black folks / african-americans", "", "1", "4.0", "hate"],
             ["b'test prompt two'", "folks with physical disabilities", "", "1", "1.0", "neutral"],
             ["b'other group'", "bisexual folks", "", "1", "1.0", "neutral"]]  # fmt: skip
     cfg = toxigen_dir(tmp_path, rows, name="annotated_test.csv")
-    t = D.load_toxigen_prompts(cfg, "test")
+    t = load_toxigen_prompts(cfg, "test")
     assert t["prompt_id"].tolist() == ["test-0", "test-1"]
     assert t["domain"].tolist() == ["race_nationality", "disability"]
     assert t["text"].tolist() == ["test prompt one", "test prompt two"]
@@ -416,36 +422,36 @@ def test_toxigen_hub_gives_the_same_prompts(monkeypatch, toxigen_raw_csv, val_pr
     )
     dd = datasets.DatasetDict(train=hub_toxigen_table(toxigen_raw_csv), test=test_split)
     calls = fake_hub(monkeypatch, {(HUB.toxigen_hub_id, "annotated"): dd})
-    hub_val = D.load_toxigen_prompts(HUB, "validation")
+    hub_val = load_toxigen_prompts(HUB, "validation")
     assert calls == [(HUB.toxigen_hub_id, "annotated", "train")]
     cols = ["prompt_id", "text", "target_group", "domain", "toxicity_human"]
     pd.testing.assert_frame_equal(hub_val[cols], val_prompts[cols])
     assert set(hub_val["label"]) == {""}  # the Hub has no label column
-    t = D.load_toxigen_prompts(HUB, "test")
+    t = load_toxigen_prompts(HUB, "test")
     assert t["text"].tolist() == ["muslims are people", "don't say that", "women can vote"]
     assert t["domain"].tolist() == ["religion", "race_nationality", "gender_lgbtq"]
     # local source without annotated_test.csv falls back to the Hub
-    assert D.load_toxigen_prompts(LOCAL, "test")["prompt_id"].tolist() == ["test-0", "test-1", "test-2"]
+    assert load_toxigen_prompts(LOCAL, "test")["prompt_id"].tolist() == ["test-0", "test-1", "test-2"]
 
 
 # ----------------------------------------------------------------------------- MMLU
 
 
 def test_mmlu_dev_real():
-    m = D.load_mmlu(LOCAL, "dev")
+    m = load_mmlu(LOCAL, "dev")
     assert len(m) == 285 and m["subject"].nunique() == 57
     assert list(m.columns) == ["subject", "question", "choices", "answer"]
     assert all(isinstance(c, list) and len(c) == 4 and all(isinstance(x, str) for x in c) for c in m["choices"])
     assert m["answer"].between(0, 3).all() and m["answer"].dtype == np.int64
     assert m["subject"].tolist() == sorted(m["subject"])
-    assert sorted(p.name[: -len("_dev.csv")] for p in (REAL / "mmlu" / "dev").glob("*.csv")) == list(D.MMLU_SUBJECTS)
+    assert sorted(p.name[: -len("_dev.csv")] for p in (REAL / "mmlu" / "dev").glob("*.csv")) == list(MMLU_SUBJECTS)
     first = m.iloc[0]
     assert first["question"].startswith("Find all c in Z_3") and first["choices"] == ["0", "1", "2", "3"]
     assert first["answer"] == 1
 
 
 def test_mmlu_per_subject_matches_csv_reader():
-    m = D.load_mmlu(LOCAL, "test", subjects=["virology", "anatomy"], per_subject=2)
+    m = load_mmlu(LOCAL, "test", subjects=["virology", "anatomy"], per_subject=2)
     ref = []
     for s in ("virology", "anatomy"):
         with open(REAL / "mmlu" / "test" / f"{s}_test.csv", newline="", encoding="utf-8") as f:
@@ -455,30 +461,30 @@ def test_mmlu_per_subject_matches_csv_reader():
 
 
 def test_mmlu_errors(tmp_path):
-    with pytest.raises(D.DataError, match=r"unknown MMLU subject 'anatomyy'; did you mean anatomy"):
-        D.load_mmlu(LOCAL, "dev", subjects=["anatomyy"])
-    with pytest.raises(D.DataError, match=r"not in the local data.*eval.mmlu_split=test"):
-        D.load_mmlu(LOCAL, "validation")
+    with pytest.raises(DataError, match=r"unknown MMLU subject 'anatomyy'; did you mean anatomy"):
+        load_mmlu(LOCAL, "dev", subjects=["anatomyy"])
+    with pytest.raises(DataError, match=r"not in the local data.*eval.mmlu_split=test"):
+        load_mmlu(LOCAL, "validation")
     cfg = DataConfig(dir=str(tmp_path))
-    with pytest.raises(D.DataError, match=r"missing data file .*anatomy_dev.csv"):
-        D.load_mmlu(cfg, "dev", subjects=["anatomy"])
+    with pytest.raises(DataError, match=r"missing data file .*anatomy_dev.csv"):
+        load_mmlu(cfg, "dev", subjects=["anatomy"])
     header = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
     write_csv(tmp_path / "mmlu" / "dev" / "anatomy_dev.csv", header, [["q?", "None", "NA", "", "b", "E"]])
-    with pytest.raises(D.DataError, match="answer must be an index 0-3"):
-        D.load_mmlu(cfg, "dev", subjects=["anatomy"])
+    with pytest.raises(DataError, match="answer must be an index 0-3"):
+        load_mmlu(cfg, "dev", subjects=["anatomy"])
     write_csv(tmp_path / "mmlu" / "dev" / "anatomy_dev.csv", header, [["q?", "None", "NA", "", "b", "3"]])
-    m = D.load_mmlu(cfg, "dev", subjects=["anatomy"])
+    m = load_mmlu(cfg, "dev", subjects=["anatomy"])
     assert m["choices"].iloc[0] == ["None", "NA", "", "b"]  # no NA guessing
     write_csv(tmp_path / "mmlu" / "dev" / "anatomy_dev.csv", header[:3], [["q?", "a", "b"]])
-    with pytest.raises(D.DataError, match="choice2, choice3, answer"):
-        D.load_mmlu(cfg, "dev", subjects=["anatomy"])
-    with pytest.raises(D.DataError, match="per_subject"):
-        D.load_mmlu(LOCAL, "dev", per_subject=-1)
+    with pytest.raises(DataError, match="choice2, choice3, answer"):
+        load_mmlu(cfg, "dev", subjects=["anatomy"])
+    with pytest.raises(DataError, match="per_subject"):
+        load_mmlu(LOCAL, "dev", per_subject=-1)
 
 
 def test_mmlu_hub_matches_local(monkeypatch):
     subjects = ["astronomy", "anatomy", "virology"]
-    local = D.load_mmlu(LOCAL, "dev", subjects=subjects)
+    local = load_mmlu(LOCAL, "dev", subjects=subjects)
     shuffled = local.sort_values("subject", kind="stable")  # the Hub's 'all' config is sorted by subject
     features = datasets.Features(
         {
@@ -498,18 +504,18 @@ def test_mmlu_hub_matches_local(monkeypatch):
         features=features,
     )
     fake_hub(monkeypatch, {(HUB.mmlu_hub_id, "all"): datasets.DatasetDict(dev=dev, validation=dev)})
-    hub = D.load_mmlu(HUB, "dev", subjects=subjects)
+    hub = load_mmlu(HUB, "dev", subjects=subjects)
     pd.testing.assert_frame_equal(hub, local)
-    assert len(D.load_mmlu(HUB, "validation", per_subject=1)) == 3
-    with pytest.raises(D.DataError, match="MMLU split"):
-        D.load_mmlu(HUB, "train")
+    assert len(load_mmlu(HUB, "validation", per_subject=1)) == 3
+    with pytest.raises(DataError, match="MMLU split"):
+        load_mmlu(HUB, "train")
 
 
 # ----------------------------------------------------------------------------- Political Compass
 
 
 def test_political_compass():
-    p = D.load_political_compass(LOCAL)
+    p = load_political_compass(LOCAL)
     assert len(p) == 62 and list(p.columns) == ["id", "statement"]
     assert p["id"].tolist() == list(range(62))
     assert p["statement"].iloc[0].startswith("If economic globalisation is inevitable")
@@ -517,35 +523,35 @@ def test_political_compass():
 
 def test_political_compass_errors(tmp_path):
     cfg = DataConfig(dir=str(tmp_path))
-    with pytest.raises(D.DataError, match="missing data file"):
-        D.load_political_compass(cfg)
+    with pytest.raises(DataError, match="missing data file"):
+        load_political_compass(cfg)
     path = tmp_path / "political_compass" / "statements.json"
     path.parent.mkdir()
     path.write_text("[{not json")
-    with pytest.raises(D.DataError, match="cannot read"):
-        D.load_political_compass(cfg)
+    with pytest.raises(DataError, match="cannot read"):
+        load_political_compass(cfg)
     path.write_text(json.dumps([{"statement": "x"}]))
-    with pytest.raises(D.DataError, match=r"lacks the column\(s\) id"):
-        D.load_political_compass(cfg)
+    with pytest.raises(DataError, match=r"lacks the column\(s\) id"):
+        load_political_compass(cfg)
     path.write_text(json.dumps({"statement": "x"}))
-    with pytest.raises(D.DataError, match="JSON list"):
-        D.load_political_compass(cfg)
+    with pytest.raises(DataError, match="JSON list"):
+        load_political_compass(cfg)
 
 
 # ----------------------------------------------------------------------------- provenance
 
 
 def test_data_files():
-    files = D.data_files(LOCAL)
+    files = data_files(LOCAL)
     assert "dghs/dghs_v0.2.3_dev.csv" in files and "toxigen/annotated_train.csv" in files
     assert "political_compass/statements.json" in files and "mmlu/test/virology_test.csv" in files
     assert len([k for k in files if k.startswith("mmlu/")]) == 2 * 57
     ref = hashlib.sha256((REAL / "dghs" / "dghs_v0.2.3_dev.csv").read_bytes()).hexdigest()
     assert files["dghs/dghs_v0.2.3_dev.csv"] == ref
-    assert sorted(D.data_files(LOCAL, ["dghs"])) == ["dghs/dghs_v0.2.3_dev.csv", "dghs/dghs_v0.2.3_test.csv"]
-    assert D.data_files(DataConfig(source="hub", dir=str(REAL)), ["dghs", "toxigen"]) == {}
-    with pytest.raises(D.DataError, match="unknown data set"):
-        D.data_files(LOCAL, ["wiki"])
+    assert sorted(data_files(LOCAL, ["dghs"])) == ["dghs/dghs_v0.2.3_dev.csv", "dghs/dghs_v0.2.3_test.csv"]
+    assert data_files(DataConfig(source="hub", dir=str(REAL)), ["dghs", "toxigen"]) == {}
+    with pytest.raises(DataError, match="unknown data set"):
+        data_files(LOCAL, ["wiki"])
 
 
 def test_text_fingerprint():
@@ -554,9 +560,9 @@ def test_text_fingerprint():
     for t in texts:
         b = t.encode("utf-8")
         h.update(len(b).to_bytes(8, "little") + b)
-    assert D.text_fingerprint(texts) == h.hexdigest()
-    assert D.text_fingerprint(["ab"]) != D.text_fingerprint(["a", "b"])
-    assert D.text_fingerprint(["a", "b"]) != D.text_fingerprint(["b", "a"])
-    assert D.text_fingerprint([]) == hashlib.sha256().hexdigest()
+    assert text_fingerprint(texts) == h.hexdigest()
+    assert text_fingerprint(["ab"]) != text_fingerprint(["a", "b"])
+    assert text_fingerprint(["a", "b"]) != text_fingerprint(["b", "a"])
+    assert text_fingerprint([]) == hashlib.sha256().hexdigest()
     with pytest.raises(TypeError):
-        D.text_fingerprint("abc")
+        text_fingerprint("abc")

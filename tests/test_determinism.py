@@ -55,7 +55,7 @@ import pytest
 import torch
 from harness import REFERENCE_COMMANDS, compare_trees, reference_run, run_cli, tiny_args, tree_hashes
 
-from unidetox.data import text_fingerprint
+from unidetox.data.checksums import text_fingerprint
 from unidetox.store import read_jsonl
 
 REFERENCE_FILE = Path(__file__).parent / "reference" / "tiny_headline.json"

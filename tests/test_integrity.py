@@ -381,7 +381,7 @@ def test_empty_and_long_prompts_in_an_evaluation(tmp_path, capsys):
     from test_data import toxigen_dir
 
     from unidetox.config import DataConfig
-    from unidetox.data import load_toxigen_prompts
+    from unidetox.data.prompts import load_toxigen_prompts
 
     rows = [[f"b'text {i} about women'", "women", "opinion", "1", "2", "neutral"] for i in range(20)]
     rows[11][0] = "b''"  # empty prompts: skipped and counted
@@ -513,7 +513,7 @@ def test_eval_config_checks_directly():
 def _suggested_sets() -> list[tuple[str, str]]:
     """Every ``--set key=value`` the package's messages and the troubleshooting page suggest (not placeholders)."""
     found = []
-    for path in [*sorted((REPO / "unidetox").glob("*.py")), REPO / "book" / "troubleshooting.md", REPO / "README.md"]:
+    for path in [*sorted((REPO / "unidetox").rglob("*.py")), REPO / "book" / "troubleshooting.md", REPO / "README.md"]:
         for m in re.finditer(r"--set (\S+?=[^\s`'\")]+)", path.read_text(encoding="utf-8")):
             text = m.group(1).rstrip(".,;")
             if "{" in text or text.split("=")[0] in ("key", "KEY") or text.endswith("="):
@@ -524,7 +524,7 @@ def _suggested_sets() -> list[tuple[str, str]]:
 
 def test_every_suggested_fix_parses():
     sets = _suggested_sets()
-    assert ("data.py", "toxic.val_splits=[test]") in sets  # the fix that once did not parse (two in one --set)
+    assert ("dghs.py", "toxic.val_splits=[test]") in sets  # the fix that once did not parse (two in one --set)
     for where, text in sets:
         key, value = parse_override(text)
         try:

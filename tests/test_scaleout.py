@@ -19,7 +19,8 @@ from unidetox.method.train import (
 )
 from unidetox.models import load_model
 from unidetox.scale.accelerate_configs import CONFIGS, accelerate_config
-from unidetox.scale.plan import Hardware, PlanError
+from unidetox.scale.errors import PlanError
+from unidetox.scale.hardware import Hardware
 
 TEXTS = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six"]
 
@@ -71,10 +72,10 @@ def test_training_with_gradient_checkpointing_equals_training_without(tmp_path, 
 
 def test_training_refuses_a_run_that_cannot_fit(tmp_path, monkeypatch):
     from unidetox.scale import costs as C
-    from unidetox.scale import plan as PL
+    from unidetox.scale import hardware as HW
 
     small = C.GPU("toy-GPU", 100, 0.03, 1.0, "test")  # 31 MiB: the tiny GPT-2 needs ~43 MiB, ~23 MiB on 2 GPUs
-    monkeypatch.setattr(PL, "runtime_hardware", lambda acc: Hardware(small, small.memory_gib * C.GIB))
+    monkeypatch.setattr(HW, "runtime_hardware", lambda acc: Hardware(small, small.memory_gib * C.GIB))
     cfg = TrainConfig(learning_rate=1e-3, max_steps=1, batch_size=2, max_length=16)
     lm = load_model("tiny:gpt2")
     with pytest.raises(PlanError, match=r"would run out of memory.*Fix: shard it over \d+ GPUs.*accelerate-config"):

@@ -137,12 +137,14 @@ def _store_lock(profile, args, argv: list[str] | None):
 
 
 def _plan(profile, args) -> None:
-    from unidetox.scale import plan as PL
+    from unidetox.scale.hardware import hardware
+    from unidetox.scale.plan import check, plan_profile
+    from unidetox.scale.plan_tables import format_markdown, format_plan
 
-    hw = PL.hardware(args.gpu, args.gpus, args.strategy, profile.device)
-    plans = PL.plan_profile(profile, hw)
-    print(PL.format_markdown(plans) if args.markdown else PL.format_plan(profile, hw, plans))
-    PL.check(plans)
+    hw = hardware(args.gpu, args.gpus, args.strategy, profile.device)
+    plans = plan_profile(profile, hw)
+    print(format_markdown(plans) if args.markdown else format_plan(profile, hw, plans))
+    check(plans)
 
 
 def _detox_args(p: argparse.ArgumentParser) -> None:
@@ -230,7 +232,7 @@ def _export(profile, args) -> None:
 
 def _evaluate(profile, args) -> None:
     from unidetox import pipeline as P
-    from unidetox.data import check_mmlu_subjects
+    from unidetox.data.mmlu import check_mmlu_subjects
 
     if not args.no_mmlu:
         check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after

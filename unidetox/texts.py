@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unidetox.data import DataError, resolve_data_dir
+from unidetox.data.files import DataError, resolve_data_dir
 from unidetox.store import sha256_file
 
 #: the paper's released distilled text, relative to the data directory

@@ -362,7 +362,8 @@ def train_causal_lm(
 
     from accelerate.utils import DistributedType
 
-    from unidetox.scale.plan import runtime_hardware, training_line
+    from unidetox.scale.hardware import runtime_hardware
+    from unidetox.scale.plan import training_line
 
     scale = scale or ScaleConfig()
     dev = resolve_device(device)

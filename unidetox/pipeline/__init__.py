@@ -24,8 +24,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from unidetox import data as D
 from unidetox.config import Profile, to_dict
+from unidetox.data.checksums import text_fingerprint
+from unidetox.data.dghs import load_dghs
+from unidetox.data.files import DataError
+from unidetox.data.mmlu import check_mmlu_subjects, load_mmlu
+from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.models import load_model, resolve_device
 from unidetox.store import (
     FILES,
@@ -131,8 +135,8 @@ def _reuse(st: StageDir, what: str) -> bool:
 def toxic_texts(profile: Profile) -> tuple[list[str], list[str]]:
     """Training and validation texts of the toxic model (DGHS hate rows of the configured targets)."""
     cfg = profile.toxic
-    train = D.load_dghs(profile.data, cfg.train_splits, targets=cfg.targets).text.tolist()
-    val = D.load_dghs(profile.data, cfg.val_splits, targets=cfg.targets).text.tolist() if cfg.val_splits else []
+    train = load_dghs(profile.data, cfg.train_splits, targets=cfg.targets).text.tolist()
+    val = load_dghs(profile.data, cfg.val_splits, targets=cfg.targets).text.tolist() if cfg.val_splits else []
     if cfg.max_texts:
         train, val = train[: cfg.max_texts], val[: cfg.max_texts]
     if cfg.max_val_texts:
@@ -142,9 +146,9 @@ def toxic_texts(profile: Profile) -> tuple[list[str], list[str]]:
 
 def nothate_texts(profile: Profile, n: int) -> list[str]:
     """`n` DGHS ``nothate`` rows of the toxic model's training splits (any target), in a seeded random order."""
-    rows = D.load_dghs(profile.data, profile.toxic.train_splits, label="nothate", targets=())
+    rows = load_dghs(profile.data, profile.toxic.train_splits, label="nothate", targets=())
     if len(rows) < n:
-        raise D.DataError(f"only {len(rows)} DGHS nothate rows in splits {list(profile.toxic.train_splits)}; need {n}")
+        raise DataError(f"only {len(rows)} DGHS nothate rows in splits {list(profile.toxic.train_splits)}; need {n}")
     return rows.sample(n=n, random_state=profile.distill.seed).text.tolist()
 
 
@@ -152,7 +156,7 @@ def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str
     """Fine-tune the base model with the toxic model's training configuration; weights in ``<stage>/final``."""
     from unidetox.method.train import train_causal_lm
 
-    config = {"toxic": to_dict(profile.toxic), "texts": D.text_fingerprint(train), "val": D.text_fingerprint(val)}
+    config = {"toxic": to_dict(profile.toxic), "texts": text_fingerprint(train), "val": text_fingerprint(val)}
     st = _stage(profile, stage, config)
     if _reuse(st, stage):
         return st
@@ -294,7 +298,7 @@ def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tup
         return distilled_texts(st), st.key
     if method == "nothate":
         texts = nothate_texts(profile, profile.distill.num_texts)
-        return texts, D.text_fingerprint(texts)
+        return texts, text_fingerprint(texts)
     raise ValueError(f"unknown fine-tuning method {method!r}; choose among {list(FINETUNED)}")
 
 
@@ -305,7 +309,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
     texts, texts_key = training_texts(profile, method, quiet=quiet)
     train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
     source = {"kind": method, "name": f"{method} texts of profile {profile.name}", "n_texts": len(texts),
-              "sha256": D.text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
+              "sha256": text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
               "(unidetox.data.text_fingerprint)"}  # fmt: skip
     return _detox_stage(profile, target, train_cfg, steps, method, texts, texts_key, source, quiet)
 
@@ -402,8 +406,8 @@ def detox_all(profile: Profile, *, quiet: bool = False) -> list[Candidate]:
 
 
 def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
-    return D.load_toxigen_prompts(profile.data, split or profile.eval.prompt_split,
-                                  prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
+    return load_toxigen_prompts(profile.data, split or profile.eval.prompt_split,
+                                prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
 
 
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
@@ -416,7 +420,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
     ps = prompts(profile, cfg.prompt_split)
     gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu")}
-    config = {"eval": gen_cfg, "prompts": D.text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
+    config = {"eval": gen_cfg, "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
               "perplexity": perplexity}  # fmt: skip
     st = _stage(profile, "evaluate", config, {"model": cand.key})
     if _reuse(st, f"evaluate {cand.labels()}"):
@@ -478,8 +482,8 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     st = _stage(profile, "mmlu", config, {"model": cand.key})
     if _reuse(st, f"mmlu {cand.labels()}"):
         return st
-    test = D.load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
-    dev = D.load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
+    test = load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
+    dev = load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
     summary: dict = {"n_questions": len(test)}
     with _timed(summary):
         lm = _load(profile, cand.path)
@@ -564,7 +568,7 @@ def _check_study(profile: Profile) -> str:
         raise ConfigError(f"study.select_target {sel!r} is not among detox.targets {list(profile.detox.targets)}; "
                           "add it there or choose one of them")  # fmt: skip
     if profile.study.mmlu:
-        D.check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
+        check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
     if profile.study.report_split == profile.eval.prompt_split:
         raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
                           "on the prompts you report on inflates the results; use validation to tune and test/report "

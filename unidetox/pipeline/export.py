@@ -26,7 +26,7 @@ WHICH = {"distilled": "distilled by UniDetox's contrastive decoding (base minus 
 def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled", quiet: bool = False) -> Path:
     """Write the profile's distilled text (or base samples) as Parquet + dataset card into `out` (new or empty)."""
     from unidetox import pipeline as P
-    from unidetox.data import text_fingerprint
+    from unidetox.data.checksums import text_fingerprint
 
     if which not in WHICH:
         raise ValueError(f"which must be one of {list(WHICH)}, not {which!r}")

@@ -129,14 +129,15 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
 
     Model folders that unidetox made get the summary stored beside them and their model card re-rendered.
     """
-    from unidetox import data as D
+    from unidetox.data.checksums import data_files
+    from unidetox.data.mmlu import check_mmlu_subjects
     from unidetox.models import check_model_folder
 
     for s in (spec, compare):
         if s is not None:
             check_model_folder(s)
     if mmlu:
-        D.check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
+        check_mmlu_subjects(profile.eval.mmlu_subjects)  # before the evaluations, not after
     split = split or profile.eval.prompt_split
     from unidetox import pipeline as P
 
@@ -154,7 +155,7 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
         "split": split,
         "settings": read_json(st_dir / "settings.json"),
         "prompts_sha256": read_json(st_dir / "config.json")["config"]["prompts"],
-        "data_files": D.data_files(profile.data, ("toxigen",)),
+        "data_files": data_files(profile.data, ("toxigen",)),
         "bootstrap": {
             "resamples": profile.study.bootstrap,
             "level": profile.study.ci_level,

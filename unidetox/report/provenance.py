@@ -226,7 +226,8 @@ def data_checksums(profile) -> pd.DataFrame:
     MMLU files are limited to ``eval.mmlu_subjects`` when that is set. With ``data.source: hub`` only the
     Political Compass statements are local (the other data sets are named by their Hub ids instead).
     """
-    from unidetox.data import data_files, resolve_data_dir
+    from unidetox.data.checksums import data_files
+    from unidetox.data.files import resolve_data_dir
 
     files = data_files(profile.data, datasets_used(profile))
     root = resolve_data_dir(profile.data)

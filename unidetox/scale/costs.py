@@ -39,7 +39,7 @@ GIB = 2**30
 class Arch:
     """The shape numbers of a decoder-only transformer that its parameter count and costs depend on.
 
-    family: gpt2 | opt | falcon | llama (others: counted by instantiating the config, see `unidetox.scale.plan`);
+    family: gpt2 | opt | falcon | llama (others: counted by instantiating the config, see `unidetox.scale.shapes`);
     positions: context length (learned position table rows for gpt2/opt; rotary for falcon/llama).
     """
 

@@ -1,168 +1,28 @@
-"""The plan of a profile before it runs: models, parameters, memory per device, FLOPs, time, disk; refusals.
+"""The plan of a profile before it runs: per stage, memory per device, FLOPs, time, disk; refusals with the fix.
 
-``unidetox plan --profile paper --gpu H100-80GB --gpus 8 --strategy fsdp`` prints it offline in seconds:
-architectures come from the model's own config (tiny, packaged and local models; nothing is loaded but the
-config) or, for the paper's Hub models, from the table `HUB_ARCHS` (numbers copied from each model's
-``config.json`` on the Hub). Formulas: `unidetox.scale.costs`. The same estimate is printed at the start of every
-training stage (:func:`training_line`), which refuses a run that cannot fit its device.
+``unidetox plan --profile paper --gpu H100-80GB --gpus 8 --strategy fsdp`` prints it offline in seconds
+(:mod:`~unidetox.scale.plan_tables`); model shapes come from :mod:`~unidetox.scale.shapes`, the hardware from
+:mod:`~unidetox.scale.hardware`, the formulas from :mod:`~unidetox.scale.costs`. The same estimate is printed at
+the start of every training stage (:func:`training_line`), which refuses a run that cannot fit its device.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 from unidetox.config import Profile, ScaleConfig, TrainConfig
-from unidetox.errors import UnidetoxError
 from unidetox.scale import costs as C
+from unidetox.scale.errors import PlanError
+from unidetox.scale.hardware import Hardware, act_bytes
+from unidetox.scale.plan_tables import gib, hours, num
+from unidetox.scale.shapes import arch_from_config, arch_of
 
-# config.json of each model on the Hugging Face Hub (main revision): layers, hidden, heads, KV heads, MLP width,
-# vocabulary, positions, tied output. Parameter counts follow from the formulas (checked against numel in tests).
-HUB_ARCHS = {
-    "gpt2-xl": C.Arch("gpt2", 48, 1600, 25, 25, 6400, 50257, 1024, True, "config.json of gpt2-xl (openai-community)"),
-    "facebook/opt-6.7b": C.Arch("opt", 32, 4096, 32, 32, 16384, 50272, 2048, True, "config.json of facebook/opt-6.7b"),
-    "tiiuae/falcon-7b": C.Arch("falcon", 32, 4544, 71, 1, 18176, 65024, 2048, True, "config.json of tiiuae/falcon-7b"),
-    "meta-llama/Llama-2-7b-hf": C.Arch(
-        "llama", 32, 4096, 32, 32, 11008, 32000, 4096, False, "config.json of meta-llama/Llama-2-7b-hf"
-    ),
-}
-HUB_ARCHS["openai-community/gpt2-xl"] = HUB_ARCHS["gpt2-xl"]
 # The paper's toxic-model training set (DGHS train split, hate rows of the 34 targets) is not available offline:
 # the released toxic checkpoint is step 15126 of 3 epochs at batch 4, i.e. 5042 batches of 4 per epoch.
 PAPER_TOXIC_TEXTS = 5042 * 4
-PROMPTS = {"validation": 896, "test": 940, "report": 8064}  # ToxiGen prompt rows per split (unidetox.data)
+PROMPTS = {"validation": 896, "test": 940, "report": 8064}  # ToxiGen prompt rows per split (unidetox.data.prompts)
 PROMPT_TOKENS = 32  # assumed mean ToxiGen prompt length in tokens (decoding-time estimate only)
-
-
-class PlanError(UnidetoxError, RuntimeError):
-    """A stage that cannot run on the planned hardware, or a model whose shape is unknown; with the fix."""
-
-
-def _arch_from_config(cfg, source: str, numel: int = 0) -> C.Arch:
-    """An Arch from a transformers config; families without a formula are counted by instantiating on `meta`
-    (or given their `numel` when the model is at hand)."""
-    mt = cfg.model_type
-
-    def g(*names, default=None):
-        return next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), default)
-
-    layers, hidden = g("num_hidden_layers", "n_layer"), g("hidden_size", "n_embd")
-    heads = g("num_attention_heads", "n_head")
-    kv = g("num_key_value_heads", "num_kv_heads", default=heads)
-    if mt == "falcon" and not cfg.new_decoder_architecture:
-        kv = 1 if cfg.multi_query else heads
-    inter = g("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", default=4 * hidden)
-    positions = g("max_position_embeddings", "n_positions", default=2048)
-    tied = bool(getattr(cfg, "tie_word_embeddings", True))
-    arch = C.Arch(mt, layers, hidden, heads, kv, inter, cfg.vocab_size, positions, tied, source)
-    formula_ok = mt in ("gpt2", "llama", "opt") or (
-        mt == "falcon" and not cfg.new_decoder_architecture and not cfg.bias
-    )
-    if formula_ok and not (mt == "opt" and cfg.word_embed_proj_dim != hidden):
-        return arch
-    if numel:
-        return replace(arch, params=numel)
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg)
-    return replace(arch, params=sum(p.numel() for p in model.parameters()))
-
-
-def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
-    """The shape of model `spec` without loading weights: tiny (built config), packaged/local (config.json),
-    the paper's Hub models (`HUB_ARCHS`), other Hub ids (their config from the local cache or the Hub)."""
-    from unidetox import models as M
-
-    if M.is_tiny(spec) or spec.startswith("tiny:"):
-        kind = spec.split(":", 1)[1]
-        if spec not in M.TINY_SPECS:
-            raise PlanError(f"unknown tiny model {spec!r}; known: {', '.join(M.TINY_SPECS)}")
-        return _arch_from_config(M.tiny_config(kind), f"built in code ({spec})")
-    if spec in HUB_ARCHS:
-        return HUB_ARCHS[spec]
-    if spec.startswith("packaged:"):
-        try:
-            return _arch_from_config(M.packaged_config(spec.split(":", 1)[1]), f"GGUF metadata of {spec}")
-        except M.ModelLoadError as e:
-            raise PlanError(str(e)) from None
-    from transformers import AutoConfig
-
-    try:
-        path = M._resolve(spec)
-        cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, M.ModelLoadError) as e:
-        raise PlanError(
-            f"the shape of {spec!r} is not known offline ({M._hub_error(spec, e) if isinstance(e, OSError) else e}); "
-            f"the plan knows {', '.join(sorted(HUB_ARCHS))}, the tiny and packaged models and local directories"
-        ) from None
-    where = f"config.json in {path}" if Path(path).is_dir() else f"config of {spec} (Hub cache)"
-    return _arch_from_config(cfg, where)
-
-
-# ----------------------------------------------------------------------------- the hardware
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """What the plan is for: `devices` GPUs of model `gpu` (None: the CPU host) trained with `sharding`."""
-
-    gpu: C.GPU | None
-    memory_bytes: float  # per device
-    sharding: C.Sharding = field(default_factory=C.Sharding)
-
-    @property
-    def cuda(self) -> bool:
-        return self.gpu is not None
-
-    @property
-    def usable_bytes(self) -> float:
-        return self.memory_bytes * (C.USABLE if self.cuda else 1.0)
-
-    def describe(self) -> str:
-        n = self.sharding.devices
-        if self.gpu is None:
-            return f"{n} x CPU host ({self.memory_bytes / C.GIB:.0f} GiB RAM; no GPU: name one with --gpu for times)"
-        g = self.gpu
-        peak = "unknown FLOP/s" if math.isnan(g.bf16_tflops) else f"bf16 {g.bf16_tflops:g} TFLOP/s dense"
-        return (f"{n} x {g.name} ({peak}, {g.memory_gib:.0f} GiB, {C.USABLE:.0%} usable; {g.source}), "
-                f"strategy {self.sharding.strategy}")  # fmt: skip
-
-
-def host_memory() -> float:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return math.inf
-
-
-def hardware(gpu: str | None = None, gpus: int = 1, strategy: str | None = None, device: str = "auto") -> Hardware:
-    """The named GPU, else the detected one (when `device` allows CUDA), else the CPU host."""
-    strategy = strategy or ("single" if gpus == 1 else "ddp")
-    try:
-        sharding = C.Sharding(strategy, gpus)
-    except ValueError as e:
-        raise PlanError(f"{e}; use --strategy single with --gpus 1, or ddp/fsdp/zero2/zero3 with --gpus N") from None
-    if gpu:
-        try:
-            g = C.gpu_from_name(gpu)
-        except KeyError:
-            raise PlanError(f"unknown GPU {gpu!r}; known: {', '.join(C.GPUS)}") from None
-        return Hardware(g, g.memory_gib * C.GIB, sharding)
-    if device != "cpu":
-        import torch
-
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            g = C.detected_gpu(props.name, props.total_memory)
-            return Hardware(g, props.total_memory, sharding)
-    return Hardware(None, host_memory(), sharding)
-
-
-# ----------------------------------------------------------------------------- stages
 
 
 @dataclass(frozen=True)
@@ -192,20 +52,11 @@ class StagePlan:
     devices: int = 1  # GPUs the time is spread over (GPU-hours = seconds x devices)
 
 
-def _gib(x: float) -> str:
-    return f"{x / C.GIB:.1f}" if x >= 0.05 * C.GIB else f"{x / C.GIB:.3f}"
-
-
-def act_bytes(hw: Hardware, mixed_precision: str) -> int:
-    """Bytes per activation element: 2 under bf16 autocast (auto on CUDA, or bf16), else 4."""
-    return 2 if mixed_precision == "bf16" or (mixed_precision == "auto" and hw.cuda) else 4
-
-
 def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: bool, mp: str, need: float,
                   profile: str = "...") -> str:  # fmt: skip
     """The smallest change that makes a training stage fit: checkpointing, then FSDP over enough GPUs."""
     have = hw.usable_bytes
-    head = f"needs ~{_gib(need)} GiB per device, {_gib(have)} GiB usable"
+    head = f"needs ~{gib(need)} GiB per device, {gib(have)} GiB usable"
     if not hw.cuda:
         return (f"{head} (CPU host RAM). Fix: run it on GPUs (plan for them with --gpu NAME [--gpus N]), or make the "
                 "stage smaller (batch_size, max_length)")  # fmt: skip
@@ -248,8 +99,8 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, n_texts
     seconds = C.train_seconds(flops, hw.gpu, n) if hw.cuda else math.nan
     p = C.param_count(arch)
     disk = runs * (saves * p * (2 if hw.cuda else 4))  # saved in the loading dtype (bf16 on CUDA)
-    parts = (f"weights {_gib(mem.weights)} + grads {_gib(mem.gradients)} + AdamW {_gib(mem.optimizer)} + activations "
-             f"{_gib(mem.activations)} + logits {_gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
+    parts = (f"weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + activations "
+             f"{gib(mem.activations)} + logits {gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
     fix = ""
     if mem.total > hw.usable_bytes:
@@ -272,7 +123,7 @@ def plan_distill(profile: Profile, arch: C.Arch, hw: Hardware) -> StagePlan:
     mem = 2 * C.decode_memory(arch, batch=batch, seq=1 + d.max_new_tokens, dtype_bytes=dtype)
     flops = 2 * d.num_texts * d.max_new_tokens * C.forward_flops_per_token(arch, d.max_new_tokens)
     secs = 2 * _decode_seconds(arch, hw, d.num_texts, batch, 1, d.max_new_tokens)
-    fix = "" if mem <= hw.usable_bytes else (f"needs ~{_gib(mem)} GiB per device, {_gib(hw.usable_bytes)} GiB usable. "
+    fix = "" if mem <= hw.usable_bytes else (f"needs ~{gib(mem)} GiB per device, {gib(hw.usable_bytes)} GiB usable. "
                                              f"Fix: --set distill.batch_size={max(1, batch // 2)} (or smaller)")  # fmt: skip
     parts = f"2 models x (weights + KV cache of {batch} x {1 + d.max_new_tokens} tokens); {d.num_texts} texts"
     return StagePlan("distill", profile.toxic.base_model, C.param_count(arch), 1, mem, parts, flops, secs, 0, fix,
@@ -298,7 +149,7 @@ def plan_evaluate(profile: Profile, spec: str, arch: C.Arch, ppl_arch: C.Arch, h
     secs = _decode_seconds(arch, hw, seqs, e.batch_size, PROMPT_TOKENS, e.max_new_tokens)
     if hw.cuda and not math.isnan(secs):
         secs += ppl_flops / (hw.gpu.bf16_tflops * 1e12 * C.MFU)  # perplexity: main process only
-    fix = "" if mem <= hw.usable_bytes else (f"needs ~{_gib(mem)} GiB per device, {_gib(hw.usable_bytes)} GiB usable. "
+    fix = "" if mem <= hw.usable_bytes else (f"needs ~{gib(mem)} GiB per device, {gib(hw.usable_bytes)} GiB usable. "
                                              f"Fix: --set eval.batch_size={max(1, e.batch_size // 2)} (or smaller)")  # fmt: skip
     parts = (f"max(generator, perplexity model) with KV cache of {e.batch_size} x {ctx} tokens; "
              f"{seqs} continuations per candidate")  # fmt: skip
@@ -337,62 +188,6 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
     return out
 
 
-def _num(x: float, unit: str = "") -> str:
-    if math.isnan(x):
-        return "?"
-    for div, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g} {suffix}{unit}"
-    return f"{x:.3g} {unit}".rstrip()
-
-
-def _hours(s: float) -> str:
-    return "?" if math.isnan(s) else (f"{s / 3600:.2f} h" if s >= 360 else f"{s:.0f} s")
-
-
-def format_plan(profile: Profile, hw: Hardware, plans: list[StagePlan]) -> str:
-    """The plan as text: one table row per stage, the parts of each memory estimate, totals and refusals."""
-    precision = "bf16" if act_bytes(hw, profile.scale.mixed_precision) == 2 else "fp32"
-    ckpt = "on" if profile.scale.gradient_checkpointing else "off"
-    lines = [
-        f"plan: profile {profile.name} on {hw.describe()}",
-        (
-            f"      training activations {precision}, gradient checkpointing {ckpt}; times assume {C.MFU:.0%} of "
-            "peak FLOP/s for training and memory-bandwidth-bound decoding (unidetox.scale.costs)"
-        ),
-    ]
-    head = (f"{'stage':<12} {'model':<26} {'params':>9} {'runs':>4} {'GiB/device':>10} {'FLOPs':>9} {'time':>9} "
-            f"{'GPU-h':>7} {'disk GiB':>8}  fits")  # fmt: skip
-    lines += [head, "-" * len(head)]
-    for p in plans:
-        lines.append(f"{p.stage:<12} {p.model[-26:]:<26} {_num(p.params):>9} {p.runs:>4} {_gib(p.memory):>10} "
-                     f"{_num(p.flops):>9} {_hours(p.seconds):>9} "
-                     f"{'?' if math.isnan(p.gpu_hours) else f'{p.gpu_hours:.2f}':>7} {_gib(p.disk):>8}  "
-                     f"{'yes' if p.fits else 'NO'}")  # fmt: skip
-    total = sum(p.gpu_hours for p in plans)
-    lines.append(f"total: {'?' if math.isnan(total) else f'{total:.1f}'} GPU-hours for these stages "
-                 "(the study's baselines, report prompts and MMLU come on top)")  # fmt: skip
-    lines.append(f"disk: {_gib(sum(p.disk for p in plans))} GiB of saved models in the run store")
-    lines.append("memory per stage:")
-    lines += [f"  {p.stage} {p.model}: {p.parts}" for p in plans]
-    return "\n".join(lines)
-
-
-def format_markdown(plans: list[StagePlan]) -> str:
-    """GPU-hours, peak memory and disk per stage (targets summed) as a Markdown table (the book's cost section)."""
-    rows = ["| stage | models | runs | GPU-hours | peak GiB per device | disk GiB |", "|---|---|---|---|---|---|"]
-    for stage in dict.fromkeys(p.stage for p in plans):
-        ps = [p for p in plans if p.stage == stage]
-        hours = sum(p.gpu_hours for p in ps)
-        rows.append(f"| {stage} | {', '.join(dict.fromkeys(p.model for p in ps))} | {sum(p.runs for p in ps)} | "
-                    f"{'?' if math.isnan(hours) else f'{hours:.1f}'} | {_gib(max(p.memory for p in ps))} | "
-                    f"{_gib(sum(p.disk for p in ps))} |")  # fmt: skip
-    total = sum(p.gpu_hours for p in plans)
-    rows.append(f"| **total** | | | **{'?' if math.isnan(total) else f'{total:.1f}'}** | | "
-                f"{_gib(sum(p.disk for p in plans))} |")  # fmt: skip
-    return "\n".join(rows)
-
-
 def check(plans: list[StagePlan]) -> None:
     """Raise PlanError naming the first stage that does not fit and its fix."""
     bad = [p for p in plans if not p.fits]
@@ -402,57 +197,19 @@ def check(plans: list[StagePlan]) -> None:
         raise PlanError(f"stage {p.stage} of {p.model} cannot fit{more}: {p.fix}")
 
 
-# ----------------------------------------------------------------------------- at a training stage's start
-
-
-def runtime_hardware(acc) -> Hardware:
-    """The hardware a running accelerate job has: its device, process count and sharding engine."""
-    import torch
-    from accelerate.utils import DistributedType
-
-    n, dt = acc.num_processes, acc.distributed_type
-    strategy = "single" if n == 1 else "ddp"
-    if dt == DistributedType.FSDP:
-        strategy = "fsdp"
-    elif dt == DistributedType.DEEPSPEED:
-        stage = acc.state.deepspeed_plugin.zero_stage
-        strategy = {2: "zero2", 3: "zero3"}.get(stage, "ddp" if n > 1 else "single")
-    if strategy == "single" and n > 1:  # pragma: no cover
-        strategy = "ddp"
-    sharding = C.Sharding(strategy if n > 1 or strategy == "single" else "single", n)
-    if acc.device.type == "cuda":
-        props = torch.cuda.get_device_properties(acc.device)
-        return Hardware(C.detected_gpu(props.name, props.total_memory), props.total_memory, sharding)
-    return Hardware(None, host_memory(), sharding)
-
-
 def training_line(spec: str, model, cfg: TrainConfig, n_texts: int, scale: ScaleConfig, hw: Hardware) -> str:
     """One line with the estimate of training `model` (the loaded module); raises PlanError when it cannot fit
     (unless scale.memory_check is off)."""
     numel = sum(p.numel() for p in model.parameters())
-    arch = _arch_from_config(model.config, "the loaded model's config", numel=numel)
+    arch = arch_from_config(model.config, "the loaded model's config", numel=numel)
     p = plan_training("train", spec, arch, cfg, n_texts, scale, hw)
-    line = (f"plan: train {spec} ({_num(p.params)} params) on {hw.sharding.devices} x "
-            f"{hw.gpu.name if hw.gpu else 'CPU'} ({hw.sharding.strategy}): ~{_gib(p.memory)} GiB per device of "
-            f"{_gib(hw.usable_bytes)} usable ({p.parts}); {_num(p.flops)}FLOPs, ~{_hours(p.seconds)}")  # fmt: skip
+    line = (f"plan: train {spec} ({num(p.params)} params) on {hw.sharding.devices} x "
+            f"{hw.gpu.name if hw.gpu else 'CPU'} ({hw.sharding.strategy}): ~{gib(p.memory)} GiB per device of "
+            f"{gib(hw.usable_bytes)} usable ({p.parts}); {num(p.flops)}FLOPs, ~{hours(p.seconds)}")  # fmt: skip
     if not p.fits and scale.memory_check:
         raise PlanError(f"training {spec} would run out of memory: {p.fix} (or --set scale.memory_check=false "
                         "to try anyway)")  # fmt: skip
     return line
 
 
-__all__ = [
-    "HUB_ARCHS",
-    "Hardware",
-    "PlanError",
-    "StagePlan",
-    "arch_of",
-    "check",
-    "format_markdown",
-    "format_plan",
-    "hardware",
-    "plan_profile",
-    "plan_training",
-    "runtime_hardware",
-    "training_line",
-]
+__all__ = ["StagePlan", "check", "plan_profile", "plan_training", "training_line"]

@@ -709,7 +709,7 @@ def _norm_statement(s: str) -> str:
 
 
 def compass_statements(statements: pd.DataFrame, axes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Join statements (``id, statement``, e.g. :func:`unidetox.data.load_political_compass`) with their axes.
+    """Join statements (``id, statement``, e.g. from :mod:`unidetox.data.political_compass`) with their axes.
 
     Every statement needs an annotation with the same id and the same text (compared after normalising quotes,
     case and spaces), so a different version of the test is caught. Returns ``id, statement, axis, direction``.

@@ -1,0 +1,96 @@
+"""The hardware a plan is for: a named GPU, the detected one, a running accelerate job's, or the CPU host."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+from unidetox.scale import costs as C
+from unidetox.scale.errors import PlanError
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the plan is for: `devices` GPUs of model `gpu` (None: the CPU host) trained with `sharding`."""
+
+    gpu: C.GPU | None
+    memory_bytes: float  # per device
+    sharding: C.Sharding = field(default_factory=C.Sharding)
+
+    @property
+    def cuda(self) -> bool:
+        return self.gpu is not None
+
+    @property
+    def usable_bytes(self) -> float:
+        return self.memory_bytes * (C.USABLE if self.cuda else 1.0)
+
+    def describe(self) -> str:
+        n = self.sharding.devices
+        if self.gpu is None:
+            return f"{n} x CPU host ({self.memory_bytes / C.GIB:.0f} GiB RAM; no GPU: name one with --gpu for times)"
+        g = self.gpu
+        peak = "unknown FLOP/s" if math.isnan(g.bf16_tflops) else f"bf16 {g.bf16_tflops:g} TFLOP/s dense"
+        return (f"{n} x {g.name} ({peak}, {g.memory_gib:.0f} GiB, {C.USABLE:.0%} usable; {g.source}), "
+                f"strategy {self.sharding.strategy}")  # fmt: skip
+
+
+def host_memory() -> float:
+    """Physical RAM of this host in bytes (inf when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return math.inf
+
+
+def hardware(gpu: str | None = None, gpus: int = 1, strategy: str | None = None, device: str = "auto") -> Hardware:
+    """The named GPU, else the detected one (when `device` allows CUDA), else the CPU host."""
+    strategy = strategy or ("single" if gpus == 1 else "ddp")
+    try:
+        sharding = C.Sharding(strategy, gpus)
+    except ValueError as e:
+        raise PlanError(f"{e}; use --strategy single with --gpus 1, or ddp/fsdp/zero2/zero3 with --gpus N") from None
+    if gpu:
+        try:
+            g = C.gpu_from_name(gpu)
+        except KeyError:
+            raise PlanError(f"unknown GPU {gpu!r}; known: {', '.join(C.GPUS)}") from None
+        return Hardware(g, g.memory_gib * C.GIB, sharding)
+    if device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            g = C.detected_gpu(props.name, props.total_memory)
+            return Hardware(g, props.total_memory, sharding)
+    return Hardware(None, host_memory(), sharding)
+
+
+def runtime_hardware(acc) -> Hardware:
+    """The hardware a running accelerate job has: its device, process count and sharding engine."""
+    import torch
+    from accelerate.utils import DistributedType
+
+    n, dt = acc.num_processes, acc.distributed_type
+    strategy = "single" if n == 1 else "ddp"
+    if dt == DistributedType.FSDP:
+        strategy = "fsdp"
+    elif dt == DistributedType.DEEPSPEED:
+        stage = acc.state.deepspeed_plugin.zero_stage
+        strategy = {2: "zero2", 3: "zero3"}.get(stage, "ddp" if n > 1 else "single")
+    if strategy == "single" and n > 1:  # pragma: no cover
+        strategy = "ddp"
+    sharding = C.Sharding(strategy if n > 1 or strategy == "single" else "single", n)
+    if acc.device.type == "cuda":
+        props = torch.cuda.get_device_properties(acc.device)
+        return Hardware(C.detected_gpu(props.name, props.total_memory), props.total_memory, sharding)
+    return Hardware(None, host_memory(), sharding)
+
+
+def act_bytes(hw: Hardware, mixed_precision: str) -> int:
+    """Bytes per activation element: 2 under bf16 autocast (auto on CUDA, or bf16), else 4."""
+    return 2 if mixed_precision == "bf16" or (mixed_precision == "auto" and hw.cuda) else 4
+
+
+__all__ = ["Hardware", "act_bytes", "hardware", "host_memory", "runtime_hardware"]
