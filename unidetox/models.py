@@ -312,7 +312,7 @@ def is_tiny(spec: str) -> bool:
     return spec in TINY_SPECS
 
 
-def _resolve(spec: str) -> str:
+def resolve_spec(spec: str) -> str:
     """Packaged specs -> their cached directory; tiny and others unchanged."""
     if spec.startswith("packaged:"):
         return str(packaged_dir(spec.split(":", 1)[1]))
@@ -323,7 +323,8 @@ def _resolve(spec: str) -> str:
     return str(Path(spec).expanduser()) if spec.startswith("~") else spec
 
 
-def _hub_error(spec: str, err: Exception) -> ModelLoadError:
+def hub_error(spec: str, err: Exception) -> ModelLoadError:
+    """The ModelLoadError for a Hub failure `err` loading `spec`, with the offline alternatives."""
     from unidetox.hub import explain, hub_problem
 
     msg = explain("model", spec, err)
@@ -338,13 +339,13 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
         return tiny_tokenizer(spec.split(":")[1])
     from transformers import AutoTokenizer
 
-    path = _resolve(spec)
+    path = resolve_spec(spec)
     if Path(path).is_dir():
         _check_local_dir(Path(path))
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, HFValidationError) as e:
-        raise _hub_error(spec, e) from None
+        raise hub_error(spec, e) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -367,7 +368,7 @@ def load_model(
     else:
         from transformers import AutoModelForCausalLM
 
-        path = _resolve(spec)
+        path = resolve_spec(spec)
         check_model_folder(path)  # a folder without weights: say so, not "the Hub did not provide it"
         check_opened(path)  # a finished stage's weights: their SHA-256 against the stage's record
         try:
@@ -375,7 +376,7 @@ def load_model(
                 path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
             )
         except (OSError, HFValidationError) as e:
-            raise _hub_error(spec, e) from None
+            raise hub_error(spec, e) from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device).eval()

@@ -78,11 +78,11 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
     from transformers import AutoConfig
 
     try:
-        path = M._resolve(spec)
+        path = M.resolve_spec(spec)
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, M.ModelLoadError) as e:
         raise PlanError(
-            f"the shape of {spec!r} is not known offline ({M._hub_error(spec, e) if isinstance(e, OSError) else e}); "
+            f"the shape of {spec!r} is not known offline ({M.hub_error(spec, e) if isinstance(e, OSError) else e}); "
             f"the plan knows {', '.join(sorted(HUB_ARCHS))}, the tiny and packaged models and local directories"
         ) from None
     where = f"config.json in {path}" if Path(path).is_dir() else f"config of {spec} (Hub cache)"
