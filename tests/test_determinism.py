@@ -106,7 +106,7 @@ def headline_rows(runs: Path) -> list[dict]:
 
 
 def distilled_fingerprints(runs: Path) -> list[str]:
-    """Sorted fingerprints (data.text_fingerprint, texts in index order) of every distill stage's texts.jsonl.
+    """Sorted fingerprints (data.checksums.text_fingerprint, texts in index order) of every distill stage's texts.jsonl.
 
     Sorted values, not stage keys: a refactor that renames a configuration field changes keys, not texts.
     """
