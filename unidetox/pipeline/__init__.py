@@ -26,6 +26,7 @@ import torch
 
 from unidetox import data as D
 from unidetox.config import Profile, to_dict
+from unidetox.methods import FINETUNED
 from unidetox.models import load_model, resolve_device
 from unidetox.store import (
     FILES,
@@ -279,9 +280,6 @@ class Candidate:
     def labels(self) -> dict:
         return {"target": self.target, "method": self.method, "lr": self.lr, "steps": self.steps,
                 "hparam": self.hparam, "selection": self.selection}  # fmt: skip
-
-
-FINETUNED = ("unidetox", "base-samples", "nothate")  # methods that fine-tune the target on a text set
 
 
 def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
