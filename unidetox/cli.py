@@ -210,7 +210,8 @@ def _detox(profile, args) -> None:
 
 
 def _score(profile, args) -> None:
-    from unidetox.pipeline.score import eval_overrides, format_table, score_models, write_summary
+    from unidetox.pipeline.score import eval_overrides, score_models, write_summary
+    from unidetox.report.score_tables import format_table
 
     profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
                              prompts_per_domain=args.prompts_per_domain)  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from unidetox.errors import UnidetoxError
+from unidetox.methods import BASELINES
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("tiny", "cpu", "paper")
@@ -233,7 +234,6 @@ SAFETY_PREPROMPT = (
     "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "
     "about any group of people.\n"
 )
-BASELINES = ("preprompt", "base-samples", "nothate", "dexperts")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
 from unidetox.data.mmlu import check_mmlu_subjects, load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
+from unidetox.methods import FINETUNED
 from unidetox.models import load_model, resolve_device
 from unidetox.store import (
     FILES,
@@ -283,9 +284,6 @@ class Candidate:
     def labels(self) -> dict:
         return {"target": self.target, "method": self.method, "lr": self.lr, "steps": self.steps,
                 "hparam": self.hparam, "selection": self.selection}  # fmt: skip
-
-
-FINETUNED = ("unidetox", "base-samples", "nothate")  # methods that fine-tune the target on a text set
 
 
 def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:

@@ -118,7 +118,7 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
         lines.append(f"| optimizer steps of this checkpoint | {facts['steps']} |")
     lines += ["", "## Evaluation", ""]
     if score:
-        from unidetox.pipeline.score import markdown_table
+        from unidetox.report.score_tables import markdown_table
 
         lines += [markdown_table(score), ""]
     else:

@@ -13,20 +13,11 @@ import numpy as np
 import pandas as pd
 
 from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+from unidetox.methods import METHODS
 
-METHOD_NAMES = {
-    "none": "No detoxification",
-    "preprompt": "Safety pre-prompt",
-    "unidetox": "UniDetox",
-    "base-samples": "Base-model samples (w/o contrast)",
-    "nothate": "Fine-tuning on DGHS nothate",
-    "dexperts": "DExperts",
-}
-METHOD_ORDER = list(METHOD_NAMES)
-#: which report row stands for a method in the main table: the shared configuration for the fine-tuning
-#: methods, each target's own validation-tuned lambda for DExperts (as the paper had to tune it per model)
-MAIN_SELECTION = {"unidetox": "transferred", "base-samples": "transferred", "nothate": "transferred",
-                  "dexperts": "oracle", "none": "", "preprompt": ""}  # fmt: skip
+METHOD_NAMES = {name: m.label for name, m in METHODS.items()}
+METHOD_ORDER = list(METHODS)
+MAIN_SELECTION = {name: m.main_selection for name, m in METHODS.items()}
 LABELS = ["target", "method", "lr", "steps", "hparam", "selection"]
 COLUMNS = [  # (domain, metric) -> display column
     ((IN_DISTRIBUTION, "TP"), "TP (in)"),
