@@ -348,23 +348,19 @@ def execute_notebook(
         nb, source, out_dir, parameters=parameters, kernel_name=kernel_name, cwd=Path(cwd), timeout=timeout
     )
     seconds = time.monotonic() - start
+    record = {
+        "key": key,
+        "source": str(source),
+        "source_sha256": hashlib.sha256(source_bytes).hexdigest(),
+        "parameters": parameters,
+        "config_hash": config_hash,
+        "kernel": kernel_name,
+        "seconds": round(seconds, 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "papermill": papermill.__version__,
+    }
     try:
-        _publish(
-            scratch,
-            output,
-            record_path,
-            {
-                "key": key,
-                "source": str(source),
-                "source_sha256": hashlib.sha256(source_bytes).hexdigest(),
-                "parameters": parameters,
-                "config_hash": config_hash,
-                "kernel": kernel_name,
-                "seconds": round(seconds, 3),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "papermill": papermill.__version__,
-            },
-        )
+        _publish(scratch, output, record_path, record)
     finally:
         scratch.unlink(missing_ok=True)
     return NotebookRun(source, output, executed=True, seconds=seconds, key=key)
