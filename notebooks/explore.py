@@ -42,18 +42,17 @@ seed = 0
 example = 0  # which report prompt the static example continues (row of the report prompts)
 
 # %% tags=["remove-input"]
-import warnings
+from unidetox.report.notebook import setup
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
+prof = setup(profile, overrides)
 
+# %% tags=["remove-input"]
 import ipywidgets as widgets
 from IPython.display import HTML, Markdown, display
 
 from unidetox import pipeline as P
-from unidetox.config import notebook_profile
 from unidetox.pipeline import explore as X
 
-prof = notebook_profile(profile, overrides)
 study = P.silently(P.study, prof, quiet=True)
 explorer = P.silently(X.Explorer.for_study, prof, study)
 report_prompts = P.prompts(prof, prof.study.report_split)

@@ -42,10 +42,11 @@ overrides = []
 digits = 3
 
 # %% tags=["remove-input"]
-import warnings
+from unidetox.report.notebook import setup
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
+prof = setup(profile, overrides)
 
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -53,10 +54,8 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox.config import notebook_profile
 from unidetox.report import tables as T
 
-prof = notebook_profile(profile, overrides)
 study = P.silently(P.study, prof, quiet=True)
 main = T.main_table(study.report, study.cis, study.mmlu, study.applicability)
 lr, steps = study.chosen

@@ -49,20 +49,22 @@ overrides = []
 extra_texts_csv = ""  # optional CSV with a `text` column (e.g. the authors' released distilled text)
 n_words = 15
 
+# %% tags=["remove-input"]
+from unidetox.report.notebook import setup
+
+prof = setup(profile, overrides)
+
 # %% tags=["remove-input", "hide-output"]
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
-from transformers.utils import logging as hf_logging
 
 from unidetox import pipeline as P
 from unidetox.analysis import politics as political
-from unidetox.config import notebook_profile
 from unidetox.data.political_compass import load_political_compass
+from unidetox.report import page_tables as PT
 
-hf_logging.disable_progress_bar()
-prof = notebook_profile(profile, overrides)
 # runs (or reuses) the pipeline stages these inputs come from; their log lines are hidden in the book
 text_sets = P.silently(P.text_sets, prof, quiet=True)
 if extra_texts_csv:
@@ -175,8 +177,7 @@ plt.close(fig)
 if report.words.empty:
     display(Markdown("No distinctive words (fewer than two text sets)."))
 else:
-    w = report.words.assign(cell=lambda d: d["word"] + " (" + d["z"].round(1).astype(str) + ")")
-    display(w.pivot(index="rank", columns="set", values="cell")[list(dict.fromkeys(w["set"]))].fillna(""))
+    display(PT.words_side_by_side(report.words))
 
 # %% [markdown]
 # ## Does it agree with the paper?

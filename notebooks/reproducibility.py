@@ -26,25 +26,24 @@ profile = "tiny"
 overrides = []
 
 # %% tags=["remove-input"]
-import warnings
+from unidetox.report.notebook import setup
+
+prof = setup(profile, overrides)
+
+# %% tags=["remove-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import yaml
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox.config import notebook_profile, to_dict
+from unidetox.config import to_dict
 from unidetox.data.files import resolve_data_dir
+from unidetox.report import facts
 from unidetox.report import provenance as pv
 
-with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    from transformers.utils import logging as transformers_logging
-transformers_logging.disable_progress_bar()  # no "Loading weights" bars when a stage has to run here
-prof = notebook_profile(profile, overrides)
 override_list = pv.override_list(overrides)
 study = P.silently(P.run_all, prof, quiet=True)  # every stage the book reads (reused when already run)
 display(
@@ -62,7 +61,7 @@ display(
 # page; any key can be changed with `--set key=value`):
 
 # %% tags=["hide-input"]
-print(yaml.safe_dump(pv.redact(to_dict(prof)), sort_keys=False, allow_unicode=True, width=100))
+print(yaml.safe_dump(facts.redact(to_dict(prof)), sort_keys=False, allow_unicode=True, width=100))
 
 # %% [markdown]
 # ## Software
@@ -71,7 +70,7 @@ print(yaml.safe_dump(pv.redact(to_dict(prof)), sort_keys=False, allow_unicode=Tr
 # commit of the `unidetox` code that ran ("uncommitted changes" when tracked files differed from it).
 
 # %% tags=["hide-input"]
-software = pv.software_table(pv.package_versions(), pv.git_state(Path(pv.__file__).parent))
+software = pv.software_table(facts.package_versions(), facts.git_state(Path(pv.__file__).parent))
 display(software.style.hide(axis="index"))
 
 # %% [markdown]
@@ -81,24 +80,8 @@ display(software.style.hide(axis="index"))
 # variables that change what a run does. Credentials such as `HF_TOKEN` are only reported as set or not set.
 
 # %% tags=["hide-input"]
-info = pv.machine_info()
-machine = pd.DataFrame(
-    {
-        "property": ["platform", "CPU", "CPU cores (usable)", "memory (GiB)", "torch threads", "GPUs", "CUDA"],
-        "value": [
-            info["platform"],
-            info["cpu"],
-            f"{info['cpu_count']} ({info['cpus_usable']})",
-            f"{info['memory_gib']:g}" if info["memory_gib"] is not None else "unknown",
-            str(info.get("torch_threads", "?")),
-            ", ".join(info["gpus"]) or "none",
-            info.get("cuda", "?"),
-        ],
-    }
-)
-display(machine.style.hide(axis="index"))
-env = pd.DataFrame(list(pv.environment().items()), columns=["variable", "value"])
-display(env.style.hide(axis="index"))
+display(pv.machine_table(facts.machine_info()).style.hide(axis="index"))
+display(pv.environment_table(facts.environment()).style.hide(axis="index"))
 
 # %% [markdown]
 # ## Time and memory per stage
@@ -151,7 +134,7 @@ plt.close(fig)
 # different numbers.
 
 # %% tags=["hide-input"]
-checks = pv.data_checksums(prof)
+checks = facts.data_checksums(prof)
 if prof.data.source == "hub":
     d = prof.data
     display(
@@ -161,14 +144,9 @@ if prof.data.source == "hub":
             "only the files below are local."
         )
     )
-sizes = checks.groupby("data set", sort=False)["bytes"].agg(["size", "sum"])
 display(
     Markdown(
-        f"Data directory `{resolve_data_dir(prof.data)}`; "
-        + "; ".join(f"{name}: {n} file{'s' if n != 1 else ''}, {b / 1e6:.2f} MB" for name, (n, b) in sizes.iterrows())
-        + "."
-        + "\n\n"
-        + pv.code_block(pv.sha256sum_text(checks), "text")
+        pv.data_summary(checks, resolve_data_dir(prof.data)) + "\n\n" + pv.code_block(pv.sha256sum_text(checks), "text")
     )
 )
 

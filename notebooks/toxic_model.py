@@ -35,8 +35,11 @@ overrides = []
 n_examples = 5
 
 # %% tags=["remove-input"]
-import warnings
+from unidetox.report.notebook import setup
 
+prof = setup(profile, overrides)
+
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -46,16 +49,13 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.analysis import textstats as TS
-from unidetox.config import load_profile, notebook_profile
+from unidetox.config import load_profile
 from unidetox.models import load_tokenizer
+from unidetox.report import facts
+from unidetox.report import page_tables as PT
 from unidetox.report import provenance as pv
 from unidetox.report import tables as T
 
-with warnings.catch_warnings():  # tqdm.auto warns that ipywidgets is missing when transformers imports it
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    from transformers.utils import logging as transformers_logging
-transformers_logging.disable_progress_bar()  # no "Loading weights" bars when a stage has to run here
-prof = notebook_profile(profile, overrides)
 paper = load_profile("paper")
 tox = prof.toxic
 tox_stage = P.silently(P.toxic_model, prof, quiet=True)
@@ -120,7 +120,7 @@ else:
 # ## Training curve of the toxic model
 
 # %% tags=["hide-input"]
-train_log, val_log = pv.training_log(tox_stage / "log.jsonl")
+train_log, val_log = facts.training_log(tox_stage / "log.jsonl")
 fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
 few = len(train_log) <= 30
 ax.plot(train_log["step"], train_log["loss"], marker="o" if few else None, ms=3, label="training loss")
@@ -166,18 +166,10 @@ display(
 
 # %% tags=["hide-input"]
 rows = P.silently(P.toxic_vs_base, prof, quiet=True)
-summ = T.seed_summary(rows)
+stat = PT.seed_stats(rows)
 models = {"none": base_name, "toxic": toxic_name}
-cols = T.COLUMNS[:4]  # TP/EMT, in- and out-of-distribution
-stat = summ.set_index(["method", "domain", "metric"])
-compare = pd.DataFrame(
-    {
-        col: [f"{stat.loc[(m, d, k), 'mean']:.3f} ± {stat.loc[(m, d, k), 'std']:.3f}" for m in models]
-        for (d, k), col in cols
-    },
-    index=pd.Index(list(models.values()), name="model"),
-)
-display(compare)
+cols = PT.TOXICITY_COLUMNS  # TP/EMT, in- and out-of-distribution
+display(PT.mean_std_table(stat, models, cols))
 display(
     Markdown(
         f"{len(prof.eval.seeds)} seeds × {prof.eval.samples_per_prompt} continuations of "
@@ -251,26 +243,7 @@ def count_tokens(texts):
     return TS.token_counts(texts, tokenizer)
 
 
-stats = TS.stats_table(sets, count_tokens)
-labels = {
-    "n_texts": "texts",
-    "empty_share": "share of empty texts",
-    "words_mean": "words per text, mean",
-    "words_median": "words per text, median",
-    "tokens_mean": "tokens per text, mean",
-    "tokens_median": "tokens per text, median",
-    "distinct_words": "distinct words",
-    "vocab_ttr": "vocabulary TTR",
-}
-counts = {"n_texts", "distinct_words"}
-shown = pd.DataFrame(
-    {
-        row.set: [f"{row[k]:.0f}" if k in counts else f"{row[k]:.3f}" for k in TS.STATS_COLUMNS[1:]]
-        for _, row in stats.iterrows()
-    },
-    index=[labels.get(k, k) for k in TS.STATS_COLUMNS[1:]],
-)
-display(shown)
+display(PT.text_stats_table(TS.stats_table(sets, count_tokens)))
 
 lengths = TS.length_frame(sets, count_tokens)
 fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)

@@ -32,20 +32,20 @@ profile = "tiny"
 overrides = []
 
 # %% tags=["remove-input"]
-import warnings
+from unidetox.report.notebook import setup
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook hint, not ours
+prof = setup(profile, overrides)
 
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox.config import notebook_profile
+from unidetox.report import page_tables as PT
 from unidetox.report import tables as T
 
-prof = notebook_profile(profile, overrides)
 study = P.silently(P.study, prof, quiet=True)
 lr, steps = study.chosen
 display(
@@ -112,8 +112,7 @@ transfer = T.transfer_table(study.report)
 display(transfer.style.hide(axis="index").format(precision=3))  # a Styler shows 6 decimals unless told
 
 # %% tags=["hide-input"]
-long = transfer.melt(id_vars=["target", "method"], value_vars=["TP (in) gap", "EMT (in) gap"], var_name="gap")
-long["row"] = long.target + ": " + long.method
+long = PT.transfer_gaps(transfer)
 fig, ax = plt.subplots(figsize=(6, 0.8 + 0.45 * long.row.nunique()))
 sns.barplot(data=long, x="value", y="row", hue="gap", ax=ax)
 ax.axvline(0, color="grey", lw=1)

@@ -15,17 +15,8 @@ import pytest
 import yaml
 
 from unidetox.config import ConfigError
-from unidetox.report.book import (
-    BookError,
-    NotebookError,
-    build_book,
-    build_html,
-    execute_notebook,
-    find_notebooks,
-    notebook_order,
-    parse_params,
-    toc_files,
-)
+from unidetox.report.book import build_book, build_html, find_notebooks, notebook_order, toc_files
+from unidetox.report.notebook_runner import BookError, NotebookError, execute_notebook, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import jupytext
+import pandas as pd
 import pytest
 
 from unidetox.config import RUNS_DIR_ENV, ConfigError, notebook_profile
@@ -18,6 +19,7 @@ NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(find_notebooks(NOTEBOOKS).values())
 SYNC_FIX = "run `make notebooks` (jupytext --update --to ipynb notebooks/*.py) and commit both files"
 FIRST_CELL = 'profile = "tiny"\noverrides = []'  # how every notebook's parameters cell begins
+SETUP_CELL = "from unidetox.report.notebook import setup\n\nprof = setup(profile, overrides)"  # every second code cell
 HIDDEN = {"hide-input", "remove-input", "remove-cell"}  # the book shows no code cell's source by default
 
 
@@ -93,7 +95,7 @@ def test_book_hides_code_and_every_notebook_starts_alike(source):
     assert "remove-input" in setup.metadata.get("tags", []), (
         f"{source.name}: the setup cell must be tagged remove-input"
     )
-    assert "notebook_profile(profile, overrides)" in setup.source, f"{source.name}: setup must load the profile"
+    assert setup.source == SETUP_CELL, f"{source.name}: the cell after the parameters must be exactly {SETUP_CELL!r}"
     shown = [c.source.splitlines()[0] for c in rest if not HIDDEN & set(c.metadata.get("tags", []))]
     assert not shown, f"{source.name}: code cells shown in the book (tag them hide-input): {shown}"
 
@@ -107,3 +109,90 @@ def test_notebook_profile_finds_the_run_store_of_make_lab(tmp_path):
     assert notebook_profile("tiny", json.dumps(["eval.seeds=[7]"]), environ={RUNS_DIR_ENV: ""}).eval.seeds == (7,)
     with pytest.raises(ConfigError):
         notebook_profile("tiny", ["eval.nope=1"], environ={RUNS_DIR_ENV: str(store)})
+
+
+def test_setup_returns_the_profile_and_quiets_progress_output(monkeypatch):
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    from unidetox.report.notebook import PROGRESS_WARNING, setup
+
+    monkeypatch.delenv(RUNS_DIR_ENV, raising=False)
+    transformers_logging.enable_progress_bar()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = setup("tiny", json.dumps(["eval.seeds=[7]"]))
+        warnings.warn(f"{PROGRESS_WARNING}. Please update jupyter and ipywidgets.")
+        warnings.warn("another warning")
+    assert prof.name == "tiny" and prof.eval.seeds == (7,)
+    assert prof == notebook_profile("tiny", ["eval.seeds=[7]"], environ={})
+    assert [str(w.message) for w in caught] == ["another warning"]
+    assert not transformers_logging.is_progress_bar_enabled()
+    transformers_logging.enable_progress_bar()
+    with pytest.raises(ConfigError):
+        setup("tiny", ["eval.nope=1"])
+
+
+# ----------------------------------------------------------------------------- the pages' tables
+
+
+def test_mean_std_table_of_the_base_and_the_toxic_model():
+    from unidetox.report import page_tables as PT
+
+    rows = pd.DataFrame(
+        [
+            {
+                "target": "t",
+                "method": m,
+                "lr": None,
+                "steps": None,
+                "hparam": None,
+                "selection": "",
+                "seed": seed,
+                "domain": d,
+                "metric": k,
+                "value": v,
+            }
+            for m, shift in (("none", 0.0), ("toxic", 0.5))
+            for seed, v0 in ((0, 0.1), (1, 0.3))
+            for (d, k), _ in PT.TOXICITY_COLUMNS
+            for v in [v0 + shift]
+        ]
+    )
+    table = PT.mean_std_table(PT.seed_stats(rows), {"none": "base", "toxic": "toxic"})
+    assert table.index.tolist() == ["base", "toxic"] and table.index.name == "model"
+    assert table.columns.tolist() == [col for _, col in PT.TOXICITY_COLUMNS]
+    assert table.loc["base", "TP (in)"] == "0.200 ± 0.100"  # std over seeds with ddof=0
+    assert table.loc["toxic", "EMT (out)"] == "0.700 ± 0.100"
+
+
+def test_text_stats_table_turns_the_statistics_on_their_side():
+    from unidetox.analysis.textstats import STATS_COLUMNS
+    from unidetox.report import page_tables as PT
+
+    stats = pd.DataFrame([{k: 0 if k == "set" else 1.23456 for k in STATS_COLUMNS} | {"set": s} for s in "ab"])
+    table = PT.text_stats_table(stats)
+    assert table.columns.tolist() == ["a", "b"]
+    assert table.loc["texts", "a"] == "1" and table.loc["distinct words", "b"] == "1"
+    assert table.loc["vocabulary TTR", "a"] == "1.235"
+    assert len(table) == len(STATS_COLUMNS) - 1
+
+
+def test_transfer_gaps_and_distinctive_words():
+    from unidetox.report import page_tables as PT
+
+    transfer = pd.DataFrame({"target": ["x", "y"], "method": ["UniDetox"] * 2, "TP (in) gap": [0.1, 0.0],
+                             "EMT (in) gap": [0.2, -0.1]})  # fmt: skip
+    long = PT.transfer_gaps(transfer)
+    assert long[["row", "gap", "value"]].values.tolist() == [
+        ["x: UniDetox", "TP (in) gap", 0.1],
+        ["y: UniDetox", "TP (in) gap", 0.0],
+        ["x: UniDetox", "EMT (in) gap", 0.2],
+        ["y: UniDetox", "EMT (in) gap", -0.1],
+    ]
+    words = pd.DataFrame({"set": ["b", "b", "a"], "rank": [1, 2, 1], "word": ["vote", "tax", "sun"],
+                          "z": [3.14, 2.0, 1.06]})  # fmt: skip
+    table = PT.words_side_by_side(words)
+    assert table.columns.tolist() == ["b", "a"]  # the sets' order, not sorted
+    assert table.loc[1].tolist() == ["vote (3.1)", "sun (1.1)"] and table.loc[2].tolist() == ["tax (2.0)", ""]

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from unidetox.config import load_profile, to_dict
+from unidetox.report import facts
 from unidetox.report import provenance as pv
 
 SENTINEL = "hf_SENTINELsecretVALUE123456"
@@ -26,15 +27,15 @@ def test_file_checksums_match_hashlib(tmp_path):
     a.write_bytes(bytes(range(256)) * 5000)  # > 1 MiB: crosses sha256_file's chunk boundary
     b = tmp_path / "b.txt"
     b.write_text("héllo\n", encoding="utf-8")
-    table = pv.file_checksums([a, b], root=tmp_path)
+    table = facts.file_checksums([a, b], root=tmp_path)
     assert table["file"].tolist() == ["b.txt", "sub/a.bin"]  # sorted, relative, POSIX
     assert table["bytes"].tolist() == [len("héllo\n".encode()), 256 * 5000]
     assert table["sha256"].tolist() == [
         hashlib.sha256(b.read_bytes()).hexdigest(),
         hashlib.sha256(a.read_bytes()).hexdigest(),
     ]
-    with pytest.raises(pv.ProvenanceError, match="no such file"):
-        pv.file_checksums([tmp_path / "missing"])
+    with pytest.raises(facts.ProvenanceError, match="no such file"):
+        facts.file_checksums([tmp_path / "missing"])
     # sha256sum format: `sha256sum -c` in tmp_path accepts it
     listing = pv.sha256sum_text(table)
     assert listing == f"{table.sha256[0]}  b.txt\n{table.sha256[1]}  sub/a.bin\n"
@@ -59,24 +60,24 @@ def test_data_checksums_of_a_tiny_data_dir(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     prof = load_profile("tiny", [f"data.dir={root}", "eval.mmlu_subjects=[anatomy, college_biology]"])
-    table = pv.data_checksums(prof)
+    table = facts.data_checksums(prof)
     expected = sorted(set(files) - {"mmlu/test/virology_test.csv", "wikitext2/test.txt"})
     assert table["file"].tolist() == expected
     assert table["sha256"].tolist() == [hashlib.sha256(files[n]).hexdigest() for n in expected]
     assert table["data set"].tolist() == [n.split("/")[0] for n in expected]
     assert table["bytes"].tolist() == [len(files[n]) for n in expected]
-    no_mmlu = pv.data_checksums(load_profile("tiny", [f"data.dir={root}", "study.mmlu=false"]))
+    no_mmlu = facts.data_checksums(load_profile("tiny", [f"data.dir={root}", "study.mmlu=false"]))
     assert not any(no_mmlu["file"].str.startswith("mmlu/"))
-    hub = pv.data_checksums(load_profile("tiny", [f"data.dir={root}", "data.source=hub"]))
+    hub = facts.data_checksums(load_profile("tiny", [f"data.dir={root}", "data.source=hub"]))
     assert hub["file"].tolist() == ["political_compass/statements.json"]
 
 
 def test_package_versions_keys_and_values():
-    v = pv.package_versions()
-    assert list(v) == ["python", *pv.PACKAGES]
+    v = facts.package_versions()
+    assert list(v) == ["python", *facts.PACKAGES]
     assert v["numpy"] == np.__version__ and v["pandas"] == pd.__version__
     assert v["python"].count(".") == 2
-    assert pv.package_versions(["surely-not-a-package-xyz"])["surely-not-a-package-xyz"] == pv.NOT_INSTALLED
+    assert facts.package_versions(["surely-not-a-package-xyz"])["surely-not-a-package-xyz"] == facts.NOT_INSTALLED
 
 
 def test_software_table_reports_commit_or_why_not():
@@ -90,30 +91,30 @@ def test_software_table_reports_commit_or_why_not():
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 def test_git_state_of_a_temporary_repository(tmp_path):
-    assert pv.git_state(tmp_path) is None  # not a repository
+    assert facts.git_state(tmp_path) is None  # not a repository
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
-    assert pv.git_state(tmp_path) is None  # no commit yet
+    assert facts.git_state(tmp_path) is None  # no commit yet
     (tmp_path / "f.txt").write_text("one\n")
     subprocess.run([*git, "add", "f.txt"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    assert pv.git_state(tmp_path) == {"commit": head, "dirty": False}
+    assert facts.git_state(tmp_path) == {"commit": head, "dirty": False}
     (tmp_path / "untracked.txt").write_text("x")  # untracked files do not count
-    assert pv.git_state(tmp_path)["dirty"] is False
+    assert facts.git_state(tmp_path)["dirty"] is False
     (tmp_path / "f.txt").write_text("two\n")
-    assert pv.git_state(tmp_path) == {"commit": head, "dirty": True}
+    assert facts.git_state(tmp_path) == {"commit": head, "dirty": True}
 
 
 def test_cpu_model_reads_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU @ 2.0GHz\n")
-    assert pv.cpu_model(info) == "Example CPU @ 2.0GHz"
-    assert isinstance(pv.cpu_model(tmp_path / "missing"), str)
+    assert facts.cpu_model(info) == "Example CPU @ 2.0GHz"
+    assert isinstance(facts.cpu_model(tmp_path / "missing"), str)
 
 
 def test_machine_info_fields():
-    m = pv.machine_info()
+    m = facts.machine_info()
     assert {"platform", "cpu", "cpu_count", "cpus_usable", "memory_gib", "gpus"} <= set(m)
     assert m["cpu_count"] >= 1 and 1 <= m["cpus_usable"] <= m["cpu_count"]
     assert isinstance(m["gpus"], list)
@@ -121,16 +122,16 @@ def test_machine_info_fields():
 
 def test_environment_hides_credentials():
     env = {"UNIDETOX_DATA_DIR": "/data", "HF_TOKEN": SENTINEL, "MY_API_KEY": "k" * 20}
-    out = pv.environment(["UNIDETOX_DATA_DIR", "HF_TOKEN", "MY_API_KEY", "OMP_NUM_THREADS"], env)
-    assert out == {"UNIDETOX_DATA_DIR": "/data", "HF_TOKEN": pv.HIDDEN, "MY_API_KEY": pv.HIDDEN,
-                   "OMP_NUM_THREADS": pv.NOT_SET}  # fmt: skip
+    out = facts.environment(["UNIDETOX_DATA_DIR", "HF_TOKEN", "MY_API_KEY", "OMP_NUM_THREADS"], env)
+    assert out == {"UNIDETOX_DATA_DIR": "/data", "HF_TOKEN": facts.HIDDEN, "MY_API_KEY": facts.HIDDEN,
+                   "OMP_NUM_THREADS": facts.NOT_SET}  # fmt: skip
 
 
 def test_redact_keys_and_embedded_values():
     env = {"HF_TOKEN": SENTINEL, "SHORT_TOKEN": "abc", "PATH": "/usr/bin"}
     rec = {"a": f"x{SENTINEL}y", "nested": [{"hf_token": "v"}, "abc", "/usr/bin"], "access_key": "", "n": 3}
-    out = pv.redact(rec, env)
-    assert out == {"a": "x***y", "nested": [{"hf_token": pv.HIDDEN}, "abc", "/usr/bin"], "access_key": "", "n": 3}
+    out = facts.redact(rec, env)
+    assert out == {"a": "x***y", "nested": [{"hf_token": facts.HIDDEN}, "abc", "/usr/bin"], "access_key": "", "n": 3}
 
 
 def test_nothing_gathered_contains_a_token_set_in_the_environment(monkeypatch, tmp_path):
@@ -139,17 +140,17 @@ def test_nothing_gathered_contains_a_token_set_in_the_environment(monkeypatch, t
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     prof = load_profile("tiny")
     gathered = {
-        "versions": pv.package_versions(),
-        "git": pv.git_state(Path(pv.__file__).parent),
-        "machine": pv.machine_info(),
-        "environment": pv.environment(),
-        "config": pv.redact(to_dict(prof)),
+        "versions": facts.package_versions(),
+        "git": facts.git_state(Path(pv.__file__).parent),
+        "machine": facts.machine_info(),
+        "environment": facts.environment(),
+        "config": facts.redact(to_dict(prof)),
         "commands": pv.regeneration_commands("tiny", ["eval.seeds=[1]"], ["notebooks/x.py"]).to_dict("list"),
         "differences": pv.profile_differences(prof, load_profile("paper"), name="paper").to_dict("list"),
     }
     text = json.dumps(gathered, default=str)
     assert SENTINEL not in text
-    assert gathered["environment"]["HF_TOKEN"] == pv.HIDDEN
+    assert gathered["environment"]["HF_TOKEN"] == facts.HIDDEN
 
 
 def test_stage_time_table_aggregates_by_hand():
@@ -173,7 +174,7 @@ def test_stage_time_table_aggregates_by_hand():
     with_cuda = pv.stage_time_table(summaries.assign(peak_cuda_mb=[1.0, 2.0, 3.0, np.nan, 5.0])).set_index("stage")
     assert with_cuda.loc["detox", "peak_cuda_mb_max"] == 5.0
     assert len(pv.stage_time_table(pd.DataFrame())) == 0
-    with pytest.raises(pv.ProvenanceError, match="stage"):
+    with pytest.raises(facts.ProvenanceError, match="stage"):
         pv.stage_time_table(pd.DataFrame({"seconds": [1.0]}))
 
 
@@ -185,14 +186,14 @@ def test_training_log_splits_train_and_validation_records(tmp_path):
         {"step": 2, "val_loss": 2.5, "val_tokens": 30, "elapsed": 0.3},
     ]
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    train, val = pv.training_log(log)
+    train, val = facts.training_log(log)
     assert train["step"].tolist() == [1, 2] and train["loss"].tolist() == [3.0, 2.0]
     assert val[["step", "val_loss"]].to_dict("list") == {"step": [2], "val_loss": [2.5]}
     log.write_text(json.dumps(recs[0]) + "\n")
-    train, val = pv.training_log(log)
+    train, val = facts.training_log(log)
     assert len(train) == 1 and len(val) == 0 and "val_loss" in val.columns
-    with pytest.raises(pv.ProvenanceError, match="no training log"):
-        pv.training_log(tmp_path / "nope.jsonl")
+    with pytest.raises(facts.ProvenanceError, match="no training log"):
+        facts.training_log(tmp_path / "nope.jsonl")
 
 
 def test_commands_quote_and_pass_overrides_as_yaml():
@@ -270,9 +271,9 @@ def test_override_list_reads_papermill_strings():
     assert pv.override_list('["runs_dir=/tmp/x", "eval.seeds=[1]"]') == ["runs_dir=/tmp/x", "eval.seeds=[1]"]
     assert pv.override_list("distill.alpha=0.2") == ["distill.alpha=0.2"]
     assert pv.override_list("  ") == []
-    with pytest.raises(pv.ProvenanceError, match="list of key=value"):
+    with pytest.raises(facts.ProvenanceError, match="list of key=value"):
         pv.override_list([1, 2])
-    with pytest.raises(pv.ProvenanceError, match="not a list"):
+    with pytest.raises(facts.ProvenanceError, match="not a list"):
         pv.override_list("[unclosed")
 
 
@@ -313,11 +314,41 @@ def test_command_steps_split_only_outside_quotes():
 def test_secret_names_are_whole_parts_only():
     for name in ("HF_TOKEN", "hf_token", "HUGGING_FACE_HUB_TOKEN", "MY_API_KEY", "apikey", "AWS_SECRET_ACCESS_KEY",
                  "db.password", "GH-AUTH"):  # fmt: skip
-        assert pv.SECRET_NAME.search(name), name
+        assert facts.SECRET_NAME.search(name), name
     for name in ("max_new_tokens", "TOKENIZERS_PARALLELISM", "tokens_per_second", "val_tokens", "author", "keyword"):
-        assert not pv.SECRET_NAME.search(name), name
+        assert not facts.SECRET_NAME.search(name), name
     cfg = to_dict(load_profile("tiny"))
-    assert pv.redact(cfg, {}) == json.loads(json.dumps(cfg))  # no configuration key looks like a credential
-    assert pv.environment(["TOKENIZERS_PARALLELISM"], {"TOKENIZERS_PARALLELISM": "false"}) == {
+    assert facts.redact(cfg, {}) == json.loads(json.dumps(cfg))  # no configuration key looks like a credential
+    assert facts.environment(["TOKENIZERS_PARALLELISM"], {"TOKENIZERS_PARALLELISM": "false"}) == {
         "TOKENIZERS_PARALLELISM": "false"
     }
+
+
+def test_machine_and_environment_tables():
+    info = {"platform": "Linux-6", "cpu": "Xeon", "cpu_count": 8, "cpus_usable": 2, "memory_gib": 15.5,
+            "torch_threads": 2, "gpus": [], "cuda": "none (CPU build)"}  # fmt: skip
+    table = pv.machine_table(info)
+    assert table.columns.tolist() == ["property", "value"]
+    assert dict(zip(table.property, table.value)) == {
+        "platform": "Linux-6",
+        "CPU": "Xeon",
+        "CPU cores (usable)": "8 (2)",
+        "memory (GiB)": "15.5",
+        "torch threads": "2",
+        "GPUs": "none",
+        "CUDA": "none (CPU build)",
+    }
+    gpu = pv.machine_table({**info, "memory_gib": None, "gpus": ["H200 (139.8 GiB)", "H200 (139.8 GiB)"]})
+    assert gpu.value.tolist()[3] == "unknown" and gpu.value.tolist()[5] == "H200 (139.8 GiB), H200 (139.8 GiB)"
+    no_torch = {k: v for k, v in info.items() if k not in ("torch_threads", "cuda")}
+    assert pv.machine_table(no_torch).value.tolist()[4::2] == ["?", "?"]
+    env = pv.environment_table(facts.environment(["A", "HF_TOKEN"], {"A": "1", "HF_TOKEN": SENTINEL}))
+    assert env.values.tolist() == [["A", "1"], ["HF_TOKEN", facts.HIDDEN]]
+
+
+def test_data_summary_counts_files_and_megabytes_per_data_set():
+    checks = pd.DataFrame({"data set": ["dghs", "mmlu", "mmlu"], "file": ["d", "m1", "m2"],
+                           "bytes": [1_500_000, 10, 20], "sha256": ["x"] * 3})  # fmt: skip
+    assert pv.data_summary(checks, "/data") == (
+        "Data directory `/data`; dghs: 1 file, 1.50 MB; mmlu: 2 files, 0.00 MB."
+    )

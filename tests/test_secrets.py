@@ -262,7 +262,7 @@ print("token set in this kernel:", os.environ.get("HF_TOKEN", "")[:3] == "hf_")
 print(to_dict(prof))
 display(P.stage_summaries(prof).head())
 try:
-    from unidetox.report import provenance as pv
+    from unidetox.report import facts as pv
 except ImportError:
     pv = None
 if pv is not None and hasattr(pv, "environment"):

@@ -254,7 +254,7 @@ def _evaluate(profile, args) -> None:
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (embedded library messages often span several); a failing notebook keeps
     its multi-line report (the cell and the traceback)."""
-    from unidetox.report.book import NotebookError
+    from unidetox.report.notebook_runner import NotebookError
 
     return str(err) if isinstance(err, NotebookError) else " ".join(str(err).split())
 
