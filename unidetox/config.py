@@ -624,6 +624,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 __all__ = [
     "DGHS_TARGETS",
+    "GRID_SETTINGS",
     "PROFILES",
     "RUNS_DIR_ENV",
     "ConfigError",
