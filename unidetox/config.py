@@ -1,7 +1,8 @@
 """Typed configuration: the three profiles (`tiny`, `cpu`, `paper`), YAML loading, `--set` overrides.
 
-One dataclass per stage. A profile is a YAML file with exactly this schema; unknown keys and
-values of the wrong type are rejected with a message that names the key and the fix.
+One dataclass per stage; each field's ``metadata["help"]`` says what it means (``unidetox settings`` prints them
+all). A profile is a YAML file with exactly this schema; unknown keys and values of the wrong type are rejected
+with a message that names the key and the fix. :func:`load_profile` is the one parser of profiles.
 
 >>> p = load_profile("tiny", ["distill.alpha=0.2"])
 >>> p.distill.alpha
