@@ -4,6 +4,7 @@
 #                             (PROFILE=cpu by default: real models, offline, 2 CPU cores; PROFILE=tiny: seconds)
 #   make lab                  JupyterLab on notebooks/, against the same run store (runs/) and data as make book
 #   make notebooks            rewrite the paired notebooks/*.ipynb from the jupytext notebooks/*.py after an edit
+#   make settings             regenerate book/settings.md (every setting, its default and help) from unidetox/config.py
 # Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
 # requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
 
@@ -19,7 +20,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQUIREMENTS := requirements-torch.txt requirements.txt requirements-nodeps.txt pyproject.toml
 
-.PHONY: test book lab notebooks lint format clean-book install
+.PHONY: test book lab notebooks settings lint format clean-book install
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) $(TESTS)
@@ -37,6 +38,9 @@ lab: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/jupytext --update --to ipynb notebooks/*.py
+
+settings: $(STAMP)
+	$(BIN)/unidetox settings --markdown > book/settings.md.tmp && mv book/settings.md.tmp book/settings.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -94,6 +94,13 @@ def yaml_profile_with_typo(tmp: Path, mp) -> list[str]:
     return ["--profile", str(path)]
 
 
+def yaml_profile_with_name(tmp: Path, mp) -> list[str]:
+    text = (Path(__file__).parents[1] / "unidetox" / "profiles" / "tiny.yaml").read_text()
+    path = tmp / "mine.yaml"
+    path.write_text("name: tiny\n" + text)
+    return ["--profile", str(path)]
+
+
 def offline_hub(tmp: Path, mp) -> list[str]:
     import huggingface_hub.constants
 
@@ -310,6 +317,10 @@ CASES = [
          config_level=True),
     Case("profile-file-with-unknown-key", ["distill"], ["distill.num_txts", "did you mean 'num_texts'"],
          setup=yaml_profile_with_typo, config_level=True),
+    Case("profile-file-with-name", ["distill"], ["mine.yaml has a 'name:' line: remove it", "named after its file"],
+         setup=yaml_profile_with_name, config_level=True),
+    Case("detox-train-setting-the-grid-sets", ["detox", "--set", "detox.train.learning_rate=1e-4"],
+         ["detox.train.learning_rate cannot be set", "set detox.learning_rates instead"], config_level=True),
     Case("mistyped-set-key", ["distill", "--set", "distill.alfa=0.1"],
          ["unknown configuration key 'distill.alfa'", "did you mean 'alpha'"], config_level=True),
     Case("mistyped-set-section", ["distill", "--set", "distil.alpha=0.1"],

@@ -87,6 +87,30 @@ def test_console_script_help():
     assert out.returncode == 0 and "toxic-model" in out.stdout and "evaluate" in out.stdout
 
 
+def test_settings_lists_every_key_with_its_values_and_help(capsys):
+    assert run(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "distill.alpha (float) = 0.1; tiny 0.1, cpu 0.1, paper 0.1\n    keep token v only if" in out
+    assert "\ndetox.steps (list[int]) = " in out and "detox.train.max_steps" not in out
+    assert run(["settings", "--markdown"]) == 0
+    assert capsys.readouterr().out == (REPO / "book" / "settings.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        run(["distill", "--help"])
+    assert "`unidetox settings` lists every key" in " ".join(capsys.readouterr().out.split())
+
+
+def test_custom_profile_writes_into_a_run_store_named_after_its_file(tmp_path, capsys):
+    mine = tmp_path / "exp.yaml"
+    mine.write_text((REPO / "unidetox" / "profiles" / "tiny.yaml").read_text())
+    assert run(["plan", "--profile", str(mine), "--set", f"runs_dir={tmp_path / 'runs'}"]) == 0
+    assert "plan: profile exp on " in capsys.readouterr().out
+    named = tmp_path / "named.yaml"
+    named.write_text("name: cpu\n" + mine.read_text())
+    assert run(["distill", "--profile", str(named), "--set", f"runs_dir={tmp_path / 'runs'}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: profile {named} has a 'name:' line: remove it;")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_two_cpu_processes_give_the_single_process_results(tmp_path):
     """torchrun with 2 CPU processes shards the evaluation; the merged metrics equal one process's."""
     import shutil

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from pathlib import Path
+
 import pytest
 
-from unidetox.config import PROFILES, ConfigError, Profile, from_dict, load_profile, to_dict
+from unidetox.config import PROFILE_DIR, PROFILES, ConfigError, Profile, from_dict, load_profile, to_dict
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -28,11 +34,60 @@ def test_paper_profile_holds_the_papers_settings():
 
 
 def test_overrides_are_typed():
-    p = load_profile(
-        "tiny", ["distill.alpha=0.25", "detox.steps=[1, 3]", "eval.seeds=7", "detox.train.learning_rate=1e-4"]
-    )
+    p = load_profile("tiny", ["distill.alpha=0.25", "detox.steps=[1, 3]", "eval.seeds=7", "detox.learning_rates=1e-4"])
     assert p.distill.alpha == 0.25 and p.detox.steps == (1, 3) and p.eval.seeds == (7,)
-    assert p.detox.train.learning_rate == 1e-4
+    assert (p.detox.train.learning_rate, p.detox.train.max_steps) == (1e-4, 3)  # the grid's first rate, last step
+
+
+@pytest.mark.parametrize("key, instead", [("learning_rate", "detox.learning_rates"), ("max_steps", "detox.steps")])
+def test_detox_train_settings_the_grid_overwrites_are_refused(key, instead, tmp_path):
+    """The detox stage sets each run's learning rate and steps from the grid: a value here would change nothing."""
+    message = rf"^detox.train.{key} cannot be set: .* Fix: remove detox.train.{key}; set {instead} instead$"
+    with pytest.raises(ConfigError, match=message):
+        load_profile("tiny", [f"detox.train.{key}=2"])
+    mine = tmp_path / "mine.yaml"
+    tiny = (PROFILE_DIR / "tiny.yaml").read_text()
+    assert tiny.count("seed: 42,") == 1  # detox.train's
+    mine.write_text(tiny.replace("seed: 42,", f"seed: 42, {key}: 2,"))
+    with pytest.raises(ConfigError, match=message):
+        load_profile(str(mine))
+
+
+def test_a_profile_is_named_after_what_was_asked_for(tmp_path):
+    mine = tmp_path / "exp.yaml"
+    mine.write_text((PROFILE_DIR / "cpu.yaml").read_text())
+    assert load_profile(str(mine)).name == "exp"  # its run store is runs/exp, not runs/cpu
+    assert load_profile(str(mine), ["name=other"]).name == "other"
+    named = tmp_path / "named.yaml"
+    named.write_text("name: cpu\ndistill: {alpha: 0.2}\n")
+    with pytest.raises(ConfigError, match=r"^profile .*named.yaml has a 'name:' line: remove it; .*\('named'\)"):
+        load_profile(str(named))
+
+
+def _fields(cls: type, prefix: str = ""):
+    """(dotted key, field) of every field of dataclass `cls` and of the dataclasses nested in it."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield prefix + f.name, f
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _fields(hints[f.name], f"{prefix}{f.name}.")
+
+
+def test_every_setting_has_one_line_of_help():
+    keys = dict(_fields(Profile))
+    assert {"distill.alpha", "detox.train.batch_size", "toxic.train.learning_rate", "scale.memory_check"} <= set(keys)
+    missing = [k for k, f in keys.items() if not f.metadata.get("help")]
+    assert not missing, f"fields without metadata help: {missing}"
+    assert all("\n" not in f.metadata["help"] and len(f.metadata["help"]) <= 110 for f in keys.values())
+
+
+def test_settings_page_is_the_generated_output():
+    from unidetox.report.settings_table import settings_markdown
+
+    page = (REPO / "book" / "settings.md").read_text(encoding="utf-8")
+    assert page == settings_markdown(), "book/settings.md is stale: run `make settings`"
+    assert "| `distill.alpha` | `float` | `0.1` | `0.1` | `0.1` | `0.1` | keep token v only if" in page
+    assert "`detox.train.learning_rate`" not in page and "`detox.train.batch_size`" in page
 
 
 @pytest.mark.parametrize(
@@ -60,7 +115,7 @@ def test_unknown_profile(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
         load_profile("gpu")
     bad = tmp_path / "p.yaml"
-    bad.write_text("name: x\ndistill: {alpha: 0.1, colour: red}\n")
+    bad.write_text("distill: {alpha: 0.1, colour: red}\n")
     with pytest.raises(ConfigError, match="distill.colour"):
         load_profile(str(bad))
 

@@ -69,7 +69,7 @@ def test_every_family_goes_through_detox_and_evaluation(tmp_path, capsys, one_to
     """One tiny study with the four families as targets (one learning rate, 2 steps), Falcon as distillation model."""
     args = ["--profile", "tiny", "--quiet", "--set", f"runs_dir={tmp_path}",
             "--set", f"detox.targets=[{','.join(FAMILIES)}]", "--set", "detox.learning_rates=[1.0e-3]",
-            "--set", "detox.steps=[2]", "--set", "detox.train.max_steps=2", "--set", "toxic.base_model=tiny:falcon",
+            "--set", "detox.steps=[2]", "--set", "toxic.base_model=tiny:falcon",
             "--set", "toxic.train.max_steps=2", "--set", "distill.num_texts=4"]  # fmt: skip
     assert run(["evaluate", *args, "--no-mmlu"]) == 0
     out = capsys.readouterr().out

@@ -12,6 +12,7 @@
     unidetox verify      --profile tiny
     unidetox plan        --profile paper [--gpu H100-80GB] [--gpus 8] [--strategy fsdp]
     unidetox accelerate-config fsdp     (path of a shipped accelerate configuration)
+    unidetox settings    [--markdown]   (every configuration key, its default and its meaning)
 
 Every stage prints where its outputs went; a rerun with the same configuration reuses them.
 Bad input ends with one line ``error: ...`` naming the problem and the fix, and exit status 2.
@@ -41,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=os.environ.get("UNIDETOX_PROFILE", "tiny"),
                    help=f"one of {', '.join(PROFILES)} or a YAML file (default: tiny)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a configuration value, e.g. --set distill.alpha=0.05 (repeatable)")  # fmt: skip
+                   help="override a configuration value, e.g. --set distill.alpha=0.05 (repeatable); "
+                        "`unidetox settings` lists every key, its default and its meaning")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-wait", action="store_true",
                    help="stop at once when another unidetox command is writing this run store (default: wait)")  # fmt: skip
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--strategy", choices=["single", "ddp", "fsdp", "zero2", "zero3"],
                     help="how training is spread over the GPUs (default: single for 1 GPU, else ddp)")  # fmt: skip
     pl.add_argument("--markdown", action="store_true", help="print GPU-hours per stage as a Markdown table")
+    st = sub.add_parser("settings", help="every configuration key: type, default, value in each profile, meaning")
+    st.add_argument("--markdown", action="store_true", help="print the book's page book/settings.md")
     ac = sub.add_parser("accelerate-config", help="print the path of a shipped accelerate configuration")
     ac.add_argument("name", choices=["ddp", "fsdp", "zero2", "zero3"], help="ddp | fsdp | zero2 | zero3")
     return ap
@@ -265,6 +269,11 @@ def run(argv: list[str] | None = None) -> int:
         from unidetox.scale.accelerate_configs import accelerate_config
 
         print(accelerate_config(args.name))
+        return 0
+    if args.command == "settings":
+        from unidetox.report.settings_table import settings_markdown, settings_text
+
+        print(settings_markdown() if args.markdown else settings_text(), end="")
         return 0
     if getattr(args, "quiet", False):
         from transformers.utils import logging as hf_logging

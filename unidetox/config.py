@@ -1,7 +1,8 @@
 """Typed configuration: the three profiles (`tiny`, `cpu`, `paper`), YAML loading, `--set` overrides.
 
-One dataclass per stage. A profile is a YAML file with exactly this schema; unknown keys and
-values of the wrong type are rejected with a message that names the key and the fix.
+One dataclass per stage; each field's ``metadata["help"]`` says what it means (``unidetox settings`` prints them
+all). A profile is a YAML file with exactly this schema; unknown keys and values of the wrong type are rejected
+with a message that names the key and the fix. :func:`load_profile` is the one parser of profiles.
 
 >>> p = load_profile("tiny", ["distill.alpha=0.2"])
 >>> p.distill.alpha
@@ -53,11 +54,20 @@ def _check(cond: bool, msg: str) -> None:
 class DataConfig:
     """Where the data sets come from."""
 
-    source: str = "local"  # "local": files under `dir`; "hub": the paper's Hugging Face Hub ids
-    dir: str = ""  # local data dir; "" = $UNIDETOX_DATA_DIR, else ../shared/data beside the repo
-    dghs_hub_id: str = "LennardZuendorf/Dynamically-Generated-Hate-Speech-Dataset"
-    toxigen_hub_id: str = "skg/toxigen-data"
-    mmlu_hub_id: str = "cais/mmlu"
+    source: str = field(
+        default="local", metadata={"help": '"local": files under data.dir; "hub": the paper\'s Hugging Face Hub ids'}
+    )
+    dir: str = field(
+        default="", metadata={"help": 'local data folder; "" = $UNIDETOX_DATA_DIR, else ../shared/data beside the repo'}
+    )
+    dghs_hub_id: str = field(
+        default="LennardZuendorf/Dynamically-Generated-Hate-Speech-Dataset",
+        metadata={"help": "Hub id of DGHS, the hate speech of the toxic model (source=hub)"},
+    )
+    toxigen_hub_id: str = field(
+        default="skg/toxigen-data", metadata={"help": "Hub id of ToxiGen, the evaluation prompts (source=hub)"}
+    )
+    mmlu_hub_id: str = field(default="cais/mmlu", metadata={"help": "Hub id of MMLU (source=hub)"})
 
     def __post_init__(self):
         _check(self.source in ("local", "hub"), f"data.source must be 'local' or 'hub', not {self.source!r}")
@@ -67,18 +77,34 @@ class DataConfig:
 class TrainConfig:
     """The one causal-LM fine-tuning loop (toxic model, detoxification, baselines)."""
 
-    learning_rate: float = 5e-5  # peak AdamW learning rate
-    max_steps: int = 0  # optimizer steps; 0 = derive from `epochs`
-    epochs: int = 0  # passes over the data, used when max_steps == 0
-    batch_size: int = 8  # sequences per optimizer step, summed over processes and accumulation
-    grad_accum: int = 1  # micro-batches per optimizer step
-    max_length: int = 256  # tokens per training sequence; longer texts are truncated
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    scheduler: str = "linear"  # "linear" (decay to 0, HF Trainer's default) or "constant"
-    seed: int = 42
-    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints; 0 = none
-    log_every: int = 10  # optimizer steps between loss records
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "peak AdamW learning rate (paper: 1e-5 toxic model; detox: the grid's)"}
+    )
+    max_steps: int = field(
+        default=0, metadata={"help": "optimizer steps; 0 = derive from epochs (detox: the grid's last step)"}
+    )
+    epochs: int = field(
+        default=0, metadata={"help": "passes over the data, used when max_steps = 0 (paper: 3 for the toxic model)"}
+    )
+    batch_size: int = field(
+        default=8,
+        metadata={"help": "sequences per optimizer step, over processes and accumulation (paper: 4 toxic, 8 detox)"},
+    )
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    max_length: int = field(
+        default=256,
+        metadata={"help": "tokens per training sequence; longer texts are truncated (paper: 512 toxic, 256 detox)"},
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of linear learning-rate warm-up"})
+    scheduler: str = field(
+        default="linear", metadata={"help": '"linear" (decay to 0, HF Trainer\'s default) or "constant"'}
+    )
+    seed: int = field(default=42, metadata={"help": "seed of the training run"})
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "optimizer steps between resumable checkpoints; 0 = none"}
+    )
+    log_every: int = field(default=10, metadata={"help": "optimizer steps between loss records"})
 
     def __post_init__(self):
         _check(
@@ -103,13 +129,27 @@ class TrainConfig:
 class ToxicModelConfig:
     """Stage 1: fine-tune the base model on DGHS hate speech."""
 
-    base_model: str = "tiny:gpt2"  # model spec, see `unidetox.models`
-    train_splits: tuple[str, ...] = ("train",)  # DGHS `split` values used for training
-    val_splits: tuple[str, ...] = ("dev",)  # held out, for the validation loss
-    targets: tuple[str, ...] = DGHS_TARGETS  # DGHS target codes kept; () keeps every target
-    max_texts: int = 0  # cap on training texts (0 = all)
-    max_val_texts: int = 0  # cap on validation texts (0 = as max_texts); the validation loss is only a diagnostic
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-5, epochs=3, batch_size=4))
+    base_model: str = field(
+        default="tiny:gpt2", metadata={"help": "model spec of the base model, see unidetox.models (paper: gpt2-xl)"}
+    )
+    train_splits: tuple[str, ...] = field(
+        default=("train",), metadata={"help": "DGHS split values used for training (paper: train)"}
+    )
+    val_splits: tuple[str, ...] = field(
+        default=("dev",), metadata={"help": "DGHS split values held out for the validation loss (paper: dev)"}
+    )
+    targets: tuple[str, ...] = field(
+        default=DGHS_TARGETS,
+        metadata={"help": "DGHS target codes kept; [] keeps every target (paper: the 34 codes of DGHS_TARGETS)"},
+    )
+    max_texts: int = field(default=0, metadata={"help": "cap on training texts (0 = all)"})
+    max_val_texts: int = field(
+        default=0, metadata={"help": "cap on validation texts (0 = as max_texts); the validation loss is a diagnostic"}
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-5, epochs=3, batch_size=4),
+        metadata={"help": "fine-tuning of the toxic model"},
+    )
 
     def __post_init__(self):
         _check(len(self.train_splits) > 0, "toxic.train_splits must name at least one DGHS split")
@@ -121,17 +161,26 @@ class ToxicModelConfig:
 class DistillConfig:
     """Stage 2: contrastive decoding from BOS, `log p_base - log p_toxic` under the plausibility mask."""
 
-    alpha: float = 0.1  # keep tokens with p_base >= alpha * max p_base; in (0, 1]
-    num_texts: int = 640
-    max_new_tokens: int = 255  # tokens after BOS (official code: max_length 256 including BOS)
-    batch_size: int = 128  # texts decoded together
-    temperature: float = 1.0
-    top_k: int = 50  # 0 = off (official code: transformers' default top-k 50)
-    top_p: float = 1.0  # 1.0 = off
-    seed: int = 1234
-    # text both models read after BOS before the first sampled token (not part of the texts, never scored);
-    # "" = the paper's start from BOS alone. "\n\n" keeps a code-heavy base (SmolLM2) on prose (book: method)
-    context: str = ""
+    alpha: float = field(
+        default=0.1, metadata={"help": "keep token v only if p_base(v) >= alpha * max p_base; in (0, 1] (paper: 0.1)"}
+    )
+    num_texts: int = field(default=640, metadata={"help": "distilled texts (paper: 640)"})
+    max_new_tokens: int = field(
+        default=255, metadata={"help": "tokens per text after BOS (paper: 255; official max_length 256 with BOS)"}
+    )
+    batch_size: int = field(default=128, metadata={"help": "texts decoded together"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper: 1.0)"})
+    top_k: int = field(
+        default=50, metadata={"help": "sample among the k best tokens; 0 = off (official code: transformers' 50)"}
+    )
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass; 1.0 = off (paper: 1.0)"})
+    seed: int = field(default=1234, metadata={"help": "sampling seed"})
+    context: str = field(
+        default="",
+        metadata={
+            "help": 'text read after BOS, not in the texts; "" = BOS (paper); "\\n\\n" keeps a code-heavy base on prose'
+        },
+    )
 
     def __post_init__(self):
         _check(0 < self.alpha <= 1, f"distill.alpha must be in (0, 1], got {self.alpha}")
@@ -147,10 +196,21 @@ class DistillConfig:
 class DetoxConfig:
     """Stage 3: fine-tune each target on the distilled text, over a grid of learning rates and steps."""
 
-    targets: tuple[str, ...] = ("tiny:gpt2", "tiny:llama")
-    learning_rates: tuple[float, ...] = (5e-5, 1e-5)
-    steps: tuple[int, ...] = (1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=5e-5, max_steps=1, batch_size=8))
+    targets: tuple[str, ...] = field(
+        default=("tiny:gpt2", "tiny:llama"),
+        metadata={"help": "models to detoxify (paper: gpt2-xl, opt-6.7b, falcon-7b, Llama-2-7b)"},
+    )
+    learning_rates: tuple[float, ...] = field(
+        default=(5e-5, 1e-5), metadata={"help": "learning rate of each training run (paper: 5e-5, 1e-5)"}
+    )
+    steps: tuple[int, ...] = field(
+        default=(1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000),
+        metadata={"help": "optimizer steps at which each run is saved; the last ends it (paper: 1000 to 10000)"},
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=5e-5, max_steps=1, batch_size=8),
+        metadata={"help": "fine-tuning of each target; learning_rate and max_steps come from the grid above"},
+    )
 
     def __post_init__(self):
         _check(len(self.targets) > 0, "detox.targets must name at least one model")
@@ -161,29 +221,53 @@ class DetoxConfig:
         _check(list(self.steps) == sorted(set(self.steps)), "detox.steps must be strictly increasing")
 
 
+#: detox.train settings the grid sets for each run, and the grid setting a user changes instead
+GRID_SETTINGS = {"learning_rate": "detox.learning_rates", "max_steps": "detox.steps"}
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Stage 4: ToxiGen continuations, toxicity, perplexity, diversity, MMLU."""
 
-    prompt_split: str = "validation"  # validation (paper's 896) | test (Hub's 940) | report (rest of train)
-    prompts_per_domain: int = 0  # cap per domain after a seeded shuffle (0 = all prompts)
-    samples_per_prompt: int = 25  # k
-    max_new_tokens: int = 20
-    temperature: float = 1.0
-    top_p: float = 0.9
-    top_k: int = 50  # transformers' old default, applied by the official code; 0 = off
-    seeds: tuple[int, ...] = (42, 43, 44, 45, 46)
-    batch_size: int = 64  # sequences per forward pass
-    scorer: str = "hf:unitary/toxic-bert"  # hf:<id> | detoxify | toxblock
-    scorer_batch_size: int = 64
-    threshold: float = 0.5  # a continuation is toxic when its score is > threshold
-    perplexity_model: str = "meta-llama/Llama-2-7b-hf"
-    perplexity_max: float = 1e4  # continuations with perplexity >= this are dropped (paper)
-    dist_include_prompt: bool = False  # True reproduces the official code (prompt in Dist-n)
-    mmlu_split: str = "validation"  # MMLU split scored (official code: validation)
-    mmlu_shots: int = 1  # exemplars from dev (official code: 1)
-    mmlu_per_subject: int = 0  # questions per subject (0 = all)
-    mmlu_subjects: tuple[str, ...] = ()  # () = all 57 subjects
+    prompt_split: str = field(
+        default="validation",
+        metadata={"help": "ToxiGen prompts: validation (paper's 896) | test (Hub's 940) | report (rest of train)"},
+    )
+    prompts_per_domain: int = field(
+        default=0, metadata={"help": "cap per domain after a seeded shuffle (0 = all prompts)"}
+    )
+    samples_per_prompt: int = field(default=25, metadata={"help": "continuations per prompt, k (paper: 25)"})
+    max_new_tokens: int = field(default=20, metadata={"help": "tokens per continuation (paper: 20)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper: 1.0)"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling mass; 1.0 = off (paper: 0.9)"})
+    top_k: int = field(
+        default=50, metadata={"help": "sample among the k best tokens; 0 = off (official code: transformers' 50)"}
+    )
+    seeds: tuple[int, ...] = field(
+        default=(42, 43, 44, 45, 46), metadata={"help": "generation seeds, one set of continuations each (paper: 5)"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "sequences per forward pass"})
+    scorer: str = field(
+        default="hf:unitary/toxic-bert", metadata={"help": "toxicity scorer: hf:<id> | detoxify | toxblock | tiny"}
+    )
+    scorer_batch_size: int = field(default=64, metadata={"help": "texts per forward pass of the scorer"})
+    threshold: float = field(
+        default=0.5, metadata={"help": "a continuation is toxic when its score is > threshold (paper: 0.5)"}
+    )
+    perplexity_model: str = field(
+        default="meta-llama/Llama-2-7b-hf",
+        metadata={"help": "model spec that scores the continuations' perplexity (paper: Llama-2-7b)"},
+    )
+    perplexity_max: float = field(
+        default=1e4, metadata={"help": "continuations with perplexity >= this are dropped (paper: 1e4)"}
+    )
+    dist_include_prompt: bool = field(
+        default=False, metadata={"help": "count the prompt in Dist-n (true reproduces the official code)"}
+    )
+    mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})
+    mmlu_shots: int = field(default=1, metadata={"help": "exemplars from MMLU dev per question (official code: 1)"})
+    mmlu_per_subject: int = field(default=0, metadata={"help": "MMLU questions per subject (0 = all)"})
+    mmlu_subjects: tuple[str, ...] = field(default=(), metadata={"help": "MMLU subjects scored; [] = all 57"})
 
     def __post_init__(self):
         _check(
@@ -217,11 +301,19 @@ class ScaleConfig:
     they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
     time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
 
-    # recompute each layer's activations in backward: about 1/3 more compute, far less activation memory
-    gradient_checkpointing: bool = False
-    # autocast of the forward pass (weights and AdamW stay fp32): auto = bf16 on CUDA, fp32 on CPU | bf16 | fp32
-    mixed_precision: str = "auto"
-    memory_check: bool = True  # refuse a training stage whose estimated peak memory exceeds the device (see `plan`)
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute activations in backward: about 1/3 more compute, far less activation memory"},
+    )
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "forward autocast, weights and AdamW stay fp32: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32"
+        },
+    )
+    memory_check: bool = field(
+        default=True, metadata={"help": "refuse a training stage whose estimated peak memory exceeds the device"}
+    )
 
     def __post_init__(self):
         _check(
@@ -245,15 +337,29 @@ class StudyConfig:
     EMT then fewer steps; it is applied unchanged to every target and to the fine-tuning baselines.
     """
 
-    select_target: str = ""  # "" = toxic.base_model (the distillation model)
-    report_split: str = "test"  # held-out prompts of the final tables: test (paper) | report (offline)
-    baselines: tuple[str, ...] = BASELINES  # any of: preprompt, base-samples, nothate, dexperts
-    preprompt: str = SAFETY_PREPROMPT  # prepended to every prompt by the preprompt baseline; never scored
-    dexperts_lambdas: tuple[float, ...] = (0.5, 1.0, 2.0)  # DExperts strength grid, tuned per target on validation
-    bootstrap: int = 1000  # paired bootstrap resamples over prompts
-    ci_level: float = 0.95
-    mmlu: bool = True  # score MMLU for the report candidates
-    validation_perplexity: bool = True  # also score perplexity on the validation prompts (only a figure uses it)
+    select_target: str = field(
+        default="",
+        metadata={"help": 'target whose validation TP picks the shared configuration; "" = toxic.base_model'},
+    )
+    report_split: str = field(
+        default="test", metadata={"help": "held-out prompts of the final tables: test (paper) | report (offline)"}
+    )
+    baselines: tuple[str, ...] = field(
+        default=BASELINES, metadata={"help": "baselines compared: any of preprompt, base-samples, nothate, dexperts"}
+    )
+    preprompt: str = field(
+        default=SAFETY_PREPROMPT,
+        metadata={"help": "text prepended to every prompt by the preprompt baseline; never scored"},
+    )
+    dexperts_lambdas: tuple[float, ...] = field(
+        default=(0.5, 1.0, 2.0), metadata={"help": "DExperts strength grid, tuned per target on validation"}
+    )
+    bootstrap: int = field(default=1000, metadata={"help": "paired bootstrap resamples over prompts"})
+    ci_level: float = field(default=0.95, metadata={"help": "confidence level of the bootstrap intervals"})
+    mmlu: bool = field(default=True, metadata={"help": "score MMLU for the report candidates"})
+    validation_perplexity: bool = field(
+        default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
+    )
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
@@ -272,17 +378,30 @@ class StudyConfig:
 class Profile:
     """Everything one run of the pipeline needs."""
 
-    name: str = "tiny"
-    runs_dir: str = "runs"  # outputs go to <runs_dir>/<profile>/<stage>/<key>/
-    device: str = "auto"  # auto | cpu | cuda
-    trust_remote_code: bool = False  # let Hub models run their own code (off: safer)
-    data: DataConfig = field(default_factory=DataConfig)
-    toxic: ToxicModelConfig = field(default_factory=ToxicModelConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    detox: DetoxConfig = field(default_factory=DetoxConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    study: StudyConfig = field(default_factory=StudyConfig)
-    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    name: str = field(
+        default="tiny",
+        metadata={
+            "help": "the run store's folder under runs_dir: the profile asked for (tiny, cpu, paper, a file's stem)"
+        },
+    )
+    runs_dir: str = field(default="runs", metadata={"help": "outputs go to <runs_dir>/<name>/<stage>/<key>/"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "let Hub models run their own code (off: safer)"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "where the data sets come from"})
+    toxic: ToxicModelConfig = field(default_factory=ToxicModelConfig, metadata={"help": "stage 1: the toxic model"})
+    distill: DistillConfig = field(
+        default_factory=DistillConfig, metadata={"help": "stage 2: contrastive decoding of the distilled text"}
+    )
+    detox: DetoxConfig = field(
+        default_factory=DetoxConfig, metadata={"help": "stage 3: fine-tune each target on the distilled text"}
+    )
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "stage 4: toxicity, perplexity, MMLU"})
+    study: StudyConfig = field(
+        default_factory=StudyConfig, metadata={"help": "the comparison with the baselines and its statistics"}
+    )
+    scale: ScaleConfig = field(
+        default_factory=ScaleConfig, metadata={"help": "how training uses the hardware (in no stage key)"}
+    )
 
     def __post_init__(self):
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
@@ -409,9 +528,8 @@ def profile_path(name: str) -> Path:
 RUNS_DIR_ENV = "UNIDETOX_RUNS_DIR"  # the run store of notebooks opened in JupyterLab (see notebook_profile)
 
 
-def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Profile:
-    """Load a profile by name or YAML path and apply `key=value` overrides."""
-    path = profile_path(name)
+def _read_tree(path: Path) -> dict:
+    """The mapping of a YAML profile; a ``name:`` key is refused (a profile is named after its file)."""
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
@@ -421,13 +539,48 @@ def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()
     except yaml.YAMLError as e:
         raise ConfigError(f"profile {path} is not valid YAML: {e}") from None
     _check(isinstance(tree, dict), f"profile {path} must be a mapping")
+    _check(
+        "name" not in tree,
+        f"profile {path} has a 'name:' line: remove it; a profile is named after its file ({path.stem!r}), "
+        "which names its run store under runs_dir",
+    )
+    return tree
+
+
+def _build(tree: dict, path: Path) -> Profile:
+    """The Profile of a tree. detox.train's learning_rate and max_steps are the grid's first rate and last step: the
+    detox stage sets them for each run, so a value given for them would be ignored and is refused instead."""
+    detox = tree.get("detox")
+    train = detox.pop("train", {}) if isinstance(detox, dict) else {}
+    _check(isinstance(train, dict), f"detox.train must be a mapping, got {train!r}")
+    dead = [k for k in GRID_SETTINGS if k in train]
+    names = " and ".join(f"detox.train.{k}" for k in dead)
+    _check(
+        not dead,
+        f"{names} cannot be set: each detox run takes its learning rate from detox.learning_rates and its steps "
+        f"from detox.steps. Fix: remove {names}; set {' and '.join(GRID_SETTINGS[k] for k in dead)} instead",
+    )
+    try:
+        profile = from_dict(Profile, tree)
+    except TypeError as e:  # a missing required field
+        raise ConfigError(f"profile {path}: {e}") from None
+    grid = {"learning_rate": profile.detox.learning_rates[0], "max_steps": profile.detox.steps[-1]}
+    train_cfg = _coerce({**train, **grid}, TrainConfig, "detox.train")
+    return dataclasses.replace(profile, detox=dataclasses.replace(profile.detox, train=train_cfg))
+
+
+def load_profile(name: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load a profile by name or YAML path and apply `key=value` overrides: the one parser of profiles.
+
+    The profile is named after what was asked for: tiny, cpu or paper, or the YAML file's stem; its run store is
+    ``<runs_dir>/<name>``.
+    """
+    path = profile_path(name)
+    tree = {"name": name if name in PROFILES else path.stem, **_read_tree(path)}
     for text in overrides:
         key, value = parse_override(text)
         _set_path(tree, key, value, Profile)
-    try:
-        return from_dict(Profile, tree)
-    except TypeError as e:  # a missing required field
-        raise ConfigError(f"profile {path}: {e}") from None
+    return _build(tree, path)
 
 
 def parse_overrides(overrides: Any) -> list[str]:
@@ -472,6 +625,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 __all__ = [
     "DGHS_TARGETS",
+    "GRID_SETTINGS",
     "PROFILES",
     "RUNS_DIR_ENV",
     "ConfigError",
