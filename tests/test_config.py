@@ -39,7 +39,10 @@ def test_overrides_are_typed():
     assert (p.detox.train.learning_rate, p.detox.train.max_steps) == (1e-4, 3)  # the grid's first rate, last step
 
 
-@pytest.mark.parametrize("key, instead", [("learning_rate", "detox.learning_rates"), ("max_steps", "detox.steps")])
+@pytest.mark.parametrize(
+    "key, instead",
+    [("learning_rate", "detox.learning_rates"), ("max_steps", "detox.steps"), ("epochs", "detox.steps")],
+)
 def test_detox_train_settings_the_grid_overwrites_are_refused(key, instead, tmp_path):
     """The detox stage sets each run's learning rate and steps from the grid: a value here would change nothing."""
     message = rf"^detox.train.{key} cannot be set: .* Fix: remove detox.train.{key}; set {instead} instead$"

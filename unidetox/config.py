@@ -221,8 +221,9 @@ class DetoxConfig:
         _check(list(self.steps) == sorted(set(self.steps)), "detox.steps must be strictly increasing")
 
 
-#: detox.train settings the grid sets for each run, and the grid setting a user changes instead
-GRID_SETTINGS = {"learning_rate": "detox.learning_rates", "max_steps": "detox.steps"}
+#: detox.train settings the grid sets for each run (epochs: max_steps always bounds a detox run), and the grid
+#: setting a user changes instead
+GRID_SETTINGS = {"learning_rate": "detox.learning_rates", "max_steps": "detox.steps", "epochs": "detox.steps"}
 
 
 @dataclass(frozen=True)
