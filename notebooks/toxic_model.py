@@ -49,8 +49,8 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.analysis import textstats as TS
-from unidetox.config import load_profile
 from unidetox.models import load_tokenizer
+from unidetox.profile_loader import load_profile
 from unidetox.report import facts
 from unidetox.report import page_tables as PT
 from unidetox.report import provenance as pv

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from unidetox.config import PROFILE_DIR, PROFILES, ConfigError, Profile, from_dict, load_profile, to_dict
+from unidetox.config import PROFILE_DIR, PROFILES, ConfigError, Profile, to_dict
+from unidetox.profile_loader import from_dict, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +125,7 @@ def test_unknown_profile(tmp_path):
 
 
 def test_notebook_profile_accepts_papermill_strings():
-    from unidetox.config import notebook_profile
+    from unidetox.profile_loader import notebook_profile
 
     assert notebook_profile("tiny", '["distill.alpha=0.5", "eval.seeds=[1]"]').eval.seeds == (1,)
     assert notebook_profile("tiny", "distill.alpha=0.5").distill.alpha == 0.5

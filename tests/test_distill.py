@@ -197,8 +197,8 @@ def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path
 def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread):
     """`distill.context` reaches the decoder as tokens after BOS; left empty it stays out of the stage key."""
     from unidetox import pipeline as P
-    from unidetox.config import load_profile
     from unidetox.models import load_model
+    from unidetox.profile_loader import load_profile
 
     sets = [f"runs_dir={tmp_path}", "distill.num_texts=3", "distill.max_new_tokens=6", "distill.batch_size=3"]
     plain = load_profile("tiny", sets)

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
-from unidetox.config import load_profile
 from unidetox.measure.scorers import load_scorer
 from unidetox.pipeline.explore import (
     COLUMNS,
@@ -25,6 +24,7 @@ from unidetox.pipeline.explore import (
     summary,
     toxigen_choices,
 )
+from unidetox.profile_loader import load_profile
 from unidetox.store import read_jsonl
 
 PROMPT = "the people who live next door are"

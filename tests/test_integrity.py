@@ -42,7 +42,7 @@ from harness import (
 
 import unidetox.pipeline as P
 from unidetox.cli import run
-from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig, load_profile, parse_override
+from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig
 from unidetox.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
 from unidetox.measure.evaluate import EvaluationError, prompt_budget
 from unidetox.method.distill import DistillError, check_length
@@ -50,6 +50,7 @@ from unidetox.method.generate import GenerationSettings, fit_left, generate_unit
 from unidetox.method.sampling import CausalLMSource, sample_loop, strip_after_eos
 from unidetox.method.train import TrainError, train_causal_lm
 from unidetox.models import ModelLoadError, load_model, save_model
+from unidetox.profile_loader import load_profile, parse_override
 from unidetox.store import StageDir, atomic_dir, read_json, read_jsonl, write_text
 
 

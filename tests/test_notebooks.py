@@ -11,7 +11,8 @@ import jupytext
 import pandas as pd
 import pytest
 
-from unidetox.config import RUNS_DIR_ENV, ConfigError, notebook_profile
+from unidetox.config import ConfigError
+from unidetox.profile_loader import RUNS_DIR_ENV, notebook_profile
 from unidetox.report.book import find_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from unidetox.config import load_profile, to_dict
+from unidetox.config import to_dict
+from unidetox.profile_loader import load_profile
 from unidetox.report import facts
 from unidetox.report import provenance as pv
 

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from unidetox.config import ConfigError, ScaleConfig, TrainConfig, load_profile
+from unidetox.config import ConfigError, ScaleConfig, TrainConfig
 from unidetox.method.train import (
     mixed_precision,
     pad_batch,
@@ -18,6 +18,7 @@ from unidetox.method.train import (
     train_causal_lm,
 )
 from unidetox.models import load_model
+from unidetox.profile_loader import load_profile
 from unidetox.scale.accelerate_configs import CONFIGS, accelerate_config
 from unidetox.scale.errors import PlanError
 from unidetox.scale.hardware import Hardware

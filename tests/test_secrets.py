@@ -27,7 +27,8 @@ from harness import FAKE_TOKEN, REPO, cli_env, half_written, reference_run, run_
 
 import unidetox.measure.scorers as S
 from unidetox.cli import run
-from unidetox.config import PROFILES, Profile, load_profile, to_dict
+from unidetox.config import PROFILES, Profile, to_dict
+from unidetox.profile_loader import load_profile
 
 SOURCES = sorted((REPO / "unidetox").glob("*.py"))
 TOKEN_SHAPED = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # what a real Hugging Face access token looks like
@@ -255,7 +256,8 @@ overrides = []
 import os
 
 from unidetox import pipeline as P
-from unidetox.config import notebook_profile, to_dict
+from unidetox.config import to_dict
+from unidetox.profile_loader import notebook_profile
 
 prof = notebook_profile(profile, overrides)
 print("token set in this kernel:", os.environ.get("HF_TOKEN", "")[:3] == "hf_")

@@ -11,7 +11,8 @@ import pytest
 
 from unidetox import pipeline as P
 from unidetox.cli import run
-from unidetox.config import ConfigError, load_profile
+from unidetox.config import ConfigError
+from unidetox.profile_loader import load_profile
 
 
 @pytest.fixture(scope="module")

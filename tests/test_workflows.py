@@ -13,10 +13,10 @@ from harness import DATA_DIR, half_written, temporary_leftovers
 from test_bad_inputs import check_failure
 
 from unidetox.cli import run
-from unidetox.config import load_profile
 from unidetox.measure.metrics import summarize_over_seeds
 from unidetox.pipeline.detox_on_texts import paper_train_config
 from unidetox.pipeline.score import model_key
+from unidetox.profile_loader import load_profile
 from unidetox.report.cards import base_model_info
 from unidetox.texts import RELEASED_CSV
 

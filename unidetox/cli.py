@@ -32,8 +32,9 @@ import threading
 import time
 from pathlib import Path
 
-from unidetox.config import PROFILES, ConfigError, load_profile
+from unidetox.config import PROFILES, ConfigError
 from unidetox.errors import UnidetoxError
+from unidetox.profile_loader import load_profile
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

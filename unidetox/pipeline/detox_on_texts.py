@@ -14,8 +14,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from unidetox.config import ConfigError, Profile, TrainConfig, load_profile
+from unidetox.config import ConfigError, Profile, TrainConfig
 from unidetox.models import check_model_folder
+from unidetox.profile_loader import load_profile
 from unidetox.store import StoreError, atomic_dir
 
 #: checkpoints of long runs: every `CHECKPOINT_EVERY` steps (the paper profile's), or 4 per run when shorter

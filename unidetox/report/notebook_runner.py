@@ -100,7 +100,8 @@ def parse_params(items: Iterable[str]) -> dict[str, Any]:
 
 def profile_hash(profile: str, overrides: Iterable[str] = ()) -> str:
     """Hash (16 hex digits) of the resolved profile, so that a changed setting re-executes the notebooks."""
-    from unidetox.config import load_profile, to_dict
+    from unidetox.config import to_dict
+    from unidetox.profile_loader import load_profile
 
     return stage_key(to_dict(load_profile(profile, list(overrides))))
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from unidetox.config import ConfigError, parse_overrides
+from unidetox.config import ConfigError
+from unidetox.profile_loader import parse_overrides
 from unidetox.report.book import find_notebooks, toc_files
 from unidetox.report.facts import ProvenanceError
 
@@ -102,7 +103,7 @@ def stage_time_table(summaries: pd.DataFrame) -> pd.DataFrame:
 
 
 def override_list(overrides: Any) -> list[str]:
-    """A notebook's ``overrides`` parameter as a list of ``key=value`` strings (see ``config.parse_overrides``)."""
+    """A notebook's ``overrides`` parameter as a list of ``key=value`` strings (see ``profile_loader.parse_overrides``)."""
     try:
         return parse_overrides(overrides)
     except ConfigError as e:
