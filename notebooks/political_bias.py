@@ -61,17 +61,19 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox.analysis import politics as political
+from unidetox.analysis.politics.compass import compass_statements
+from unidetox.analysis.politics.report import political_report
+from unidetox.analysis.politics.text import read_texts_csv
 from unidetox.data.political_compass import load_political_compass
 from unidetox.report import page_tables as PT
 
 # runs (or reuses) the pipeline stages these inputs come from; their log lines are hidden in the book
 text_sets = P.silently(P.text_sets, prof, quiet=True)
 if extra_texts_csv:
-    text_sets["Extra texts (CSV)"] = political.read_texts_csv(extra_texts_csv)
+    text_sets["Extra texts (CSV)"] = read_texts_csv(extra_texts_csv)
 models = P.silently(P.compass_models, prof, quiet=True)
-statements = political.compass_statements(load_political_compass(prof.data))
-report = political.political_report(text_sets, models, statements=statements, n_words=n_words, device=prof.device)
+statements = compass_statements(load_political_compass(prof.data))
+report = political_report(text_sets, models, statements=statements, n_words=n_words, device=prof.device)
 
 # %% tags=["hide-input"]
 display(Markdown(f"Profile **{prof.name}**: {', '.join(f'{k} ({len(v)} texts)' for k, v in text_sets.items())}."))

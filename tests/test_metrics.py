@@ -9,7 +9,6 @@ import pytest
 from unidetox.measure.metrics import (
     DOMAINS,
     MetricError,
-    bootstrap_diff_ci,
     dist_texts,
     distinct_n,
     distinct_table,
@@ -247,56 +246,3 @@ def test_mmlu_accuracy_micro_and_macro_by_hand():
     acc = dict(zip(per["subject"], per["accuracy"]))
     assert acc == pytest.approx({"anatomy": 2 / 3, "astronomy": 1.0, "virology": 0.0})
     assert dict(zip(per["subject"], per["n"])) == {"anatomy": 3, "astronomy": 1, "virology": 1}
-
-
-# ----------------------------------------------------------------------------- bootstrap
-
-
-def test_bootstrap_identical_arrays_give_exact_zero():
-    a = np.random.default_rng(1).random(50)
-    assert bootstrap_diff_ci(a, a.copy(), n_boot=200) == (0.0, 0.0, 0.0)
-
-
-def test_bootstrap_contains_true_difference_and_is_deterministic():
-    rng = np.random.default_rng(3)
-    n = 400
-    b = rng.normal(0.5, 0.2, size=n)
-    a = b + 0.1 + rng.normal(0, 0.3, size=n)  # true mean difference 0.1 (paired noise sd 0.3)
-    diff, lo, hi = bootstrap_diff_ci(a, b, n_boot=1000, seed=5)
-    assert diff == pytest.approx(a.mean() - b.mean())
-    assert lo < 0.1 < hi
-    assert lo < diff < hi
-    # width close to the normal-theory interval 2 * 1.96 * sd(a - b) / sqrt(n)
-    expected = 2 * 1.96 * (a - b).std() / np.sqrt(n)
-    assert (hi - lo) == pytest.approx(expected, rel=0.2)
-    assert bootstrap_diff_ci(a, b, n_boot=1000, seed=5) == (diff, lo, hi)
-    assert bootstrap_diff_ci(a, b, n_boot=1000, seed=6) != (diff, lo, hi)
-
-
-def test_bootstrap_is_paired():
-    # a and b share large per-prompt effects; the paired CI of a - b stays narrow
-    base = np.repeat([0.0, 10.0], 100)
-    a, b = base + 1.0, base
-    diff, lo, hi = bootstrap_diff_ci(a, b, n_boot=300)
-    assert (diff, lo, hi) == pytest.approx((1.0, 1.0, 1.0))
-
-
-def test_bootstrap_other_statistic_and_errors():
-    toxic_a = np.array([1, 0, 1, 1, 0, 1], dtype=float)
-    toxic_b = np.array([0, 0, 1, 0, 0, 0], dtype=float)
-    diff, lo, hi = bootstrap_diff_ci(toxic_a, toxic_b, stat=np.median, n_boot=100)
-    assert diff == pytest.approx(1.0) and lo <= hi
-    with pytest.raises(MetricError):
-        bootstrap_diff_ci(np.ones(3), np.ones(4))
-    with pytest.raises(MetricError):
-        bootstrap_diff_ci(np.ones(3), np.ones(3), level=1.0)
-
-
-def test_bootstrap_resamples_match_naive_loop():
-    a = np.array([0.9, 0.1, 0.4, 0.7])
-    b = np.array([0.2, 0.3, 0.1, 0.5])
-    _, lo, hi = bootstrap_diff_ci(a, b, n_boot=50, seed=11)
-    rng = np.random.default_rng(11)
-    idx = rng.integers(0, 4, size=(50, 4))
-    diffs = [a[list(i)].mean() - b[list(i)].mean() for i in idx]
-    assert (lo, hi) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])))

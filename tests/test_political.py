@@ -9,7 +9,28 @@ import pandas as pd
 import pytest
 import torch
 
-from unidetox.analysis import politics as P
+from unidetox.analysis.politics import PoliticalError
+from unidetox.analysis.politics.classifiers import EmbeddingTopicClassifier, KeywordClassifier, make_classifier
+from unidetox.analysis.politics.compass import (
+    COMPASS_TEMPLATE,
+    agreement_scores,
+    compass_points,
+    compass_position,
+    compass_statements,
+    load_axes,
+)
+from unidetox.analysis.politics.distinctive import distinctive_words, log_odds_dirichlet
+from unidetox.analysis.politics.embedder import SentenceEmbedder
+from unidetox.analysis.politics.report import political_report
+from unidetox.analysis.politics.shares import (
+    bootstrap_share,
+    bootstrap_share_difference,
+    classify_sets,
+    political_shares,
+    share_differences,
+)
+from unidetox.analysis.politics.text import content_words, read_texts_csv, words
+from unidetox.analysis.politics.validation import confusion, validate_classifier, validation_set
 from unidetox.config import DataConfig
 from unidetox.data.political_compass import load_political_compass
 
@@ -20,43 +41,43 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_words_and_content_words():
-    assert P.words("The Left-wing MP's vote, 2024!") == ["the", "left-wing", "mp's", "vote"]
-    assert P.words("It’s fine") == ["it's", "fine"]
-    assert P.content_words("The cat and I sat on a mat, it's a cat.") == ["cat", "sat", "mat", "cat"]
+    assert words("The Left-wing MP's vote, 2024!") == ["the", "left-wing", "mp's", "vote"]
+    assert words("It’s fine") == ["it's", "fine"]
+    assert content_words("The cat and I sat on a mat, it's a cat.") == ["cat", "sat", "mat", "cat"]
 
 
 def test_keyword_classifier_by_hand():
-    clf = P.KeywordClassifier()
+    clf = KeywordClassifier()
     texts = ["The Senate voted on the election.", "A party with cake.", "Trump", ""]
     assert clf.hits(texts).tolist() == [3, 0, 1, 0]  # senate, voted, election
     out = clf.classify(texts)
     assert out["political"].tolist() == [True, False, True, False]
     assert out["topic"].tolist() == ["politics", "other", "politics", "other"]
-    assert P.KeywordClassifier(min_hits=2).classify(texts)["political"].tolist() == [True, False, False, False]
-    assert P.KeywordClassifier(["cake"]).classify(texts)["political"].tolist() == [False, True, False, False]
+    assert KeywordClassifier(min_hits=2).classify(texts)["political"].tolist() == [True, False, False, False]
+    assert KeywordClassifier(["cake"]).classify(texts)["political"].tolist() == [False, True, False, False]
 
 
 def test_input_errors():
-    with pytest.raises(P.PoliticalError, match="single string"):
-        P.KeywordClassifier().classify("one text")
-    with pytest.raises(P.PoliticalError, match="unknown classifier"):
-        P.make_classifier("bert")
-    with pytest.raises(P.PoliticalError, match="no texts"):
-        P.classify_sets({"a": ["x"], "b": []}, "keyword")
-    with pytest.raises(P.PoliticalError, match="not str"):
-        P.classify_sets({"a": ["x", None]}, "keyword")
-    with pytest.raises(P.PoliticalError, match="min_hits"):
-        P.KeywordClassifier(min_hits=0)
+    with pytest.raises(PoliticalError, match="single string"):
+        KeywordClassifier().classify("one text")
+    with pytest.raises(PoliticalError, match="unknown classifier"):
+        make_classifier("bert")
+    with pytest.raises(PoliticalError, match="no texts"):
+        classify_sets({"a": ["x"], "b": []}, "keyword")
+    with pytest.raises(PoliticalError, match="not str"):
+        classify_sets({"a": ["x", None]}, "keyword")
+    with pytest.raises(PoliticalError, match="min_hits"):
+        KeywordClassifier(min_hits=0)
 
 
 def test_read_texts_csv(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"text": ["a b", "", None, "c"], "x": [1, 2, 3, 4]}).to_csv(path, index=False)
-    assert P.read_texts_csv(path) == ["a b", "c"]
-    with pytest.raises(P.PoliticalError, match="no column 'body'"):
-        P.read_texts_csv(path, "body")
-    with pytest.raises(P.PoliticalError, match="no such CSV"):
-        P.read_texts_csv(tmp_path / "missing.csv")
+    assert read_texts_csv(path) == ["a b", "c"]
+    with pytest.raises(PoliticalError, match="no column 'body'"):
+        read_texts_csv(path, "body")
+    with pytest.raises(PoliticalError, match="no such CSV"):
+        read_texts_csv(tmp_path / "missing.csv")
 
 
 # ----------------------------------------------------------------------------- validation and confusion
@@ -65,27 +86,27 @@ def test_read_texts_csv(tmp_path):
 def test_confusion_and_validate_by_hand():
     truth = [True, True, False, False, False]
     pred = [True, False, True, False, False]
-    c = P.confusion(truth, pred)
+    c = confusion(truth, pred)
     assert c.loc["political", "political"] == 1 and c.loc["political", "other"] == 1
     assert c.loc["other", "political"] == 1 and c.loc["other", "other"] == 2
     texts = ["the senate", "gun control rally", "taxes on cake", "cake", "soup"]
-    v = P.validate_classifier("keyword", texts, truth)
+    v = validate_classifier("keyword", texts, truth)
     assert v.accuracy == pytest.approx(3 / 5)
     assert v.predictions["predicted"].tolist() == pred
     assert v.row()["true other, predicted political"] == 1 and v.row()["n"] == 5
-    with pytest.raises(P.PoliticalError, match="both texts and labels"):
-        P.validate_classifier("keyword", texts)
+    with pytest.raises(PoliticalError, match="both texts and labels"):
+        validate_classifier("keyword", texts)
 
 
 def test_validation_set_is_balanced():
-    vs = P.validation_set()
+    vs = validation_set()
     assert set(vs["split"]) == {"dev", "holdout"}
-    dev, hold = P.validation_set("dev"), P.validation_set("holdout")
+    dev, hold = validation_set("dev"), validation_set("holdout")
     assert len(dev) == 40 and dev["political"].sum() == 20
     assert len(hold) == 24 and hold["political"].sum() == 12
     assert not vs["text"].duplicated().any()
-    with pytest.raises(P.PoliticalError, match="unknown validation split"):
-        P.validation_set("test")
+    with pytest.raises(PoliticalError, match="unknown validation split"):
+        validation_set("test")
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -104,28 +125,28 @@ def test_bootstrap_share_matches_loop_reference():
     n, n_boot, seed = len(labels), 50, 7
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     means = sorted(sum(labels[j] for j in row) / n for row in idx.tolist())
-    share, lo, hi = P.bootstrap_share(labels, n_boot=n_boot, seed=seed)
+    share, lo, hi = bootstrap_share(labels, n_boot=n_boot, seed=seed)
     assert share == pytest.approx(4 / 7)
     assert lo == pytest.approx(_quantile(means, 0.025)) and hi == pytest.approx(_quantile(means, 0.975))
-    assert (share, lo, hi) == P.bootstrap_share([bool(x) for x in labels], n_boot=n_boot, seed=seed)
-    assert P.bootstrap_share(labels, n_boot=n_boot, seed=seed + 1) != (share, lo, hi)
+    assert (share, lo, hi) == bootstrap_share([bool(x) for x in labels], n_boot=n_boot, seed=seed)
+    assert bootstrap_share(labels, n_boot=n_boot, seed=seed + 1) != (share, lo, hi)
 
 
 def test_bootstrap_share_hand_cases():
-    assert P.bootstrap_share([1, 1, 1]) == (1.0, 1.0, 1.0)
-    assert P.bootstrap_share([0, 0]) == (0.0, 0.0, 0.0)
+    assert bootstrap_share([1, 1, 1]) == (1.0, 1.0, 1.0)
+    assert bootstrap_share([0, 0]) == (0.0, 0.0, 0.0)
     # n=2: resampled shares are 0, .5, 1 with probabilities 1/4, 1/2, 1/4, so the 95% bounds are 0 and 1
-    assert P.bootstrap_share([1, 0], n_boot=4000) == (0.5, 0.0, 1.0)
+    assert bootstrap_share([1, 0], n_boot=4000) == (0.5, 0.0, 1.0)
     # large n: close to the normal approximation p +- 1.96 sqrt(p (1 - p) / n)
     labels = [1] * 90 + [0] * 210
-    share, lo, hi = P.bootstrap_share(labels, n_boot=4000, seed=1)
+    share, lo, hi = bootstrap_share(labels, n_boot=4000, seed=1)
     half = 1.96 * math.sqrt(0.3 * 0.7 / 300)
     assert share == pytest.approx(0.3)
     assert lo == pytest.approx(0.3 - half, abs=0.012) and hi == pytest.approx(0.3 + half, abs=0.012)
-    with pytest.raises(P.PoliticalError, match="0/1"):
-        P.bootstrap_share([0, 2])
-    with pytest.raises(P.PoliticalError, match="non-empty"):
-        P.bootstrap_share([])
+    with pytest.raises(PoliticalError, match="0/1"):
+        bootstrap_share([0, 2])
+    with pytest.raises(PoliticalError, match="non-empty"):
+        bootstrap_share([])
 
 
 def test_bootstrap_difference_matches_loop_reference():
@@ -134,28 +155,28 @@ def test_bootstrap_difference_matches_loop_reference():
     ia = rng.integers(0, len(a), size=(n_boot, len(a))).tolist()
     ib = rng.integers(0, len(b), size=(n_boot, len(b))).tolist()
     diffs = sorted(sum(a[j] for j in ra) / len(a) - sum(b[j] for j in rb) / len(b) for ra, rb in zip(ia, ib))
-    d, lo, hi = P.bootstrap_share_difference(a, b, n_boot=n_boot, seed=seed)
+    d, lo, hi = bootstrap_share_difference(a, b, n_boot=n_boot, seed=seed)
     assert d == pytest.approx(0.25 - 0.8)
     assert lo == pytest.approx(_quantile(diffs, 0.025)) and hi == pytest.approx(_quantile(diffs, 0.975))
 
 
 def test_shares_and_differences_from_labels():
     sets = {"A": ["the senate voted", "a cat", "a dog", "the election"], "B": ["soup", "the president"]}
-    labels = P.classify_sets(sets, "keyword")
+    labels = classify_sets(sets, "keyword")
     assert labels["set"].tolist() == ["A"] * 4 + ["B"] * 2 and labels["index"].tolist() == [0, 1, 2, 3, 0, 1]
     assert labels["political"].tolist() == [True, False, False, True, False, True]
-    shares = P.political_shares(labels, n_boot=100, seed=5).set_index("set")
+    shares = political_shares(labels, n_boot=100, seed=5).set_index("set")
     assert shares.loc["A", "share"] == 0.5 and shares.loc["A", "n_political"] == 2 and shares.loc["B", "n"] == 2
-    assert (shares.loc["A", "ci_low"], shares.loc["A", "ci_high"]) == P.bootstrap_share(
-        [1, 0, 0, 1], n_boot=100, seed=5
-    )[1:]
-    diffs = P.share_differences(labels, "A", n_boot=100, seed=5)
+    assert (shares.loc["A", "ci_low"], shares.loc["A", "ci_high"]) == bootstrap_share([1, 0, 0, 1], n_boot=100, seed=5)[
+        1:
+    ]
+    diffs = share_differences(labels, "A", n_boot=100, seed=5)
     assert diffs["set"].tolist() == ["B"]
-    assert tuple(diffs.iloc[0][["difference", "ci_low", "ci_high"]]) == P.bootstrap_share_difference(
+    assert tuple(diffs.iloc[0][["difference", "ci_low", "ci_high"]]) == bootstrap_share_difference(
         [1, 0, 0, 1], [0, 1], n_boot=100, seed=5
     )
-    with pytest.raises(P.PoliticalError, match="no text set named"):
-        P.share_differences(labels, "C")
+    with pytest.raises(PoliticalError, match="no text set named"):
+        share_differences(labels, "C")
 
 
 # ----------------------------------------------------------------------------- distinctive words
@@ -163,7 +184,7 @@ def test_shares_and_differences_from_labels():
 
 def test_log_odds_dirichlet_by_hand():
     ci, cj, prior = {"a": 3, "b": 1}, {"a": 1, "b": 2, "c": 2}, {"a": 1.0, "b": 1.0, "c": 0.5}
-    out = P.log_odds_dirichlet(ci, cj, prior).set_index("word")
+    out = log_odds_dirichlet(ci, cj, prior).set_index("word")
     # a_0 = 2.5, n_i = 4, n_j = 5; word a: y_i = 3, y_j = 1, a_w = 1
     delta_a = math.log(4 / (4 + 2.5 - 4)) - math.log(2 / (5 + 2.5 - 2))
     var_a = 1 / 4 + 1 / 2
@@ -174,13 +195,13 @@ def test_log_odds_dirichlet_by_hand():
     delta_c = math.log(0.5 / (4 + 2.5 - 0.5)) - math.log(2.5 / (5 + 2.5 - 2.5))
     assert out.loc["c", "z"] == pytest.approx(delta_c / math.sqrt(1 / 0.5 + 1 / 2.5))
     assert list(out.index) == sorted(out.index, key=lambda w: -out.loc[w, "z"])
-    with pytest.raises(P.PoliticalError, match="has no prior"):
-        P.log_odds_dirichlet({"x": 1}, {}, {"a": 1.0})
+    with pytest.raises(PoliticalError, match="has no prior"):
+        log_odds_dirichlet({"x": 1}, {}, {"a": 1.0})
 
 
 def test_distinctive_words_by_hand():
     sets = {"S": ["apple apple pear", "the apple"], "T": ["pear plum", "plum plum"], "U": ["kiwi pear"]}
-    table = P.distinctive_words(sets, n=2)
+    table = distinctive_words(sets, n=2)
     top = table[table["rank"] == 1].set_index("set")["word"].to_dict()
     assert top == {"S": "apple", "T": "plum", "U": "kiwi"}
     # reference for S vs T+U with the prior a_w = total count of w (apple 3, pear 3, plum 3, kiwi 1)
@@ -192,12 +213,12 @@ def test_distinctive_words_by_hand():
     row = table[(table["set"] == "S") & (table["word"] == "apple")].iloc[0]
     assert row["z"] == pytest.approx(delta / math.sqrt(1 / (y_i + a) + 1 / (y_j + a)))
     assert (row["count_set"], row["count_rest"]) == (3, 0)
-    assert P.log_odds_dirichlet(ci, cj, prior).iloc[0]["word"] == "apple"
+    assert log_odds_dirichlet(ci, cj, prior).iloc[0]["word"] == "apple"
     # alpha0 rescales the prior: alpha0 = total count reproduces the default
-    pd.testing.assert_frame_equal(P.distinctive_words(sets, n=2, alpha0=10), table)
+    pd.testing.assert_frame_equal(distinctive_words(sets, n=2, alpha0=10), table)
     assert len(table[table["set"] == "U"]) == 2 and table["rank"].max() == 2
-    with pytest.raises(P.PoliticalError, match="at least two"):
-        P.distinctive_words({"S": ["a b"]})
+    with pytest.raises(PoliticalError, match="at least two"):
+        distinctive_words({"S": ["a b"]})
 
 
 # ----------------------------------------------------------------------------- embedding classifier
@@ -217,29 +238,29 @@ def test_embedding_classifier_max_and_mean_by_hand():
     topics = {"politics": ("p1", "p2"), "food": ("f1",)}
     emb = FakeEmbedder({"p1": [1, 0, 0], "p2": [0, 1, 0], "f1": [0.8, 0.5, 0.3317], "x": [1, 0, 0], "y": [1, 1, 0]})
     f1 = emb.table["f1"]
-    clf_max = P.EmbeddingTopicClassifier(emb, topics=topics, aggregate="max")
+    clf_max = EmbeddingTopicClassifier(emb, topics=topics, aggregate="max")
     s = clf_max.topic_scores(["x", "y"])
     r2 = 1 / math.sqrt(2)
     np.testing.assert_allclose(s, [[1.0, f1[0]], [r2, (f1[0] + f1[1]) * r2]])
     out = clf_max.classify(["x", "y"])
     assert out["political"].tolist() == [True, False] and out["topic"].tolist() == ["politics", "food"]
     assert out["score"].tolist() == pytest.approx([1.0 - f1[0], r2 - (f1[0] + f1[1]) * r2])
-    clf_mean = P.EmbeddingTopicClassifier(emb, topics=topics, aggregate="mean")
+    clf_mean = EmbeddingTopicClassifier(emb, topics=topics, aggregate="mean")
     # mean of p1 and p2 normalised = (1, 1, 0) / sqrt(2)
     np.testing.assert_allclose(clf_mean.topic_scores(["x", "y"]), [[r2, f1[0]], [1.0, (f1[0] + f1[1]) * r2]])
     assert clf_mean.classify(["x", "y"])["political"].tolist() == [False, True]
     # below min_similarity a text has no topic and is not political
     z = FakeEmbedder({**{k: v.tolist() for k, v in emb.table.items()}, "z": [0, 0, 1]})
-    low = P.EmbeddingTopicClassifier(z, topics=topics, min_similarity=0.5).classify(["z", "x"])
+    low = EmbeddingTopicClassifier(z, topics=topics, min_similarity=0.5).classify(["z", "x"])
     assert low["topic"].tolist() == ["none", "politics"] and low["political"].tolist() == [False, True]
-    assert P.EmbeddingTopicClassifier(z, topics=topics).classify(["z"])["topic"].tolist() == ["food"]  # 0.33 >= 0.2
-    with pytest.raises(P.PoliticalError, match="political topic"):
-        P.EmbeddingTopicClassifier(emb, topics={"food": ("f1",), "x": ("x",)})
+    assert EmbeddingTopicClassifier(z, topics=topics).classify(["z"])["topic"].tolist() == ["food"]  # 0.33 >= 0.2
+    with pytest.raises(PoliticalError, match="political topic"):
+        EmbeddingTopicClassifier(emb, topics={"food": ("f1",), "x": ("x",)})
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    return P.SentenceEmbedder(batch_size=4)
+    return SentenceEmbedder(batch_size=4)
 
 
 def test_minilm_embeddings_match_unpadded_mean_pooling(embedder):
@@ -256,9 +277,9 @@ def test_minilm_embeddings_match_unpadded_mean_pooling(embedder):
 
 
 def test_minilm_classifier_on_validation_set(embedder):
-    clf = P.EmbeddingTopicClassifier(embedder)
-    dev = P.validate_classifier(clf, split="dev")
-    hold = P.validate_classifier(clf, split="holdout")
+    clf = EmbeddingTopicClassifier(embedder)
+    dev = validate_classifier(clf, split="dev")
+    hold = validate_classifier(clf, split="holdout")
     assert dev.accuracy >= 0.95 and hold.accuracy >= 0.9  # measured: 40/40 and 24/24
     out = clf.classify(["The referendum result divided the ruling party.", "I baked bread with my kids."])
     assert out["political"].tolist() == [True, False]
@@ -268,7 +289,7 @@ def test_minilm_classifier_on_validation_set(embedder):
 
 
 def test_axes_annotation_file():
-    axes = P.load_axes()
+    axes = load_axes()
     assert axes["id"].tolist() == list(range(62))
     assert set(axes["axis"]) == {"economic", "social"} and set(axes["direction"]) == {1, -1}
     assert (axes["axis"] == "economic").sum() == 23
@@ -281,32 +302,32 @@ def test_axes_annotation_file():
 
 def test_compass_statements_join_and_checks():
     statements = load_political_compass(DataConfig())
-    joined = P.compass_statements(statements)
+    joined = compass_statements(statements)
     assert len(joined) == 62 and joined["axis"].notna().all()
     changed = statements.copy()
     changed.loc[3, "statement"] = "Something else entirely."
-    with pytest.raises(P.PoliticalError, match=r"id\(s\) \[3\] differ"):
-        P.compass_statements(changed)
+    with pytest.raises(PoliticalError, match=r"id\(s\) \[3\] differ"):
+        compass_statements(changed)
     extra = pd.concat([statements, pd.DataFrame({"id": [99], "statement": ["New."]})], ignore_index=True)
-    with pytest.raises(P.PoliticalError, match="no axis annotation"):
-        P.compass_statements(extra)
+    with pytest.raises(PoliticalError, match="no axis annotation"):
+        compass_statements(extra)
 
 
 def test_compass_position_by_hand():
     scores, axes, dirs = [2.0, -1.0, 0.5, 3.0], ["economic", "economic", "social", "social"], [1, -1, 1, -1]
-    raw = P.compass_position(scores, axes, dirs, center=False)
+    raw = compass_position(scores, axes, dirs, center=False)
     assert raw["economic"] == pytest.approx((math.tanh(1.0) + math.tanh(0.5)) / 2)
     assert raw["social"] == pytest.approx((math.tanh(0.25) - math.tanh(1.5)) / 2)
     assert raw["acquiescence"] == pytest.approx(1.125)
-    c = P.compass_position(scores, axes, dirs, center=True)
+    c = compass_position(scores, axes, dirs, center=True)
     t = [math.tanh((s - 1.125) / 2) for s in scores]
     assert c["economic"] == pytest.approx((t[0] - t[1]) / 2) and c["social"] == pytest.approx((t[2] - t[3]) / 2)
     # tanh(s / 2) is p(agree) - p(disagree) renormalised over the two answers
     pa = math.exp(2.0) / (math.exp(2.0) + 1.0)
-    assert P.compass_position([2.0], ["economic"], [1], center=False)["economic"] == pytest.approx(2 * pa - 1)
-    assert math.isnan(P.compass_position([1.0], ["economic"], [1])["social"])
-    with pytest.raises(P.PoliticalError, match="equal-length"):
-        P.compass_position([1.0, 2.0], ["economic"], [1])
+    assert compass_position([2.0], ["economic"], [1], center=False)["economic"] == pytest.approx(2 * pa - 1)
+    assert math.isnan(compass_position([1.0], ["economic"], [1])["social"])
+    with pytest.raises(PoliticalError, match="equal-length"):
+        compass_position([1.0, 2.0], ["economic"], [1])
 
 
 def _reference_logprob(lm, prompt: str, cont: str, bos: list[int]) -> float:
@@ -325,9 +346,9 @@ def _reference_logprob(lm, prompt: str, cont: str, bos: list[int]) -> float:
 def test_agreement_scores_match_full_forward(request, name, bos):
     lm = request.getfixturevalue(name)
     statements = ["The rich are too highly taxed.", "All authority should be questioned.", "Tax."]
-    got = P.agreement_scores(lm.model, lm.tokenizer, statements, batch_size=2)
+    got = agreement_scores(lm.model, lm.tokenizer, statements, batch_size=2)
     for s, g in zip(statements, got):
-        prompt = P.COMPASS_TEMPLATE.format(statement=s)
+        prompt = COMPASS_TEMPLATE.format(statement=s)
         ref = _reference_logprob(lm, prompt, " agree", bos) - _reference_logprob(lm, prompt, " disagree", bos)
         assert g == pytest.approx(ref, abs=1e-4)
 
@@ -343,10 +364,10 @@ FAKE_STATEMENTS = pd.DataFrame(
 
 
 def test_compass_points_and_report(tiny_gpt2):
-    points, scores = P.compass_points([("gpt2", tiny_gpt2), ("gpt2 again", "tiny:gpt2")], FAKE_STATEMENTS)
-    ref = P.agreement_scores(tiny_gpt2.model, tiny_gpt2.tokenizer, FAKE_STATEMENTS["statement"].tolist())
+    points, scores = compass_points([("gpt2", tiny_gpt2), ("gpt2 again", "tiny:gpt2")], FAKE_STATEMENTS)
+    ref = agreement_scores(tiny_gpt2.model, tiny_gpt2.tokenizer, FAKE_STATEMENTS["statement"].tolist())
     np.testing.assert_allclose(scores.loc[scores["label"] == "gpt2", "score"], ref)
-    pos = P.compass_position(ref, FAKE_STATEMENTS["axis"], FAKE_STATEMENTS["direction"])
+    pos = compass_position(ref, FAKE_STATEMENTS["axis"], FAKE_STATEMENTS["direction"])
     row = points.set_index("label").loc["gpt2"]
     assert row["economic"] == pytest.approx(pos["economic"]) and row["social"] == pytest.approx(pos["social"])
     assert points["model"].tolist() == ["tiny:gpt2", "tiny:gpt2"]
@@ -357,7 +378,7 @@ def test_compass_points_and_report(tiny_gpt2):
         "UniDetox distilled": ["a cat sat", "the sun rose", "bread and soup"],
         "Base samples": ["the senate voted", "a dog ran", "the election"],
     }
-    report = P.political_report(
+    report = political_report(
         sets, [("gpt2", tiny_gpt2)], statements=FAKE_STATEMENTS, classifiers=["keyword"], n_words=3, n_boot=200
     )
     shares = report.shares.set_index("set")["share"]
@@ -367,5 +388,5 @@ def test_compass_points_and_report(tiny_gpt2):
     assert report.compass.iloc[0]["economic"] == pytest.approx(pos["economic"])
     assert len(report.statement_scores) == 4 and set(report.words["set"]) == set(sets)
     assert "UniDetox distilled is" in report.verdict()
-    with pytest.raises(P.PoliticalError, match="needs statements"):
-        P.political_report(sets, [("gpt2", tiny_gpt2)], classifiers=["keyword"])
+    with pytest.raises(PoliticalError, match="needs statements"):
+        political_report(sets, [("gpt2", tiny_gpt2)], classifiers=["keyword"])

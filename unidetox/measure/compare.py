@@ -13,11 +13,10 @@ Everything here is a pure function of tidy tables or per-continuation records:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
+from unidetox.measure.bootstrap import bootstrap_ci, strata_rows
 from unidetox.measure.metrics import (
     IN_DISTRIBUTION,
     IN_DOMAINS,
@@ -88,9 +87,9 @@ def per_prompt_values(
     return out.sort_values(["domain", "prompt_id"]).reset_index(drop=True)
 
 
-def _stat(num: np.ndarray, den: np.ndarray, strata: Sequence[np.ndarray]) -> float:
-    """Mean over strata of ``sum(num) / sum(den)`` within the stratum."""
-    return float(np.mean([num[s].sum() / den[s].sum() for s in strata]))
+def _stat(num: np.ndarray, den: np.ndarray, strata: list[np.ndarray], rows: np.ndarray) -> float:
+    """Mean over strata of ``sum(num[rows[s]]) / sum(den[rows[s]])``; `strata` holds positions in `rows`."""
+    return float(np.mean([num[rows[s]].sum() / den[rows[s]].sum() for s in strata]))
 
 
 def stratified_paired_bootstrap(
@@ -107,28 +106,23 @@ def stratified_paired_bootstrap(
     """Paired bootstrap of ``stat(a) - stat(b)`` over prompts, resampled within each stratum.
 
     All arrays are ``(n_prompts,)`` and aligned (same prompt at the same index). ``stat`` is the mean over
-    strata of ``sum(num) / sum(den)``. Returns ``(difference, lo, hi)``, a percentile interval at `level`.
+    strata of ``sum(num) / sum(den)``. Returns ``(difference, lo, hi)``, a percentile interval at `level`
+    (:func:`unidetox.measure.bootstrap.bootstrap_ci`, stratified).
     """
     arrays = [np.asarray(x, dtype=float) for x in (a_num, a_den, b_num, b_den)]
     strata = np.asarray(strata)
     if any(x.shape != strata.shape or x.ndim != 1 for x in arrays) or strata.size == 0:
         raise MetricError("stratified_paired_bootstrap: inputs must be aligned non-empty 1-D arrays over prompts")
-    if not 0 < level < 1 or n_boot < 1:
-        raise MetricError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
-    groups = [np.flatnonzero(strata == s) for s in dict.fromkeys(strata.tolist())]
+    groups = strata_rows(strata)
     an, ad, bn, bd = arrays
-    point = _stat(an, ad, groups) - _stat(bn, bd, groups)
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = [rng.choice(g, size=g.size, replace=True) for g in groups]
-        flat = np.concatenate(idx)
-        bounds = np.cumsum([0] + [g.size for g in idx])
-        local = [np.arange(bounds[j], bounds[j + 1]) for j in range(len(idx))]
-        diffs[i] = _stat(an[flat], ad[flat], local) - _stat(bn[flat], bd[flat], local)
-    tail = (1 - level) / 2
-    lo, hi = np.quantile(diffs, [tail, 1 - tail])
-    return float(point), float(lo), float(hi)
+    return bootstrap_ci(
+        lambda rows: _stat(an, ad, groups, rows) - _stat(bn, bd, groups, rows),
+        strata.size,
+        strata=strata,
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+    )
 
 
 def paired_ci(

@@ -19,7 +19,7 @@ Tidy tables have one row per (seed, domain, metric) with a float ``value``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ def per_prompt_toxicity(df: pd.DataFrame, threshold: float = 0.5, strict: bool =
     """One row per (seed, domain, prompt_id): ``max_score`` and ``toxic`` (1.0 when any continuation is toxic).
 
     df: one row per continuation with columns seed, prompt_id, domain, score. Prompts may have different k.
-    These per-prompt values feed `bootstrap_diff_ci` (EMT: max_score, TP: toxic).
+    These per-prompt values feed :func:`unidetox.measure.compare.per_prompt_values` (EMT: max_score, TP: toxic).
     """
     _require_columns(df, ["seed", "prompt_id", "domain", "score"], "per_prompt_toxicity")
     if len(df) == 0:
@@ -270,38 +270,6 @@ def mmlu_accuracy(correct: Sequence[bool], subjects: Sequence[str]) -> tuple[pd.
     return per, float(c.mean()), float(per["accuracy"].mean())
 
 
-# ----------------------------------------------------------------------------- bootstrap
-
-
-def bootstrap_diff_ci(
-    a: np.ndarray,
-    b: np.ndarray,
-    stat: Callable[[np.ndarray], float] = np.mean,
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float, float]:
-    """Paired bootstrap over prompts of ``stat(a) - stat(b)``; returns (diff, lo, hi), a percentile interval.
-
-    a, b: (n_prompts,) per-prompt values of two models on the same prompts (e.g. max toxicity or the toxic
-    indicator). Each resample draws the same prompt indices for both models.
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
-        raise MetricError(f"a {a.shape} and b {b.shape} must be non-empty 1-D arrays over the same prompts")
-    if not 0 < level < 1:
-        raise MetricError(f"level must be in (0, 1), got {level}")
-    if n_boot < 1:
-        raise MetricError(f"n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(n_boot, a.size))
-    diffs = np.array([stat(a[i]) - stat(b[i]) for i in idx], dtype=float)
-    tail = (1 - level) / 2
-    lo, hi = np.quantile(diffs, [tail, 1 - tail])
-    return float(stat(a) - stat(b)), float(lo), float(hi)
-
-
 __all__ = [
     "ALL",
     "DOMAINS",
@@ -310,7 +278,6 @@ __all__ = [
     "OOD_DOMAIN",
     "OUT_OF_DISTRIBUTION",
     "MetricError",
-    "bootstrap_diff_ci",
     "dist_texts",
     "distinct_n",
     "distinct_table",
