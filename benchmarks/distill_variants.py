@@ -29,6 +29,7 @@ import pandas as pd
 from unidetox import pipeline as P
 from unidetox.analysis.texttype import TEXT_TYPES, labelled_examples, text_type_shares
 from unidetox.data.files import resolve_data_dir
+from unidetox.pipeline.runtime import load_lm
 from unidetox.profile_loader import load_profile
 
 PARA = 'distill.context="\\n\\n"'  # both models read BOS + a paragraph break before the first sampled token
@@ -91,7 +92,7 @@ def contrast_by_type(args, n_released: int) -> pd.DataFrame:
 
     profile = load_profile(args.profile, args.overrides)
     tox = P.toxic_model(profile, quiet=args.quiet)
-    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
+    base, toxic = load_lm(profile, profile.toxic.base_model), load_lm(profile, str(tox.path / "final"))
     lab = labelled_examples()
     groups = {t: lab.text[lab.label == t].tolist() for t in lab.label.unique()}
     groups["released (first texts)"] = released_texts(profile)[:n_released]
@@ -118,7 +119,7 @@ def first_step(args, contexts: tuple[str, ...] = ("", "\n\n"), top: int = 8) -> 
 
     profile = load_profile(args.profile, args.overrides)
     tox = P.toxic_model(profile, quiet=args.quiet)
-    base, toxic = P._load(profile, profile.toxic.base_model), P._load(profile, str(tox.path / "final"))
+    base, toxic = load_lm(profile, profile.toxic.base_model), load_lm(profile, str(tox.path / "final"))
     rows = []
     for context in contexts:
         ids = torch.tensor([[base.start_token_id, *base.tokenizer(context, add_special_tokens=False).input_ids]])

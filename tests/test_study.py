@@ -12,6 +12,7 @@ import pytest
 from unidetox import pipeline as P
 from unidetox.cli import run
 from unidetox.config import ConfigError
+from unidetox.methods import FINETUNED
 from unidetox.profile_loader import load_profile
 
 
@@ -54,7 +55,7 @@ def test_report_has_every_method_where_it_applies(tiny_study):
         not a.loc[("tiny:llama", "dexperts"), "applies"] and "tokenizer" in a.loc[("tiny:llama", "dexperts"), "reason"]
     )
     assert set(st.report[st.report.method == "unidetox"].selection) == {"transferred", "oracle"}
-    transferred = st.report[(st.report.selection == "transferred") & st.report.method.isin(P.FINETUNED)]
+    transferred = st.report[(st.report.selection == "transferred") & st.report.method.isin(FINETUNED)]
     assert set(zip(transferred.lr, transferred.steps)) == {st.chosen}
 
 

@@ -14,7 +14,7 @@ from test_bad_inputs import check_failure
 
 from unidetox.cli import run
 from unidetox.measure.metrics import summarize_over_seeds
-from unidetox.pipeline.detox_on_texts import paper_train_config
+from unidetox.pipeline.detox_file import paper_train_config
 from unidetox.pipeline.score import model_key
 from unidetox.profile_loader import load_profile
 from unidetox.report.cards import base_model_info

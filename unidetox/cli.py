@@ -205,7 +205,7 @@ def _detox(profile, args) -> None:
         return
     if args.target is None or args.texts is None:
         raise ConfigError("detox needs both --target MODEL and --texts SOURCE (or neither, for the profile's grid)")
-    from unidetox.pipeline.detox_on_texts import detoxify, paper_train_config
+    from unidetox.pipeline.detox_file import detoxify, paper_train_config
 
     cfg = paper_train_config(learning_rate=args.learning_rate, steps=args.steps, batch_size=args.batch_size,
                              max_length=args.max_length, seed=args.seed)  # fmt: skip

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import Profile, to_dict
-from unidetox.pipeline.detox_on_texts import check_out
+from unidetox.pipeline.detox_file import check_out
+from unidetox.pipeline.runtime import log
 from unidetox.report.cards import base_model_info, render_dataset_card
 from unidetox.store import atomic_dir, read_json, read_jsonl
 
@@ -54,7 +55,7 @@ def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled",
         (tmp / PARQUET).parent.mkdir(parents=True)
         table.to_parquet(tmp / PARQUET, index=False)
         (tmp / "README.md").write_text(render_dataset_card(facts), encoding="utf-8")
-    P._log(f"export-texts: wrote {len(table)} texts of {st.path} to {out_dir}")
+    log(f"export-texts: wrote {len(table)} texts of {st.path} to {out_dir}")
     return out_dir
 
 

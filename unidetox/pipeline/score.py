@@ -26,6 +26,7 @@ import pandas as pd
 from unidetox.config import ConfigError, Profile, to_dict
 from unidetox.measure.compare import GROUPS, PER_PROMPT, stratified_paired_bootstrap
 from unidetox.measure.metrics import ALL, DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, summarize_over_seeds
+from unidetox.pipeline.study import mmlu_overall, per_prompt_rows
 from unidetox.report.cards import CARD_FACTS, CARD_FILE, SCORE_FILE, add_score
 from unidetox.store import read_json, sha256_file, write_json
 
@@ -102,7 +103,7 @@ def _one(profile: Profile, cand, st, mmlu: bool, quiet: bool) -> tuple[dict, pd.
     from unidetox import pipeline as P
 
     spec = cand.path
-    pp = P._per_prompt(profile, st)
+    pp = per_prompt_rows(profile, st)
     tidy = pd.read_csv(st / "metrics.csv")
     seeds = summarize_over_seeds(tidy[["seed", "domain", "metric", "value"]])
     ci = _ci(pp, None, n_boot=profile.study.bootstrap, level=profile.study.ci_level)
@@ -116,7 +117,7 @@ def _one(profile: Profile, cand, st, mmlu: bool, quiet: bool) -> tuple[dict, pd.
     }
     if mmlu:
         ms = P.mmlu(profile, cand, quiet=quiet)
-        out["mmlu"] = P._mmlu_overall(pd.read_csv(ms / "summary.csv"))
+        out["mmlu"] = mmlu_overall(pd.read_csv(ms / "summary.csv"))
         out["mmlu_dir"] = str(ms.path)
     return out, pp
 

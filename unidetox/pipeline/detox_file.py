@@ -16,6 +16,7 @@ from pathlib import Path
 
 from unidetox.config import ConfigError, Profile, TrainConfig
 from unidetox.models import check_model_folder
+from unidetox.pipeline.runtime import log
 from unidetox.profile_loader import load_profile
 from unidetox.store import StoreError, atomic_dir
 
@@ -71,5 +72,5 @@ def detoxify(profile: Profile, target: str, texts: str | Path, *, column: str | 
         out_dir.rmdir()  # empty (checked); atomic_dir renames the finished copy into its place
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(final, tmp, dirs_exist_ok=True)
-    P._log(f"detox: copied {final} to {out_dir}")
+    log(f"detox: copied {final} to {out_dir}")
     return out_dir

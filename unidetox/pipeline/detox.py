@@ -1,0 +1,100 @@
+"""Fine-tuning a target on a text set (stage 3): the grid, the baselines' text sets and external files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from unidetox.config import Profile, to_dict
+from unidetox.data.checksums import text_fingerprint
+from unidetox.methods import FINETUNED
+from unidetox.pipeline.candidates import Candidate, untouched
+from unidetox.pipeline.distilled import distill, distilled_texts, samples
+from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.toxic import nothate_texts
+from unidetox.store import (
+    StageDir,
+)
+
+
+def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
+    """The text set a fine-tuning method trains on, and its identity for stage keys."""
+    if method == "unidetox":
+        st = distill(profile, quiet=quiet)
+        return distilled_texts(st), st.key
+    if method == "base-samples":
+        st = samples(profile, "base", quiet=quiet)
+        return distilled_texts(st), st.key
+    if method == "nothate":
+        texts = nothate_texts(profile, profile.distill.num_texts)
+        return texts, text_fingerprint(texts)
+    raise ValueError(f"unknown fine-tuning method {method!r}; choose among {list(FINETUNED)}")
+
+
+def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox", steps: tuple[int, ...] | None = None,
+          quiet: bool = False) -> StageDir:  # fmt: skip
+    """Fine-tune `target` on `method`'s text set at learning rate `lr`; weights at every step of `steps`."""
+    steps = tuple(steps or profile.detox.steps)
+    texts, texts_key = training_texts(profile, method, quiet=quiet)
+    train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
+    source = {"kind": method, "name": f"{method} texts of profile {profile.name}", "n_texts": len(texts),
+              "sha256": text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
+              "(unidetox.data.text_fingerprint)"}  # fmt: skip
+    return _detox_stage(profile, target, train_cfg, steps, method, texts, texts_key, source, quiet)
+
+
+def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: bool = False) -> StageDir:
+    """Fine-tune `target` on the texts of a :class:`unidetox.texts.TextSource` with `train_cfg`; weights in
+    ``<stage>/final`` (with a model card), keyed by the source's content hash, not its path."""
+    return _detox_stage(profile, target, train_cfg, (), "texts", list(source.texts), source.key,
+                        source.describe(), quiet)  # fmt: skip
+
+
+def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts: list[str],
+                 texts_key: str, source: dict, quiet: bool) -> StageDir:  # fmt: skip
+    """The detox stage: `target` fine-tuned on `texts`; ``steps/<n>`` for each n of `steps`, ``final/`` always;
+    every weights folder gets a model card."""
+    from unidetox.method.train import train_causal_lm
+    from unidetox.report.cards import write_model_card
+
+    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
+              "method": method}  # fmt: skip
+    st = stage_dir(profile, "detox", config, {"texts": texts_key})
+    label = f"detox {method} {target} lr={train_cfg.learning_rate}"
+    if reuse(st, label):
+        return st
+    summary: dict = {"n_texts": len(texts)}
+    with timed(summary):
+        lm = load_lm(profile, target)
+        begin(st)
+        res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
+                              progress=not quiet, scale=profile.scale)  # fmt: skip
+        summary["steps"] = res.steps
+    if is_main_process():
+        command = f"detox --profile {profile.name}"
+        if method == "texts":
+            command += f" --target {target} --texts {source.get('name')}"
+        training = {k: v for k, v in to_dict(train_cfg).items() if k not in ("checkpoint_every", "log_every")}
+        for n, folder in [*((n, st.path / "steps" / str(n)) for n in steps), (res.steps, st.path / "final")]:
+            write_model_card(folder, target=target, training_data=source, training=training, command=command,
+                             steps=n)  # fmt: skip
+    st.mark_done(summary)
+    log(f"{label}: wrote {st.path / ('final' if method == 'texts' else 'steps')}")
+    return st
+
+
+def finetuned(profile: Profile, target: str, method: str, lr: float, steps: int, *, selection: str = "",
+              grid: bool = False, quiet: bool = False) -> Candidate:  # fmt: skip
+    """Candidate of `target` fine-tuned by `method` at (lr, steps); `grid` trains over the whole step grid."""
+    st = detox(profile, target, lr, method=method, steps=None if grid else (steps,), quiet=quiet)
+    return Candidate(target, method, lr, steps, str(st.path / "steps" / str(steps)), f"{st.key}/{steps}",
+                     selection=selection)  # fmt: skip
+
+
+def detox_all(profile: Profile, *, quiet: bool = False) -> list[Candidate]:
+    """Every target, untouched and fine-tuned on the distilled text at every (learning rate, step) of the grid."""
+    out = []
+    for target in profile.detox.targets:
+        out.append(untouched(target))
+        for lr in profile.detox.learning_rates:
+            out += [finetuned(profile, target, "unidetox", lr, s, grid=True, quiet=quiet) for s in profile.detox.steps]
+    return out

@@ -1,0 +1,91 @@
+"""Text sets sampled from BOS: the contrastive distilled texts (stage 2) and plain base-model samples."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from unidetox.config import Profile, to_dict
+from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, stage_dir, timed
+from unidetox.pipeline.toxic import toxic_model
+from unidetox.store import (
+    StageDir,
+    check_opened,
+    read_jsonl,
+    write_text,
+)
+
+
+def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None, quiet: bool) -> StageDir:
+    """Sample ``distill.num_texts`` texts from BOS (contrastive when `toxic` is given) into ``<st>/texts.jsonl``."""
+    from unidetox.method import distill as Dist
+
+    state = process_state()
+    summary: dict = {}
+    with timed(summary):
+        base = load_lm(profile, model)
+        tox = load_lm(profile, toxic) if toxic is not None else None
+        for lm in (base, tox) if tox is not None else (base,):
+            Dist.check_length(lm, profile.distill)
+        if tox is not None:
+            Dist.check_pair(base, tox)
+        if state.is_main_process:
+            log(f"{st.stage}: texts start from {Dist.start_description(base)} of {model}")
+        prefix = base.tokenizer(profile.distill.context, add_special_tokens=False).input_ids
+        if profile.distill.context and not prefix:
+            raise Dist.DistillError(f"distill.context {profile.distill.context!r} has no tokens in {model}")
+        begin(st)
+        res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
+                           world_size=state.num_processes, progress=not quiet and state.is_main_process,
+                           prefix=prefix)  # fmt: skip
+        summary.update(tokens=res.tokens_generated, tokens_per_second=res.tokens_generated / max(res.seconds, 1e-9))
+    state.wait_for_everyone()
+    if state.is_main_process:
+        recs = Dist.merge_streams(st / "stream.jsonl", state.num_processes)
+        write_text(st / "texts.jsonl", "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in recs))
+        write_text(st / "texts.csv", pd.DataFrame({"Text": [r["text"] for r in recs]}).to_csv(index=False))
+        summary["n_texts"] = len(recs)
+        st.mark_done(summary)
+    state.wait_for_everyone()
+    log(f"{st.stage}: wrote {st / 'texts.jsonl'}")
+    return st
+
+
+def _distill_key(profile: Profile) -> dict:
+    """``distill`` settings as stage config; an empty ``context`` is left out, so older stages keep their keys."""
+    cfg = to_dict(profile.distill)
+    if not cfg["context"]:
+        del cfg["context"]
+    return cfg
+
+
+def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
+    """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
+    tox = toxic_model(profile, quiet=quiet)
+    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model}
+    st = stage_dir(profile, "distill", config, {"toxic-model": tox.key})
+    if reuse(st, "distill"):
+        return st
+    return _decode_stage(profile, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
+
+
+def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
+    """Plain samples from BOS of the base (``which="base"``) or toxic model, as many and as long as the distilled text.
+
+    The base samples are the "w/o contrast" ablation's training text; both feed the diagnostics.
+    """
+    if which not in ("base", "toxic"):
+        raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
+    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model, "which": which}
+    tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
+    st = stage_dir(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
+    if reuse(st, f"samples {which}"):
+        return st
+    return _decode_stage(profile, st, str(tox.path / "final") if tox else profile.toxic.base_model, None, quiet)
+
+
+def distilled_texts(st: StageDir) -> list[str]:
+    """The texts of a finished distill/samples stage, checked against the SHA-256 its DONE recorded."""
+    check_opened(st / "texts.jsonl")
+    return [r["text"] for r in read_jsonl(st / "texts.jsonl")]

@@ -1,0 +1,139 @@
+"""Evaluation stages of one candidate (stage 4): generations scored for toxicity, perplexity, MMLU."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import pandas as pd
+
+from unidetox.config import Profile, to_dict
+from unidetox.data.checksums import text_fingerprint
+from unidetox.data.mmlu import load_mmlu
+from unidetox.data.prompts import load_toxigen_prompts
+from unidetox.models import resolve_device
+from unidetox.pipeline.candidates import Candidate
+from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, stage_dir, timed
+from unidetox.store import (
+    StageDir,
+    atomic_path,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
+
+
+def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
+    return load_toxigen_prompts(profile.data, split or profile.eval.prompt_split,
+                                prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
+
+
+def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
+             quiet: bool = False) -> StageDir:  # fmt: skip
+    """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
+    ``metrics.csv``."""
+    from unidetox.measure import evaluate as E
+    from unidetox.measure.scorers import load_scorer
+
+    cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
+    ps = prompts(profile, cfg.prompt_split)
+    gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu")}
+    config = {"eval": gen_cfg, "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
+              "perplexity": perplexity}  # fmt: skip
+    st = stage_dir(profile, "evaluate", config, {"model": cand.key})
+    if reuse(st, f"evaluate {cand.labels()}"):
+        return st
+    state = process_state()
+    device = resolve_device(profile.device)
+    scorer = load_scorer(cfg.scorer, device=str(device), batch_size=cfg.scorer_batch_size,
+                         trust_remote_code=profile.trust_remote_code)  # fmt: skip
+    summary: dict = {"n_prompts": len(ps)}
+    if skipped := ps.attrs.get("empty_prompts_skipped", 0):
+        summary["empty_prompts_skipped"] = skipped
+        log(f"evaluate {cand.labels()}: {skipped} empty {cfg.prompt_split} prompts skipped")
+    with timed(summary):
+        lm = load_lm(profile, cand.path)
+        make_source = None
+        if cand.method == "dexperts":
+            from unidetox.method.dexperts import DExpertsSource, check_models
+
+            expert, anti = load_lm(profile, cand.expert), load_lm(profile, cand.antiexpert)
+            check_models(lm, expert, anti)
+            make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
+        limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens)
+        if n_long:
+            summary["prompts_truncated"] = n_long
+            log(f"evaluate {cand.labels()}: {n_long} of {len(ps)} prompts are longer than {limit} tokens (the model's "
+                 f"context less eval.max_new_tokens); their first tokens are cut off")  # fmt: skip
+        begin(st)
+        E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
+                             rank=state.process_index, world_size=state.num_processes,
+                             progress=not quiet and state.is_main_process, max_prompt_tokens=limit)  # fmt: skip
+        del lm, make_source
+        state.wait_for_everyone()
+        if state.is_main_process:
+            gens = E.merge(st / "generations.jsonl", state.num_processes)
+            ppl = []
+            if perplexity:
+                ppl_lm = load_lm(profile, cfg.perplexity_model)
+                ppl = E.score_perplexity(ppl_lm, gens, st / "perplexity.jsonl", progress=not quiet)
+            rows = E.metric_rows(gens, ppl, cfg)
+            for k, v in cand.labels().items():
+                rows[k] = v
+            rows["config_key"] = st.key
+            write_text(st / "metrics.csv", rows.to_csv(index=False))
+            write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), cand.prefix), **cand.labels()})
+    if state.is_main_process:
+        st.mark_done(summary)
+    state.wait_for_everyone()
+    log(f"evaluate {cand.labels()}: wrote {st / 'metrics.csv'}")
+    return st
+
+
+def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
+    """k-shot MMLU accuracy of one candidate; per-question rows in ``mmlu.csv``."""
+    from unidetox.measure.mmlu import mmlu_summary, score_mmlu
+
+    cfg = profile.eval
+    config = {"split": cfg.mmlu_split, "shots": cfg.mmlu_shots, "per_subject": cfg.mmlu_per_subject,
+              "subjects": list(cfg.mmlu_subjects)}  # fmt: skip
+    st = stage_dir(profile, "mmlu", config, {"model": cand.key})
+    if reuse(st, f"mmlu {cand.labels()}"):
+        return st
+    test = load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
+    dev = load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
+    summary: dict = {"n_questions": len(test)}
+    with timed(summary):
+        lm = load_lm(profile, cand.path)
+        begin(st)
+        per_q = score_mmlu(lm.model, lm.tokenizer, test, dev, shots=cfg.mmlu_shots)
+        write_text(st / "mmlu.csv", per_q.to_csv(index=False))
+        summ = mmlu_summary(per_q)
+        write_text(st / "summary.csv", summ.to_csv(index=False))
+    st.mark_done(summary)
+    log(f"mmlu {cand.labels()}: wrote {st / 'mmlu.csv'}")
+    return st
+
+
+def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: str = "results") -> Path:
+    """Concatenate candidates' tidy rows into ``runs/<profile>/<name>.csv`` and ``.parquet``."""
+    table = _rows(stages)
+    out = Path(profile.runs_dir) / profile.name / f"{name}.csv"
+    remove_stale_temporaries(out.parent)
+    write_text(out, table.to_csv(index=False))
+    with atomic_path(out.with_suffix(".parquet")) as tmp:
+        table.to_parquet(tmp, index=False)
+    return out
+
+
+def _rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    """Tidy rows of every evaluation, labelled by its candidate (one evaluation can serve several candidates,
+    e.g. when the transferred configuration is also a target's own best)."""
+    frames = []
+    for c, st in stages:
+        df = pd.read_csv(st / "metrics.csv")
+        for k, v in c.labels().items():
+            df[k] = v
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,118 @@
+"""How a stage runs: its directory in the run store, reuse of finished work, timing, and process roles."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from unidetox.config import Profile
+from unidetox.models import load_model, resolve_device
+from unidetox.store import (
+    StageDir,
+    describe_damage,
+)
+
+
+def process_state():
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 under torchrun / accelerate launch."""
+    return process_state().is_main_process
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@contextmanager
+def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
+    """Wall seconds and peak resident memory of the block (sampled every `interval` s), into `summary`."""
+    t0 = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    peak = [_rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield summary
+    finally:
+        stop.set()
+        sampler.join()
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    summary["peak_rss_mb"] = round(max(peak[0], _rss_mb()), 1)
+    if torch.cuda.is_available():
+        summary["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def load_lm(profile: Profile, spec: str):
+    return load_model(spec, device=resolve_device(profile.device), trust_remote_code=profile.trust_remote_code)
+
+
+def stage_dir(profile: Profile, stage: str, config: dict, inputs: dict | None = None) -> StageDir:
+    """The stage's directory, located but not created: call ``.begin()`` once its inputs loaded fine."""
+    return StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs)
+
+
+def begin(st: StageDir) -> StageDir:
+    """Start writing a stage: its directory and config.json; the main process clears stale temporary files."""
+    return st.begin(clean=is_main_process())
+
+
+def log(msg: str) -> None:
+    """Where a stage's outputs went (printed also with --quiet, which only hides progress bars)."""
+    print(msg, flush=True)
+
+
+def reuse(st: StageDir, what: str) -> bool:
+    """True (and says so) when the stage is finished and its outputs have the sizes DONE recorded.
+
+    A finished stage whose outputs are damaged (a file missing or cut short) is reopened: one line says what was
+    wrong, the damaged outputs and DONE are removed (by the main process), and the caller runs the stage again,
+    resuming from whatever intact work remains.
+    """
+    if not st.done:
+        return False
+    problems = st.damage()
+    if not problems:
+        log(f"{what}: reusing {st.path}")
+        return True
+    if is_main_process():
+        log(f"{what}: {st.path} is damaged ({describe_damage(problems)}); recomputing it")
+        st.discard(problems)
+    return False
+
+
+def silently(func, *args, **kwargs):
+    """Call ``func`` with its stage messages ("reusing ...", "wrote ...") and model-loading bars hidden: for notebooks."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return func(*args, **kwargs)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

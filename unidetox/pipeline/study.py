@@ -1,0 +1,237 @@
+"""The study: validation grid, the shared configuration chosen on one model, and the report rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from unidetox.config import Profile, to_dict
+from unidetox.data.mmlu import check_mmlu_subjects
+from unidetox.methods import FINETUNED
+from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
+from unidetox.pipeline.detox import finetuned
+from unidetox.pipeline.distilled import distill, distilled_texts, samples
+from unidetox.pipeline.evaluation import _rows, evaluate, mmlu
+from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
+from unidetox.pipeline.toxic import toxic_model, toxic_texts
+from unidetox.store import (
+    FILES,
+    StageDir,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_text,
+)
+
+
+@dataclass
+class Study:
+    """The comparison of the paper's main table and its hyperparameter-transfer study.
+
+    ``validation``/``report``: tidy metric rows (labels + seed, domain, metric, value) of every candidate on the
+    validation / report prompts; ``cis``: candidate minus the untouched target with paired bootstrap CIs over
+    prompts (labels + metric, domain, diff, lo, hi); ``mmlu``: labels + accuracy; ``applicability``: which
+    method applies to which target and why not; ``chosen``: the shared (lr, steps) picked on `select_target`;
+    ``oracle``: each target's own best (lr, steps); ``dexperts_lambda``: each applicable target's best lambda.
+    """
+
+    select_target: str
+    chosen: tuple[float, int]
+    oracle: dict[str, tuple[float, int]]
+    dexperts_lambda: dict[str, float]
+    validation: pd.DataFrame
+    report: pd.DataFrame
+    cis: pd.DataFrame
+    mmlu: pd.DataFrame
+    applicability: pd.DataFrame
+    path: Path
+
+
+def _check_study(profile: Profile) -> str:
+    from unidetox.config import ConfigError
+
+    sel = profile.study.select_target or profile.toxic.base_model
+    if sel not in profile.detox.targets:
+        raise ConfigError(f"study.select_target {sel!r} is not among detox.targets {list(profile.detox.targets)}; "
+                          "add it there or choose one of them")  # fmt: skip
+    if profile.study.mmlu:
+        check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
+    if profile.study.report_split == profile.eval.prompt_split:
+        raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
+                          "on the prompts you report on inflates the results; use validation to tune and test/report "
+                          "to report")  # fmt: skip
+    return sel
+
+
+def per_prompt_rows(profile: Profile, st: StageDir) -> pd.DataFrame:
+    from unidetox.measure.compare import per_prompt_values
+
+    gens = pd.DataFrame(read_jsonl(st / "generations.jsonl"))
+    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
+    return per_prompt_values(gens, ppl if len(ppl) else None, threshold=profile.eval.threshold,
+                             max_ppl=profile.eval.perplexity_max)  # fmt: skip
+
+
+def study(profile: Profile, *, quiet: bool = False) -> Study:
+    """Tune on validation, transfer the shared configuration, evaluate every method on the report prompts.
+
+    Runs (or reuses) every stage it needs; its tables go to ``runs/<profile>/study/<key>/``.
+    """
+    from unidetox.measure.compare import choose_config, choose_value, paired_ci
+
+    cfg = profile.study
+    sel = _check_study(profile)
+    targets = list(profile.detox.targets)
+    val_split, rep_split = profile.eval.prompt_split, cfg.report_split
+    use_dex = "dexperts" in cfg.baselines
+    applies = {t: dexperts_applies(profile, t) for t in targets} if use_dex else {}
+
+    val: list[Candidate] = []
+    for t in targets:
+        val.append(untouched(t))
+        val += [finetuned(profile, t, "unidetox", lr, s, grid=True, quiet=quiet)
+                for lr in profile.detox.learning_rates for s in profile.detox.steps]  # fmt: skip
+        if applies.get(t):
+            val += [dexperts(profile, t, lam, quiet=quiet) for lam in cfg.dexperts_lambdas]
+    val_ppl = cfg.validation_perplexity
+    val_stages = [(c, evaluate(profile, c, split=val_split, perplexity=val_ppl, quiet=quiet)) for c in val]
+    val_rows = _rows(val_stages)
+
+    def rows(t: str, method: str) -> pd.DataFrame:
+        return val_rows[(val_rows.target == t) & (val_rows.method == method)]
+
+    chosen = choose_config(rows(sel, "unidetox"))
+    oracle = {t: choose_config(rows(t, "unidetox")) for t in targets}
+    lam = {t: choose_value(rows(t, "dexperts"), "hparam") for t in targets if applies.get(t)}
+
+    rep: list[Candidate] = []
+    for t in targets:
+        rep.append(untouched(t))
+        if "preprompt" in cfg.baselines:
+            rep.append(preprompt(profile, t))
+        rep.append(finetuned(profile, t, "unidetox", *chosen, selection="transferred", grid=True, quiet=quiet))
+        rep.append(finetuned(profile, t, "unidetox", *oracle[t], selection="oracle", grid=True, quiet=quiet))
+        rep += [finetuned(profile, t, m, *chosen, selection="transferred", quiet=quiet)
+                for m in ("base-samples", "nothate") if m in cfg.baselines]  # fmt: skip
+        if t in lam:
+            if sel in lam:
+                rep.append(dexperts(profile, t, lam[sel], selection="transferred", quiet=quiet))
+            rep.append(dexperts(profile, t, lam[t], selection="oracle", quiet=quiet))
+    rep_stages = [(c, evaluate(profile, c, split=rep_split, quiet=quiet)) for c in rep]
+    mmlu_stages = {}
+    if cfg.mmlu:
+        for c in rep:
+            if c.method in ("none", *FINETUNED) and c.key not in mmlu_stages:
+                mmlu_stages[c.key] = mmlu(profile, c, quiet=quiet)
+
+    keys = sorted({st.key for _, st in val_stages + rep_stages} | {st.key for st in mmlu_stages.values()})
+    st = stage_dir(profile, "study", {"study": to_dict(cfg), "select_target": sel}, {"stages": ",".join(keys)})
+    applicability = pd.DataFrame(
+        [{"target": t, "method": m, "applies": m != "dexperts" or bool(applies.get(t)),
+          "reason": "" if m != "dexperts" or applies.get(t) else "target's tokenizer differs from the experts'"}
+         for t in targets for m in ("none", "unidetox", *cfg.baselines)]
+    )  # fmt: skip
+    if not reuse(st, "study"):
+        begin(st)
+        rep_rows = _rows(rep_stages)
+        pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
+        ci_rows = []
+        for c, _ in rep_stages:
+            if c.method == "none":
+                continue
+            d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
+            ci_rows.append(d.assign(**c.labels()))
+        cis = pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+        acc = []
+        for c in rep:
+            if c.method in ("none", *FINETUNED) and c.key in mmlu_stages:
+                summ = pd.read_csv(mmlu_stages[c.key] / "summary.csv")
+                acc.append({**c.labels(), **mmlu_overall(summ)})
+        write_text(st / "validation.csv", val_rows.to_csv(index=False))
+        write_text(st / "report.csv", rep_rows.to_csv(index=False))
+        write_text(st / "cis.csv", cis.to_csv(index=False))
+        write_text(st / "mmlu.csv", pd.DataFrame(acc).to_csv(index=False))
+        write_text(st / "applicability.csv", applicability.to_csv(index=False))
+        write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
+                                           "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
+                                           "dexperts_lambda": lam, "validation_split": val_split,
+                                           "report_split": rep_split})  # fmt: skip
+        st.mark_done({"n_validation": len(val), "n_report": len(rep)})
+        log(f"study: wrote {st.path}")
+
+    def read(name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(st / name)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+
+    return Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
+                 read("mmlu.csv"), read("applicability.csv"), st.path)  # fmt: skip
+
+
+def mmlu_overall(summary: pd.DataFrame) -> dict:
+    """``{"MMLU": micro accuracy, "MMLU_macro": macro accuracy, "MMLU_n": questions}`` from an MMLU summary."""
+    by = summary.set_index("subject")
+    micro = by.loc["micro_average"]
+    return {
+        "MMLU": float(micro.accuracy),
+        "MMLU_macro": float(by.loc["macro_average"].accuracy),
+        "MMLU_n": int(micro.n),
+    }
+
+
+def text_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[str]]:
+    """Equal-sized text sets for the analyses: distilled text, base and toxic samples, DGHS hate rows."""
+    n = profile.distill.num_texts
+    hate = pd.Series(toxic_texts(profile)[0])
+    return {
+        "UniDetox distilled": distilled_texts(distill(profile, quiet=quiet)),
+        "Base samples": distilled_texts(samples(profile, "base", quiet=quiet)),
+        "Toxic-model samples": distilled_texts(samples(profile, "toxic", quiet=quiet)),
+        "DGHS hate": hate.sample(n=min(n, len(hate)), random_state=profile.distill.seed).tolist(),
+    }
+
+
+def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
+    """(label, model path or spec) of the models the political-bias analysis probes."""
+    from unidetox.report.tables import short_name
+
+    st = study(profile, quiet=quiet)
+    base = profile.toxic.base_model
+    out = [
+        (f"{short_name(base)} (base)", base),
+        (f"{short_name(base)} (toxic)", str(toxic_model(profile).path / "final")),
+    ]
+    for t in profile.detox.targets:
+        out.append((f"{short_name(t)} + UniDetox", finetuned(profile, t, "unidetox", *st.chosen, grid=True).path))
+    if "base-samples" in profile.study.baselines:
+        out.append((f"{short_name(st.select_target)} + base samples",
+                    finetuned(profile, st.select_target, "base-samples", *st.chosen).path))  # fmt: skip
+    return out
+
+
+def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
+    """Validation metric rows of the untouched base model and of the toxic model (is the toxic model toxic?)."""
+    split = profile.eval.prompt_split
+    cands = [untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)]
+    ppl = profile.study.validation_perplexity
+    return _rows([(c, evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet)) for c in cands])
+
+
+def run_all(profile: Profile, *, quiet: bool = False) -> Study:
+    """Everything the book reads: the study, the toxic-model diagnostics and the text sets."""
+    out = study(profile, quiet=quiet)
+    toxic_vs_base(profile, quiet=quiet)
+    text_sets(profile, quiet=quiet)
+    return out
+
+
+def stage_summaries(profile: Profile) -> pd.DataFrame:
+    """Wall time and peak memory of every finished stage run of this profile (for the reproducibility page)."""
+    rows = []
+    for done in sorted((Path(profile.runs_dir) / profile.name).glob("*/*/DONE")):
+        summary = {k: v for k, v in read_json(done).items() if k != FILES}
+        rows.append({"stage": done.parent.parent.name, "key": done.parent.name, **summary})
+    return pd.DataFrame(rows)
