@@ -264,7 +264,39 @@ def _one_line(err: BaseException) -> str:
     return str(err) if isinstance(err, NotebookError) else " ".join(str(err).split())
 
 
+def _dispatch(profile, args) -> None:
+    """Run the command `args.command` (a command that writes, under the run store's lock)."""
+    from unidetox import pipeline as P
+
+    if args.command == "toxic-model":
+        P.toxic_model(profile, quiet=args.quiet)
+    elif args.command == "distill":
+        P.distill(profile, quiet=args.quiet)
+    elif args.command == "detox":
+        _detox(profile, args)
+    elif args.command == "score":
+        _score(profile, args)
+    elif args.command == "export-texts":
+        _export(profile, args)
+    elif args.command == "evaluate":
+        _evaluate(profile, args)
+    elif args.command == "pipeline":
+        st = P.run_all(profile, quiet=args.quiet)
+        lr, steps = st.chosen
+        print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
+    elif args.command == "plan":
+        _plan(profile, args)
+    elif args.command == "book":
+        from unidetox.report.book import build_book
+
+        out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
+                         html=not args.no_html, force=args.force)  # fmt: skip
+        print(f"book: {out}")
+
+
 def run(argv: list[str] | None = None) -> int:
+    """The CLI: parse `argv`, run the command; 0 on success, 2 on a user error (one `error:` line), 130/143 when
+    interrupted."""
     args = build_parser().parse_args(argv)
     if args.command == "accelerate-config":
         from unidetox.scale.accelerate_configs import accelerate_config
@@ -288,32 +320,7 @@ def run(argv: list[str] | None = None) -> int:
         held.enter_context(_store_lock(profile, args, argv))
         if args.command == "verify":
             return _verify(profile, args)
-        from unidetox import pipeline as P
-
-        if args.command == "toxic-model":
-            P.toxic_model(profile, quiet=args.quiet)
-        elif args.command == "distill":
-            P.distill(profile, quiet=args.quiet)
-        elif args.command == "detox":
-            _detox(profile, args)
-        elif args.command == "score":
-            _score(profile, args)
-        elif args.command == "export-texts":
-            _export(profile, args)
-        elif args.command == "evaluate":
-            _evaluate(profile, args)
-        elif args.command == "pipeline":
-            st = P.run_all(profile, quiet=args.quiet)
-            lr, steps = st.chosen
-            print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
-        elif args.command == "plan":
-            _plan(profile, args)
-        elif args.command == "book":
-            from unidetox.report.book import build_book
-
-            out = build_book(args.profile, overrides=tuple(args.overrides), params=tuple(args.params),
-                             html=not args.no_html, force=args.force)  # fmt: skip
-            print(f"book: {out}")
+        _dispatch(profile, args)
     except UnidetoxError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -67,7 +67,8 @@ def store_lock(runs_dir: str | Path, profile: str, *, wait: bool = True, command
     """Hold the lock of ``<runs_dir>/<profile>`` for the block; yields that directory.
 
     When another process holds it: with `wait`, one line on stderr names the holder and the call blocks until
-    the lock is free; without, :class:`StoreBusy` is raised at once.
+    the lock is free; without, :class:`StoreBusy` is raised at once. (One function of about 60 lines: taking and
+    releasing the lock files must stay in one try/finally.)
     """
     root = Path(runs_dir) / profile
     created = _missing_parents(root.absolute())

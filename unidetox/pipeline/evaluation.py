@@ -118,7 +118,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
 
 def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: str = "results") -> Path:
     """Concatenate candidates' tidy rows into ``runs/<profile>/<name>.csv`` and ``.parquet``."""
-    table = _rows(stages)
+    table = candidate_rows(stages)
     out = Path(profile.runs_dir) / profile.name / f"{name}.csv"
     remove_stale_temporaries(out.parent)
     write_text(out, table.to_csv(index=False))
@@ -127,7 +127,7 @@ def collect(profile: Profile, stages: list[tuple[Candidate, StageDir]], name: st
     return out
 
 
-def _rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+def candidate_rows(stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
     """Tidy rows of every evaluation, labelled by its candidate (one evaluation can serve several candidates,
     e.g. when the transferred configuration is also a target's own best)."""
     frames = []

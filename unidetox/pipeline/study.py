@@ -13,7 +13,7 @@ from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
-from unidetox.pipeline.evaluation import _rows, evaluate, mmlu
+from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu
 from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import (
@@ -79,25 +79,17 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
 
     Runs (or reuses) every stage it needs; its tables go to ``runs/<profile>/study/<key>/``.
     """
-    from unidetox.measure.compare import choose_config, choose_value, paired_ci
+    from unidetox.measure.compare import choose_config, choose_value
 
     cfg = profile.study
     sel = _check_study(profile)
     targets = list(profile.detox.targets)
-    val_split, rep_split = profile.eval.prompt_split, cfg.report_split
-    use_dex = "dexperts" in cfg.baselines
-    applies = {t: dexperts_applies(profile, t) for t in targets} if use_dex else {}
+    applies = {t: dexperts_applies(profile, t) for t in targets} if "dexperts" in cfg.baselines else {}
 
-    val: list[Candidate] = []
-    for t in targets:
-        val.append(untouched(t))
-        val += [finetuned(profile, t, "unidetox", lr, s, grid=True, quiet=quiet)
-                for lr in profile.detox.learning_rates for s in profile.detox.steps]  # fmt: skip
-        if applies.get(t):
-            val += [dexperts(profile, t, lam, quiet=quiet) for lam in cfg.dexperts_lambdas]
-    val_ppl = cfg.validation_perplexity
-    val_stages = [(c, evaluate(profile, c, split=val_split, perplexity=val_ppl, quiet=quiet)) for c in val]
-    val_rows = _rows(val_stages)
+    val = _validation_candidates(profile, applies, quiet)
+    val_stages = [(c, evaluate(profile, c, split=profile.eval.prompt_split, perplexity=cfg.validation_perplexity,
+                               quiet=quiet)) for c in val]  # fmt: skip
+    val_rows = candidate_rows(val_stages)
 
     def rows(t: str, method: str) -> pd.DataFrame:
         return val_rows[(val_rows.target == t) & (val_rows.method == method)]
@@ -106,58 +98,23 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     oracle = {t: choose_config(rows(t, "unidetox")) for t in targets}
     lam = {t: choose_value(rows(t, "dexperts"), "hparam") for t in targets if applies.get(t)}
 
-    rep: list[Candidate] = []
-    for t in targets:
-        rep.append(untouched(t))
-        if "preprompt" in cfg.baselines:
-            rep.append(preprompt(profile, t))
-        rep.append(finetuned(profile, t, "unidetox", *chosen, selection="transferred", grid=True, quiet=quiet))
-        rep.append(finetuned(profile, t, "unidetox", *oracle[t], selection="oracle", grid=True, quiet=quiet))
-        rep += [finetuned(profile, t, m, *chosen, selection="transferred", quiet=quiet)
-                for m in ("base-samples", "nothate") if m in cfg.baselines]  # fmt: skip
-        if t in lam:
-            if sel in lam:
-                rep.append(dexperts(profile, t, lam[sel], selection="transferred", quiet=quiet))
-            rep.append(dexperts(profile, t, lam[t], selection="oracle", quiet=quiet))
-    rep_stages = [(c, evaluate(profile, c, split=rep_split, quiet=quiet)) for c in rep]
-    mmlu_stages = {}
-    if cfg.mmlu:
-        for c in rep:
-            if c.method in ("none", *FINETUNED) and c.key not in mmlu_stages:
-                mmlu_stages[c.key] = mmlu(profile, c, quiet=quiet)
+    rep = _report_candidates(profile, sel, chosen, oracle, lam, quiet)
+    rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet)) for c in rep]
+    mmlu_stages = _mmlu_stages(profile, rep, quiet) if cfg.mmlu else {}
 
     keys = sorted({st.key for _, st in val_stages + rep_stages} | {st.key for st in mmlu_stages.values()})
     st = stage_dir(profile, "study", {"study": to_dict(cfg), "select_target": sel}, {"stages": ",".join(keys)})
-    applicability = pd.DataFrame(
-        [{"target": t, "method": m, "applies": m != "dexperts" or bool(applies.get(t)),
-          "reason": "" if m != "dexperts" or applies.get(t) else "target's tokenizer differs from the experts'"}
-         for t in targets for m in ("none", "unidetox", *cfg.baselines)]
-    )  # fmt: skip
     if not reuse(st, "study"):
         begin(st)
-        rep_rows = _rows(rep_stages)
-        pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
-        ci_rows = []
-        for c, _ in rep_stages:
-            if c.method == "none":
-                continue
-            d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
-            ci_rows.append(d.assign(**c.labels()))
-        cis = pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
-        acc = []
-        for c in rep:
-            if c.method in ("none", *FINETUNED) and c.key in mmlu_stages:
-                summ = pd.read_csv(mmlu_stages[c.key] / "summary.csv")
-                acc.append({**c.labels(), **mmlu_overall(summ)})
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
-        write_text(st / "report.csv", rep_rows.to_csv(index=False))
-        write_text(st / "cis.csv", cis.to_csv(index=False))
-        write_text(st / "mmlu.csv", pd.DataFrame(acc).to_csv(index=False))
-        write_text(st / "applicability.csv", applicability.to_csv(index=False))
+        write_text(st / "report.csv", candidate_rows(rep_stages).to_csv(index=False))
+        write_text(st / "cis.csv", _paired_cis(profile, rep_stages).to_csv(index=False))
+        write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
+        write_text(st / "applicability.csv", _applicability(profile, applies).to_csv(index=False))
         write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
                                            "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
-                                           "dexperts_lambda": lam, "validation_split": val_split,
-                                           "report_split": rep_split})  # fmt: skip
+                                           "dexperts_lambda": lam, "validation_split": profile.eval.prompt_split,
+                                           "report_split": cfg.report_split})  # fmt: skip
         st.mark_done({"n_validation": len(val), "n_report": len(rep)})
         log(f"study: wrote {st.path}")
 
@@ -169,6 +126,77 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
 
     return Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
                  read("mmlu.csv"), read("applicability.csv"), st.path)  # fmt: skip
+
+
+def _validation_candidates(profile: Profile, applies: dict[str, bool], quiet: bool) -> list[Candidate]:
+    """Per target: untouched, the UniDetox grid (learning rates x steps), DExperts' strengths where it applies."""
+    val: list[Candidate] = []
+    for t in profile.detox.targets:
+        val.append(untouched(t))
+        val += [finetuned(profile, t, "unidetox", lr, s, grid=True, quiet=quiet)
+                for lr in profile.detox.learning_rates for s in profile.detox.steps]  # fmt: skip
+        if applies.get(t):
+            val += [dexperts(profile, t, lam, quiet=quiet) for lam in profile.study.dexperts_lambdas]
+    return val
+
+
+def _report_candidates(profile: Profile, sel: str, chosen: tuple[float, int], oracle: dict, lam: dict,
+                       quiet: bool) -> list[Candidate]:  # fmt: skip
+    """Per target: untouched, the baselines, UniDetox with the transferred and with its own best configuration."""
+    cfg = profile.study
+    rep: list[Candidate] = []
+    for t in profile.detox.targets:
+        rep.append(untouched(t))
+        if "preprompt" in cfg.baselines:
+            rep.append(preprompt(profile, t))
+        rep.append(finetuned(profile, t, "unidetox", *chosen, selection="transferred", grid=True, quiet=quiet))
+        rep.append(finetuned(profile, t, "unidetox", *oracle[t], selection="oracle", grid=True, quiet=quiet))
+        rep += [finetuned(profile, t, m, *chosen, selection="transferred", quiet=quiet)
+                for m in ("base-samples", "nothate") if m in cfg.baselines]  # fmt: skip
+        if t in lam:
+            if sel in lam:
+                rep.append(dexperts(profile, t, lam[sel], selection="transferred", quiet=quiet))
+            rep.append(dexperts(profile, t, lam[t], selection="oracle", quiet=quiet))
+    return rep
+
+
+def _mmlu_stages(profile: Profile, rep: list[Candidate], quiet: bool) -> dict[str, StageDir]:
+    """MMLU of each distinct model among the report candidates that changes weights (or none), by model key."""
+    stages: dict[str, StageDir] = {}
+    for c in rep:
+        if c.method in ("none", *FINETUNED) and c.key not in stages:
+            stages[c.key] = mmlu(profile, c, quiet=quiet)
+    return stages
+
+
+def _mmlu_rows(rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> list[dict]:
+    """One row of overall MMLU accuracy per report candidate that has an MMLU stage."""
+    return [{**c.labels(), **mmlu_overall(pd.read_csv(mmlu_stages[c.key] / "summary.csv"))}
+            for c in rep if c.method in ("none", *FINETUNED) and c.key in mmlu_stages]  # fmt: skip
+
+
+def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    """Paired bootstrap CIs over prompts of every report candidate against its untouched target."""
+    from unidetox.measure.compare import paired_ci
+
+    cfg = profile.study
+    pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
+    ci_rows = []
+    for c, _ in rep_stages:
+        if c.method == "none":
+            continue
+        d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
+        ci_rows.append(d.assign(**c.labels()))
+    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+
+
+def _applicability(profile: Profile, applies: dict[str, bool]) -> pd.DataFrame:
+    """Which method applies to which target, and why not (DExperts needs the experts' tokenizer)."""
+    return pd.DataFrame(
+        [{"target": t, "method": m, "applies": m != "dexperts" or bool(applies.get(t)),
+          "reason": "" if m != "dexperts" or applies.get(t) else "target's tokenizer differs from the experts'"}
+         for t in profile.detox.targets for m in ("none", "unidetox", *profile.study.baselines)]
+    )  # fmt: skip
 
 
 def mmlu_overall(summary: pd.DataFrame) -> dict:
@@ -217,7 +245,7 @@ def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
     split = profile.eval.prompt_split
     cands = [untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)]
     ppl = profile.study.validation_perplexity
-    return _rows([(c, evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet)) for c in cands])
+    return candidate_rows([(c, evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet)) for c in cands])
 
 
 def run_all(profile: Profile, *, quiet: bool = False) -> Study:
