@@ -55,3 +55,6 @@ def check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ScorerError(f"batch_size must be a positive integer, got {batch_size!r}")
     return batch_size
+
+
+__all__ = ["ScorerError", "ToxicityScorer", "check_batch_size", "check_texts", "scorer_device"]

@@ -56,3 +56,6 @@ def load_detoxify(variant: str = "original", *, device: str = "cpu", batch_size:
     except importlib.metadata.PackageNotFoundError:
         ver = getattr(detoxify, "__version__", "unknown")
     return DetoxifyScorer(model, variant=variant, version=f"detoxify=={ver}:{variant}", batch_size=batch_size)
+
+
+__all__ = ["DetoxifyScorer", "load_detoxify"]

@@ -227,3 +227,14 @@ def load_tiny(*, device: str = "cpu", batch_size: int = 64) -> HFScorer:
     """The ``tiny`` scorer: :func:`tiny_classifier` behind :class:`HFScorer`."""
     model, tok = tiny_classifier()
     return HFScorer(model, tok, name="tiny", device=device, batch_size=batch_size)
+
+
+__all__ = [
+    "TOXIC_LABEL_NAMES",
+    "HFScorer",
+    "hf_max_length",
+    "load_hf",
+    "load_tiny",
+    "tiny_classifier",
+    "toxic_label_index",
+]

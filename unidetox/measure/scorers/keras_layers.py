@@ -190,3 +190,6 @@ class KerasSequentialNet(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.layers(ids)
+
+
+__all__ = ["KERAS_ACTIVATIONS", "KerasSequentialNet", "hard_sigmoid", "keras_lstm", "one_cpu_thread"]

@@ -267,3 +267,19 @@ def load_toxblock(
         device=device,
         batch_size=batch_size,
     )
+
+
+__all__ = [
+    "KERAS_FILTERS",
+    "TOXBLOCK_LABELS",
+    "TOXBLOCK_PICKLE_ALLOWED",
+    "TOXBLOCK_VERSION",
+    "KerasTextTokenizer",
+    "ToxBlockEncoder",
+    "ToxBlockScorer",
+    "keras_text_to_word_sequence",
+    "load_toxblock",
+    "pad_sequences",
+    "read_keras_h5",
+    "toxblock_dir",
+]
