@@ -8,6 +8,10 @@ import pytest
 
 from unidetox.measure.metrics import (
     DOMAINS,
+    FLUENCY_METRICS,
+    METRICS,
+    TOXICITY_METRICS,
+    Metric,
     MetricError,
     dist_texts,
     distinct_n,
@@ -246,3 +250,20 @@ def test_mmlu_accuracy_micro_and_macro_by_hand():
     acc = dict(zip(per["subject"], per["accuracy"]))
     assert acc == pytest.approx({"anatomy": 2 / 3, "astronomy": 1.0, "virology": 0.0})
     assert dict(zip(per["subject"], per["n"])) == {"anatomy": 3, "astronomy": 1, "virology": 1}
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_metric_registry_names_directions_and_groups():
+    assert all(isinstance(m, Metric) and m.label and m.help and "\n" not in m.help for m in METRICS.values())
+    assert [n for n in METRICS if not METRICS[n].higher_is_better] == ["TP", "EMT", "PPL", "PPL_dropped"]
+    assert {*TOXICITY_METRICS, *FLUENCY_METRICS} <= set(METRICS)
+    df = pd.DataFrame({"seed": 0, "prompt_id": range(4), "domain": DOMAINS, "score": [0.9, 0.1, 0.2, 0.6]})
+    assert set(toxicity_table(df).metric) == set(TOXICITY_METRICS)
+    ppl = perplexity_table(pd.DataFrame({"seed": [0, 0], "ppl": [10.0, 2e4]}))
+    texts = pd.DataFrame({"seed": 0, "prompt_id": [0, 0], "prompt": "p", "continuation": ["a b", "a c"]})
+    tidy = pd.concat([ppl, distinct_table(texts)])
+    assert set(tidy.metric) <= set(METRICS) and set(FLUENCY_METRICS) <= set(tidy.metric)
+    with pytest.raises(AttributeError):
+        METRICS["TP"].higher_is_better = True

@@ -16,24 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from unidetox.measure.scorers import (
+from unidetox.measure.scorers import SCORERS, load_scorer
+from unidetox.measure.scorers.base import ScorerError, ToxicityScorer
+from unidetox.measure.scorers.hf import HFScorer, hf_max_length, tiny_classifier, toxic_label_index
+from unidetox.measure.scorers.keras_layers import KerasSequentialNet, hard_sigmoid, keras_lstm
+from unidetox.measure.scorers.toxblock import (
     TOXBLOCK_LABELS,
     TOXBLOCK_PICKLE_ALLOWED,
-    HFScorer,
-    KerasSequentialNet,
     KerasTextTokenizer,
-    ScorerError,
     ToxBlockEncoder,
-    ToxicityScorer,
-    hard_sigmoid,
-    hf_max_length,
-    keras_lstm,
-    load_scorer,
     pad_sequences,
     read_keras_h5,
-    tiny_classifier,
     toxblock_dir,
-    toxic_label_index,
 )
 from unidetox.safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_loads
 
@@ -238,6 +232,13 @@ def test_input_validation(tiny):
         load_scorer("nope")
     with pytest.raises(ScorerError, match="batch_size must be a positive integer"):
         load_scorer("tiny", batch_size=0)
+
+
+@pytest.mark.parametrize("spec", ["tiny:x", "toxblock:1", "hatesonar:", "hf", "detox"])
+def test_registry_takes_an_argument_only_where_the_spec_has_one(spec):
+    assert set(SCORERS) == {"hf:", "tiny", "detoxify", "detoxify:", "toxblock", "hatesonar"}
+    with pytest.raises(ScorerError, match=f"unknown scorer spec '{spec}'"):
+        load_scorer(spec)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

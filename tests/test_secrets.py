@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from harness import FAKE_TOKEN, REPO, cli_env, half_written, reference_run, run_cli, visible_files
 
-import unidetox.measure.scorers as S
+import unidetox.measure.scorers.toxblock as S
 from unidetox.cli import run
 from unidetox.config import PROFILES, Profile, to_dict
 from unidetox.profile_loader import load_profile

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from harness import DATA_DIR
 
-from unidetox.measure.scorers import ScorerError, load_scorer
+from unidetox.measure.scorers import load_scorer
+from unidetox.measure.scorers.base import ScorerError
 from unidetox.measure.scorers.hatesonar import SONAR_LOCALE, _with_locale, sonar_model_path
 
 onnx = pytest.importorskip("onnx")

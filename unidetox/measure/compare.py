@@ -20,8 +20,10 @@ from unidetox.measure.bootstrap import bootstrap_ci, strata_rows
 from unidetox.measure.metrics import (
     IN_DISTRIBUTION,
     IN_DOMAINS,
+    METRICS,
     OOD_DOMAIN,
     OUT_OF_DISTRIBUTION,
+    TOXICITY_METRICS,
     MetricError,
     per_prompt_toxicity,
 )
@@ -37,11 +39,12 @@ def _best(tidy: pd.DataFrame, keys: list[str], what: str) -> pd.Series:
     need = {*keys, "domain", "metric", "value"}
     if not need <= set(tidy.columns):
         raise MetricError(f"choosing {what} needs columns {sorted(need)}, got {sorted(tidy.columns)}")
-    rows = tidy[(tidy.domain == IN_DISTRIBUTION) & tidy.metric.isin(["TP", "EMT"])]
+    rows = tidy[(tidy.domain == IN_DISTRIBUTION) & tidy.metric.isin(TOXICITY_METRICS)]
     if rows.empty:
         raise MetricError(f"choosing {what}: no in-distribution TP/EMT rows to choose from (evaluate the grid first)")
     means = rows.groupby([*keys, "metric"]).value.mean().unstack("metric").reset_index()
-    return means.sort_values(["TP", "EMT", *keys], kind="stable").iloc[0]
+    ascending = [not METRICS[m].higher_is_better for m in TOXICITY_METRICS] + [True] * len(keys)
+    return means.sort_values([*TOXICITY_METRICS, *keys], ascending=ascending, kind="stable").iloc[0]
 
 
 def choose_config(tidy: pd.DataFrame) -> tuple[float, int]:

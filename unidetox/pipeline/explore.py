@@ -52,7 +52,7 @@ class Explorer:
 
     profile: Profile
     models: list[Model]
-    scorer: object  # a unidetox.measure.scorers.ToxicityScorer
+    scorer: object  # a unidetox.measure.scorers.base.ToxicityScorer
 
     @classmethod
     def for_study(cls, profile: Profile, study, *, targets: Sequence[str] | None = None, quiet: bool = True):

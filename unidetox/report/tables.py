@@ -12,22 +12,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+from unidetox.measure.metrics import (
+    ALL,
+    DIVERSITY_METRICS,
+    FLUENCY_METRICS,
+    IN_DISTRIBUTION,
+    OUT_OF_DISTRIBUTION,
+    TOXICITY_METRICS,
+)
 from unidetox.methods import METHODS
 
 METHOD_NAMES = {name: m.label for name, m in METHODS.items()}
 METHOD_ORDER = list(METHODS)
 MAIN_SELECTION = {name: m.main_selection for name, m in METHODS.items()}
 LABELS = ["target", "method", "lr", "steps", "hparam", "selection"]
-COLUMNS = [  # (domain, metric) -> display column
-    ((IN_DISTRIBUTION, "TP"), "TP (in)"),
-    ((IN_DISTRIBUTION, "EMT"), "EMT (in)"),
-    ((OUT_OF_DISTRIBUTION, "TP"), "TP (out)"),
-    ((OUT_OF_DISTRIBUTION, "EMT"), "EMT (out)"),
-    ((ALL, "PPL"), "PPL"),
-    ((ALL, "Dist-1"), "Dist-1"),
-    ((ALL, "Dist-2"), "Dist-2"),
-    ((ALL, "Dist-3"), "Dist-3"),
+SIDES = {IN_DISTRIBUTION: "in", OUT_OF_DISTRIBUTION: "out"}
+COLUMNS = [  # (domain, metric) -> display column: "TP (in)", "EMT (in)", "TP (out)", "EMT (out)", "PPL", "Dist-1", ...
+    *(((domain, m), f"{m} ({side})") for domain, side in SIDES.items() for m in TOXICITY_METRICS),
+    *(((ALL, m), m) for m in FLUENCY_METRICS),
 ]
 
 
@@ -176,12 +178,13 @@ def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
             ["" if pd.isna(m) else f"{m:.{d}f} ± {s:.{d}f}" for m, s in zip(main[col], std)], index=main.index
         )
 
-    for col in ("TP (in)", "EMT (in)", "TP (out)", "EMT (out)"):
-        out[col] = pm(col)
+    for (_, metric), col in COLUMNS:
+        if metric in TOXICITY_METRICS:
+            out[col] = pm(col)
     out["ΔTP (in) [95% CI]"] = ci_text(main, "ΔTP (in)", digits)
     out["ΔEMT (in) [95% CI]"] = ci_text(main, "ΔEMT (in)", digits)
     out["PPL"] = pm("PPL", 1)
-    for col in ("Dist-1", "Dist-2", "Dist-3"):
+    for col in DIVERSITY_METRICS:
         out[col] = pm(col, 2)
     out["MMLU"] = [("" if pd.isna(v) else f"{v:.{digits}f}") for v in main.get("MMLU", pd.Series(index=main.index))]
     out["note"] = main.get("note", "").fillna("")

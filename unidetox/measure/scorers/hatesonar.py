@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from unidetox.measure.scorers import ScorerError, _check_batch_size, _check_texts
+from unidetox.measure.scorers.base import ScorerError, check_batch_size, check_texts
 from unidetox.store import sha256_file
 
 SONAR_VERSION = "0.1.0"
@@ -69,11 +69,11 @@ class SonarScorer:
     def __init__(self, session: Any, *, version: str, batch_size: int = 256):
         self.session = session
         self.version = version
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(N, 3) float64 class probabilities in the order of ``SONAR_CLASSES``."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         out = np.zeros((len(texts), len(SONAR_CLASSES)), dtype=np.float64)
         for start in range(0, len(texts), self.batch_size):
             batch = np.array(texts[start : start + self.batch_size], dtype=object)
