@@ -1,4 +1,4 @@
-"""Evaluation metrics of the paper: toxicity (TP, EMT), perplexity, Dist-n, MMLU accuracy, paired bootstrap.
+"""Evaluation metrics of the paper: toxicity (TP, EMT), perplexity, Dist-n, MMLU accuracy, and their registry (METRICS).
 
 Pure numpy/pandas. Conventions follow the official UniDetox evaluation code:
 
