@@ -25,7 +25,14 @@ import pandas as pd
 
 from unidetox.config import ConfigError, Profile, to_dict
 from unidetox.measure.compare import GROUPS, PER_PROMPT, stratified_paired_bootstrap
-from unidetox.measure.metrics import ALL, DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, summarize_over_seeds
+from unidetox.measure.metrics import (
+    ALL,
+    DOMAINS,
+    IN_DISTRIBUTION,
+    OUT_OF_DISTRIBUTION,
+    TOXICITY_METRICS,
+    summarize_over_seeds,
+)
 from unidetox.pipeline.study import mmlu_overall, per_prompt_rows
 from unidetox.report.cards import CARD_FACTS, CARD_FILE, SCORE_FILE, add_score
 from unidetox.store import read_json, sha256_file, write_json
@@ -79,7 +86,7 @@ def _ci(a: pd.DataFrame, b: pd.DataFrame | None, *, n_boot: int, level: float) -
     else:
         m = a.add_suffix("_a").rename(columns={"prompt_id_a": "prompt_id", "domain_a": "domain"})
     rows = []
-    groups = [(metric, g, doms) for metric in ("TP", "EMT") for g, doms in TOX_GROUPS.items()]
+    groups = [(metric, g, doms) for metric in TOXICITY_METRICS for g, doms in TOX_GROUPS.items()]
     groups.append(("PPL", ALL, (*GROUPS[IN_DISTRIBUTION], *GROUPS[OUT_OF_DISTRIBUTION])))
     for metric, group, domains in groups:
         num, den = PER_PROMPT[metric]

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from unidetox.measure.metrics import ALL, DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+from unidetox.measure.metrics import ALL, DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION, TOXICITY_METRICS
 
 DOMAIN_ROWS = (*DOMAINS, IN_DISTRIBUTION, OUT_OF_DISTRIBUTION)
 
@@ -39,7 +39,7 @@ def tables(summary: dict) -> dict[str, pd.DataFrame]:
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
     diff = summary.get("differences")
     out = {}
-    for metric in ("TP", "EMT"):
+    for metric in TOXICITY_METRICS:
         cols = {name: [_cell(_lookup(m["metrics"], metric, d)) for d in DOMAIN_ROWS] for name, m in zip(names, models)}
         if diff:
             cols["Δ"] = [_cell(_lookup(diff["rows"], metric, d)) for d in DOMAIN_ROWS]
