@@ -190,7 +190,9 @@ def test_resume_after_crash_gives_identical_texts(tiny_gpt2, tiny_toxic, tmp_pat
 def test_sharded_run_equals_single_process(tiny_gpt2, tiny_toxic, tmp_path):
     single = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "one.jsonl", progress=False)
     for rank in (0, 1):
-        D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "two.jsonl", rank=rank, world_size=2, progress=False)
+        D.contrastive_texts(
+            tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "two.jsonl", rank=rank, world_size=2, progress=False
+        )
     merged = D.merge_streams(tmp_path / "two.jsonl", 2)
     assert [r["text"] for r in merged] == single.texts
 

@@ -70,4 +70,3 @@ class DExpertsSource:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         t, e, a = (s.step(tokens) for s in self.sources)
         return dexperts_scores(t, e, a, self.strength)
-

@@ -218,4 +218,3 @@ def contrast_per_token(
     b = continuation_logprobs(base.model, base.tokenizer, empty, texts, batch_size=batch_size)
     t = continuation_logprobs(toxic.model, toxic.tokenizer, empty, texts, batch_size=batch_size)
     return [((sb - st) / n if n else math.nan, n) for (sb, n), (st, _) in zip(b, t, strict=True)]
-
