@@ -12,7 +12,7 @@ from conftest import perturbed
 from unidetox.cli import run
 from unidetox.config import DistillConfig
 from unidetox.method import distill as Dist
-from unidetox.method.train import tokenize_texts
+from unidetox.method.train_setup import tokenize_texts
 from unidetox.models import LoadedModel, load_model, load_tokenizer
 
 FAMILIES = ("tiny:gpt2", "tiny:opt", "tiny:falcon", "tiny:llama")
