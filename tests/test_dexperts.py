@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import perturbed
 
-from unidetox.method.dexperts import DExpertsError, DExpertsSource, check_models, dexperts_scores, reference_scores
+from unidetox.method.dexperts import DExpertsError, DExpertsSource, check_models, dexperts_scores
 from unidetox.method.generate import GenerationSettings, generate_unit
 from unidetox.method.sampling import make_generator
 
@@ -31,6 +31,14 @@ def test_negative_strength_refused():
         dexperts_scores(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), -1.0)
 
 
+def _reference_scores(target, expert, anti, prefix, strength):
+    """Cache-free scores ``(V,)`` from raw logits of full forward passes over `prefix`."""
+    ids = torch.tensor([prefix])
+    with torch.no_grad():
+        z = [m(ids).logits[0, -1].float() for m in (target, expert, anti)]
+    return z[0] + strength * (z[1] - z[2])
+
+
 def test_source_matches_full_forward_reference(tiny_gpt2, tiny_toxic, one_torch_thread):
     """Step by step, the cached source's distribution equals softmax of the reference's raw-logit ensemble."""
     expert = perturbed(tiny_gpt2, seed=7, scale=0.3)
@@ -41,7 +49,7 @@ def test_source_matches_full_forward_reference(tiny_gpt2, tiny_toxic, one_torch_
     scores = src.start(ids, torch.ones_like(ids))
     seq = list(prefix)
     for tok in [11, 262, 318]:
-        ref = reference_scores(tiny_gpt2.model, expert.model, tiny_toxic.model, seq, lam)
+        ref = _reference_scores(tiny_gpt2.model, expert.model, tiny_toxic.model, seq, lam)
         torch.testing.assert_close(torch.log_softmax(scores[0], -1), torch.log_softmax(ref, -1), atol=1e-4, rtol=0)
         seq.append(tok)
         scores = src.step(torch.tensor([tok]))

@@ -59,6 +59,15 @@ def test_official_logit_form_is_equivalent():
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
 
 
+def _reference_scores(base, toxic, prefix, alpha):
+    """Cache-free scores ``(V,)``: full forward passes of both models over `prefix`."""
+    ids = torch.tensor([list(prefix)], device=next(base.parameters()).device)
+    with torch.no_grad():
+        b = torch.log_softmax(base(ids).logits[0, -1].float(), -1)
+        t = torch.log_softmax(toxic(ids).logits[0, -1].float(), -1)
+    return D.contrastive_scores(b[None], t[None], alpha)[0]
+
+
 def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, batch, context=()):
     """Cache-free decoding: full forward passes of both models over each whole prefix at every step.
 
@@ -68,7 +77,7 @@ def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, b
     seqs = [list(start) for _ in range(batch)]
     all_scores = []
     for _ in range(n_steps):
-        scores = torch.stack([D.reference_scores(base, toxic, s, alpha) for s in seqs])
+        scores = torch.stack([_reference_scores(base, toxic, s, alpha) for s in seqs])
         all_scores.append(scores)
         tok = sample(scores, params, gen)
         for s, t in zip(seqs, tok.tolist()):
@@ -152,7 +161,7 @@ def test_left_padding_gives_same_scores(tiny_llama):
 
 def test_different_tokenizers_refused(tiny_gpt2, tiny_llama, tmp_path):
     with pytest.raises(D.DistillError, match="different tokenizers"):
-        D.distill(
+        D.contrastive_texts(
             tiny_gpt2, tiny_llama, DistillConfig(num_texts=1, max_new_tokens=2, batch_size=1), tmp_path / "t.jsonl"
         )
     assert not (tmp_path / "t.jsonl").exists()
@@ -163,7 +172,7 @@ def _cfg():
 
 
 def test_resume_after_crash_gives_identical_texts(tiny_gpt2, tiny_toxic, tmp_path, monkeypatch):
-    full = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "full.jsonl", progress=False)
+    full = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "full.jsonl", progress=False)
     assert len(full.texts) == 7 and any(t.strip() for t in full.texts)
     # a crash after the first batch, in the middle of writing the second
     lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
@@ -172,24 +181,26 @@ def test_resume_after_crash_gives_identical_texts(tiny_gpt2, tiny_toxic, tmp_pat
     calls = []
     real = D.decode_batch
     monkeypatch.setattr(D, "decode_batch", lambda *a: calls.append(a[3]) or real(*a))
-    resumed = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "cut.jsonl", progress=False)
+    resumed = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "cut.jsonl", progress=False)
     assert calls == [1, 2]  # batch 0 was not redone
     assert resumed.texts == full.texts
     assert read_jsonl(tmp_path / "cut.jsonl") == read_jsonl(tmp_path / "full.jsonl")
 
 
 def test_sharded_run_equals_single_process(tiny_gpt2, tiny_toxic, tmp_path):
-    single = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "one.jsonl", progress=False)
+    single = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "one.jsonl", progress=False)
     for rank in (0, 1):
-        D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "two.jsonl", rank=rank, world_size=2, progress=False)
+        D.contrastive_texts(
+            tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "two.jsonl", rank=rank, world_size=2, progress=False
+        )
     merged = D.merge_streams(tmp_path / "two.jsonl", 2)
     assert [r["text"] for r in merged] == single.texts
 
 
 def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path):
-    a = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "a.jsonl", progress=False).texts
-    b = D.distill(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "b.jsonl", progress=False).texts
-    c = D.distill(tiny_gpt2, tiny_toxic, DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=12),
+    a = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "a.jsonl", progress=False).texts
+    b = D.contrastive_texts(tiny_gpt2, tiny_toxic, _cfg(), tmp_path / "b.jsonl", progress=False).texts
+    c = D.contrastive_texts(tiny_gpt2, tiny_toxic, DistillConfig(alpha=0.1, num_texts=7, max_new_tokens=10, batch_size=3, seed=12),
                   tmp_path / "c.jsonl", progress=False).texts  # fmt: skip
     assert a == b and a != c
 
@@ -210,6 +221,6 @@ def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread
     tox = P.toxic_model(plain, quiet=True)
     base, toxic = load_model(plain.toxic.base_model), load_model(str(tox.path / "final"))
     prefix = base.tokenizer("\n\n", add_special_tokens=False).input_ids
-    ref = D.distill(base, toxic, with_context.distill, tmp_path / "ref.jsonl", progress=False, prefix=prefix)
+    ref = D.contrastive_texts(base, toxic, with_context.distill, tmp_path / "ref.jsonl", progress=False, prefix=prefix)
     assert P.distilled_texts(st_ctx) == ref.texts
     assert P.distilled_texts(st_plain) != ref.texts

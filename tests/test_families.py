@@ -12,7 +12,7 @@ from conftest import perturbed
 from unidetox.cli import run
 from unidetox.config import DistillConfig
 from unidetox.method import distill as Dist
-from unidetox.method.train import tokenize_texts
+from unidetox.method.train_setup import tokenize_texts
 from unidetox.models import LoadedModel, load_model, load_tokenizer
 
 FAMILIES = ("tiny:gpt2", "tiny:opt", "tiny:falcon", "tiny:llama")
@@ -61,7 +61,7 @@ def test_a_model_without_bos_or_eos_is_refused_clearly():
 def test_contrastive_decoding_runs_from_each_family_start_token(spec, tmp_path, one_torch_thread):
     base = load_model(spec)
     cfg = DistillConfig(num_texts=3, max_new_tokens=6, batch_size=2, seed=5)
-    res = Dist.distill(base, perturbed(base), cfg, tmp_path / "s.jsonl", progress=False)
+    res = Dist.contrastive_texts(base, perturbed(base), cfg, tmp_path / "s.jsonl", progress=False)
     assert len(res.texts) == 3 and res.tokens_generated > 0
 
 

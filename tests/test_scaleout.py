@@ -9,14 +9,9 @@ import pytest
 import torch
 
 from unidetox.config import ConfigError, ScaleConfig, TrainConfig
-from unidetox.method.train import (
-    mixed_precision,
-    pad_batch,
-    set_checkpointing,
-    token_nll,
-    tokenize_texts,
-    train_causal_lm,
-)
+from unidetox.method.batches import pad_batch, token_nll
+from unidetox.method.train import train_causal_lm
+from unidetox.method.train_setup import mixed_precision, set_checkpointing, tokenize_texts
 from unidetox.models import load_model
 from unidetox.profile_loader import load_profile
 from unidetox.scale.accelerate_configs import CONFIGS, accelerate_config

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import unidetox.checkpoint as ckpt_mod
-import unidetox.method.train as train_mod
+import unidetox.method.train_setup as setup_mod
 from unidetox.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -21,8 +21,7 @@ from unidetox.checkpoint import (
     unflatten_state,
 )
 from unidetox.config import TrainConfig
-from unidetox.method.train import (
-    TrainError,
+from unidetox.method.batches import (
     batch_indices,
     epoch_order,
     lr_factor,
@@ -31,9 +30,10 @@ from unidetox.method.train import (
     pad_batch,
     shard,
     token_nll,
-    tokenize_texts,
-    train_causal_lm,
 )
+from unidetox.method.train import train_causal_lm
+from unidetox.method.train_setup import tokenize_texts
+from unidetox.method.train_state import TrainError
 from unidetox.models import load_model
 from unidetox.store import read_jsonl
 
@@ -376,7 +376,7 @@ def test_step_dirs_final_dir_and_skip(uninterrupted, tmp_path, monkeypatch):
         assert hf(input_ids=ids).logits.equal(logits)
     assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in out.rglob("*"))
     # A finished run returns at once (no accelerator, no step) and loads the final weights.
-    monkeypatch.setattr(train_mod, "_make_accelerator", lambda dev: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr(setup_mod, "_make_accelerator", lambda dev: pytest.fail("a finished run was retrained"))
     fresh = load_model("tiny:gpt2")
     again = train_causal_lm(fresh, TEXTS[:5], RESUME_CFG, out, device="cpu", progress=False)
     assert again == res

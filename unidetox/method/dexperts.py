@@ -70,13 +70,3 @@ class DExpertsSource:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         t, e, a = (s.step(tokens) for s in self.sources)
         return dexperts_scores(t, e, a, self.strength)
-
-
-def reference_scores(
-    target: torch.nn.Module, expert: torch.nn.Module, anti: torch.nn.Module, prefix: list[int], strength: float
-) -> torch.Tensor:
-    """Cache-free reference from raw logits of full forward passes over `prefix` -> ``(V,)``. For tests."""
-    ids = torch.tensor([prefix])
-    with torch.no_grad():
-        z = [m(ids).logits[0, -1].float() for m in (target, expert, anti)]
-    return z[0] + strength * (z[1] - z[2])

@@ -144,7 +144,7 @@ def decode_batch(
     return strip_after_eos(new, tok.eos_token_id)
 
 
-def distill(
+def contrastive_texts(
     base: LoadedModel,
     toxic: LoadedModel | None,
     cfg: DistillConfig,
@@ -218,14 +218,3 @@ def contrast_per_token(
     b = continuation_logprobs(base.model, base.tokenizer, empty, texts, batch_size=batch_size)
     t = continuation_logprobs(toxic.model, toxic.tokenizer, empty, texts, batch_size=batch_size)
     return [((sb - st) / n if n else math.nan, n) for (sb, n), (st, _) in zip(b, t, strict=True)]
-
-
-def reference_scores(
-    base: torch.nn.Module, toxic: torch.nn.Module, prefix: Sequence[int], alpha: float
-) -> torch.Tensor:
-    """Cache-free reference: full forward passes of both models over `prefix` -> scores ``(V,)``. For tests."""
-    ids = torch.tensor([list(prefix)], device=next(base.parameters()).device)
-    with torch.no_grad():
-        b = torch.log_softmax(base(ids).logits[0, -1].float(), -1)
-        t = torch.log_softmax(toxic(ids).logits[0, -1].float(), -1)
-    return contrastive_scores(b[None], t[None], alpha)[0]

@@ -36,9 +36,9 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
         if profile.distill.context and not prefix:
             raise Dist.DistillError(f"distill.context {profile.distill.context!r} has no tokens in {model}")
         begin(st)
-        res = Dist.distill(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
-                           world_size=state.num_processes, progress=not quiet and state.is_main_process,
-                           prefix=prefix)  # fmt: skip
+        res = Dist.contrastive_texts(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
+                                     world_size=state.num_processes, progress=not quiet and state.is_main_process,
+                                     prefix=prefix)  # fmt: skip
         summary.update(tokens=res.tokens_generated, tokens_per_second=res.tokens_generated / max(res.seconds, 1e-9))
     state.wait_for_everyone()
     if state.is_main_process:

@@ -86,7 +86,7 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
 def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, n_texts: int, sc: ScaleConfig,
                   hw: Hardware, *, runs: int = 1, saves: int = 1, profile: str = "...") -> StagePlan:  # fmt: skip
     """A fine-tuning stage: `runs` trainings of `spec` on `n_texts` texts, each saving `saves` models."""
-    from unidetox.method.train import num_training_steps
+    from unidetox.method.batches import num_training_steps
 
     n = hw.sharding.devices
     micro = max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n)))
