@@ -11,7 +11,7 @@ token; the score of every sampled token is unchanged. All variants use the same 
 
 One table row per text set: n_texts, mean words, the share of each text type (:mod:`unidetox.analysis.texttype`) and two
 example texts (first 100 characters). With ``--contrast-out`` it also measures the hypothesis of the issue: the
-mean per-token ``log p_base - log p_toxic`` (:func:`unidetox.method.distill.contrast_per_token`) of the shipped labelled
+mean per-token ``log p_base - log p_toxic`` (:func:`unidetox.measure.contrast.contrast_per_token`) of the shipped labelled
 texts of each type and of released texts, for the base/toxic pair of the profile.
 """
 
@@ -88,7 +88,7 @@ def row(name: str, texts: list[str], info: dict, seconds: float) -> dict:
 
 def contrast_by_type(args, n_released: int) -> pd.DataFrame:
     """Mean per-token log p_base - log p_toxic of the labelled texts of each type, and of released texts."""
-    from unidetox.method.distill import contrast_per_token
+    from unidetox.measure.contrast import contrast_per_token
 
     profile = load_profile(args.profile, args.overrides)
     tox = P.toxic_model(profile, quiet=args.quiet)

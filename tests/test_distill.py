@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from unidetox.config import DistillConfig
+from unidetox.measure.contrast import contrast_per_token
 from unidetox.method import distill as D
 from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample
 from unidetox.store import read_jsonl
@@ -121,7 +122,7 @@ def test_prefix_decoding_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
 
 def test_contrast_per_token_matches_direct_computation(tiny_gpt2, tiny_toxic):
     texts = ["The cat sat on the mat.", "def f(x):\n    return x", ""]
-    got = D.contrast_per_token(tiny_gpt2, tiny_toxic, texts, batch_size=2)
+    got = contrast_per_token(tiny_gpt2, tiny_toxic, texts, batch_size=2)
     for text, (gap, n) in zip(texts[:2], got[:2]):
         ids = [tiny_gpt2.start_token_id, *tiny_gpt2.tokenizer(text, add_special_tokens=False).input_ids]
         x, target = torch.tensor([ids]), torch.tensor(ids[1:])
@@ -136,7 +137,7 @@ def test_contrast_per_token_matches_direct_computation(tiny_gpt2, tiny_toxic):
 
 def test_contrast_per_token_refuses_other_tokenizer(tiny_gpt2, tiny_llama):
     with pytest.raises(D.DistillError, match="different tokenizers"):
-        D.contrast_per_token(tiny_gpt2, tiny_llama, ["a text"])
+        contrast_per_token(tiny_gpt2, tiny_llama, ["a text"])
 
 
 def test_shared_cache_bug_would_differ(tiny_gpt2, tiny_toxic):

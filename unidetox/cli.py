@@ -142,9 +142,9 @@ def _store_lock(profile, args, argv: list[str] | None):
 
 
 def _plan(profile, args) -> None:
+    from unidetox.pipeline.plan import check, plan_profile
+    from unidetox.report.plan_tables import format_markdown, format_plan
     from unidetox.scale.hardware import hardware
-    from unidetox.scale.plan import check, plan_profile
-    from unidetox.scale.plan_tables import format_markdown, format_plan
 
     hw = hardware(args.gpu, args.gpus, args.strategy, profile.device)
     plans = plan_profile(profile, hw)

@@ -398,3 +398,14 @@ def save_model(lm: LoadedModel, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     lm.model.save_pretrained(out_dir, safe_serialization=True)
     lm.tokenizer.save_pretrained(out_dir)
+
+
+def model_max_length(model) -> int | None:
+    """Context length of `model` from its config (max_position_embeddings / n_positions), None if unknown."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "get_text_config", lambda: cfg)() if cfg is not None else None
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from unidetox.config import EvalConfig
 from unidetox.errors import UnidetoxError
 from unidetox.measure import metrics
-from unidetox.measure.likelihood import conditional_perplexity, model_max_length
+from unidetox.measure.likelihood import conditional_perplexity
 from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
-from unidetox.models import LoadedModel
+from unidetox.models import LoadedModel, model_max_length
 from unidetox.store import JsonlWriter, read_jsonl
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from unidetox.errors import UnidetoxError
+from unidetox.models import model_max_length
 
 
 class LikelihoodError(UnidetoxError, ValueError):
@@ -59,17 +60,6 @@ def _start_token(tokenizer) -> int:
     if tok is None:
         raise LikelihoodError("the tokenizer has neither BOS nor EOS, so an empty prompt cannot be scored")
     return tok
-
-
-def model_max_length(model) -> int | None:
-    """Context length of `model` from its config (max_position_embeddings / n_positions), None if unknown."""
-    cfg = getattr(model, "config", None)
-    cfg = getattr(cfg, "get_text_config", lambda: cfg)() if cfg is not None else None
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def encode_pairs(
@@ -415,5 +405,4 @@ __all__ = [
     "continuation_logprobs",
     "continuation_logprobs_shared",
     "encode_pairs",
-    "model_max_length",
 ]

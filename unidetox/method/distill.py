@@ -80,7 +80,7 @@ def check_pair(base: LoadedModel, toxic: LoadedModel) -> None:
 
 def check_length(model: LoadedModel, cfg: DistillConfig) -> None:
     """Refuse, before any work, texts longer than `model`'s context (the start token plus ``max_new_tokens``)."""
-    from unidetox.measure.likelihood import model_max_length
+    from unidetox.models import model_max_length
 
     context = model_max_length(model.model)
     if context is not None and cfg.max_new_tokens + 1 > context:
@@ -199,22 +199,3 @@ def merge_streams(out_path: str | Path, world_size: int) -> list[dict]:
         return sorted(read_jsonl(out_path), key=lambda r: r["index"])
     recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}")]
     return sorted(recs, key=lambda r: r["index"])
-
-
-def contrast_per_token(
-    base: LoadedModel, toxic: LoadedModel, texts: Sequence[str], batch_size: int = 8
-) -> list[tuple[float, int]]:
-    """Per text: (mean over its tokens of ``log p_base(token) - log p_toxic(token)`` in nats, number of tokens).
-
-    Each text is scored from the start token as a whole continuation (teacher forcing, no plausibility mask):
-    how much more likely the base model finds the text than the toxic model does, i.e. what the contrastive score
-    rewards. A text without tokens gives ``(nan, 0)``.
-    """
-    from unidetox.measure.likelihood import continuation_logprobs
-
-    check_pair(base, toxic)
-    texts = list(texts)
-    empty = [""] * len(texts)
-    b = continuation_logprobs(base.model, base.tokenizer, empty, texts, batch_size=batch_size)
-    t = continuation_logprobs(toxic.model, toxic.tokenizer, empty, texts, batch_size=batch_size)
-    return [((sb - st) / n if n else math.nan, n) for (sb, n), (st, _) in zip(b, t, strict=True)]

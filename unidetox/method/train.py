@@ -75,7 +75,7 @@ def train_causal_lm(
     device: auto | cpu | cuda (accelerate places the model; bf16 autocast on CUDA, fp32 on CPU; under
     ``accelerate launch`` each process takes its slice of every global batch). Half-precision weights
     are trained in fp32 and cast back at the end. `scale`: gradient checkpointing, mixed precision and the memory
-    check (the estimate of `unidetox.scale.plan` is printed first). If ``out_dir/final`` is complete, its weights are
+    check (the estimate of `unidetox.pipeline.plan` is printed first). If ``out_dir/final`` is complete, its weights are
     loaded into `lm.model` and its result returned without training. `stop_after`: stop after that
     optimizer step with a checkpoint and no final (time-limited jobs); a later call resumes.
     """

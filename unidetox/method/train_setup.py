@@ -63,13 +63,13 @@ def setup_run(lm: LoadedModel, texts: list[str], val_texts: Sequence[str], cfg: 
               fingerprint: str) -> TrainRun:  # fmt: skip
     """Accelerator, token ids and step plan (all checked before any work), then model, optimizer and out_dir."""
     from unidetox.scale.hardware import runtime_hardware
-    from unidetox.scale.plan import training_line
+    from unidetox.scale.memory import training_line
 
     acc, sharded = _accelerator(device, scale, cfg, stop_after)
     plan = _plan(lm, texts, val_texts, cfg, save_at_steps, stop_after, acc.num_processes)
     run = TrainRun(cfg=cfg, scale=scale, out_dir=out_dir, tok=lm.tokenizer, acc=acc, sharded=sharded,
                    fingerprint=fingerprint, **plan)  # fmt: skip
-    line = training_line(lm.spec, lm.model, cfg, len(run.seqs), scale, runtime_hardware(acc))
+    line = training_line(lm.spec, lm.model, cfg, run.total, scale, runtime_hardware(acc))
     if acc.is_main_process:
         print(line, flush=True)
     _prepare_model(run, lm.model)
@@ -103,7 +103,7 @@ def _plan(lm: LoadedModel, texts: list[str], val_texts: Sequence[str], cfg: Trai
           save_at_steps: Sequence[int], stop_after: int | None, world: int) -> dict:  # fmt: skip
     """Token ids of the texts and the step plan (total, stop, save steps, micro-batch size, pad id), checked:
     the data fields of :class:`TrainRun`."""
-    from unidetox.measure.likelihood import model_max_length
+    from unidetox.models import model_max_length
 
     tok = lm.tokenizer
     context = model_max_length(lm.model)

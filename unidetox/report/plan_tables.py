@@ -7,30 +7,10 @@ from typing import TYPE_CHECKING
 
 from unidetox.scale import costs as C
 from unidetox.scale.hardware import Hardware, act_bytes
+from unidetox.scale.memory import StagePlan, gib, hours, num
 
 if TYPE_CHECKING:
     from unidetox.config import Profile
-    from unidetox.scale.plan import StagePlan
-
-
-def gib(x: float) -> str:
-    """Bytes as GiB: one decimal, three below 0.05 GiB."""
-    return f"{x / C.GIB:.1f}" if x >= 0.05 * C.GIB else f"{x / C.GIB:.3f}"
-
-
-def num(x: float, unit: str = "") -> str:
-    """A count with an SI prefix and three significant digits (``6.74 G``); ``?`` for nan."""
-    if math.isnan(x):
-        return "?"
-    for div, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g} {suffix}{unit}"
-    return f"{x:.3g} {unit}".rstrip()
-
-
-def hours(s: float) -> str:
-    """Seconds as ``1.25 h`` (from 0.1 h) or ``42 s``; ``?`` for nan."""
-    return "?" if math.isnan(s) else (f"{s / 3600:.2f} h" if s >= 360 else f"{s:.0f} s")
 
 
 def format_plan(profile: Profile, hw: Hardware, plans: list[StagePlan]) -> str:
