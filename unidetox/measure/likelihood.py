@@ -140,6 +140,17 @@ def _score_batch(model, seqs: list[tuple[list[int], int]], pad_id: int, padding_
     return out
 
 
+def _encode(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], device):
+    """The pairs' token ids (truncated to the model's context), the device (default: the model's) and the pad id."""
+    pairs = encode_pairs(tokenizer, prompts, continuations, model_max_length(model))
+    if device is None:
+        device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    return pairs, device, pad_id
+
+
 def continuation_logprobs(
     model,
     tokenizer,
@@ -163,12 +174,7 @@ def continuation_logprobs(
         raise LikelihoodError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     if not _accepts(model, "position_ids"):
         padding_side = "right"
-    pairs = encode_pairs(tokenizer, prompts, continuations, model_max_length(model))
-    if device is None:
-        device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pairs, device, pad_id = _encode(model, tokenizer, prompts, continuations, device)
     results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
     todo = sorted((i for i, (ids, n_p) in enumerate(pairs) if len(ids) > n_p), key=lambda i: -len(pairs[i][0]))
     for b in range(0, len(todo), batch_size):
@@ -317,12 +323,7 @@ def _score_chunk(model, pairs, chunk, row_of, first, p_mask, cache, pad_id, devi
 
 
 def continuation_logprobs_shared(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    continuations: Sequence[str],
-    batch_size: int = 16,
-    device=None,
+    model, tokenizer, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 16, device=None
 ) -> list[tuple[float, int]]:
     """Same result as :func:`continuation_logprobs`, with each distinct prompt encoded once for all its pairs.
 
@@ -340,12 +341,7 @@ def continuation_logprobs_shared(
         raise LikelihoodError(f"batch_size must be >= 1, got {batch_size}")
     if not _supports_shared(model):
         return continuation_logprobs(model, tokenizer, prompts, continuations, batch_size=batch_size, device=device)
-    pairs = encode_pairs(tokenizer, prompts, continuations, model_max_length(model))
-    if device is None:
-        device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pairs, device, pad_id = _encode(model, tokenizer, prompts, continuations, device)
     groups: dict[tuple[int, ...], list[int]] = {}
     first_of: dict[tuple[int, tuple[int, ...]], int] = {}
     copies: list[tuple[int, int]] = []  # (pair, the identical pair that is scored instead)
