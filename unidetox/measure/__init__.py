@@ -1,0 +1,1 @@
+"""Measurements: log-likelihoods, toxicity scorers, metrics and their bootstrap, evaluation, MMLU, comparisons."""

@@ -38,7 +38,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
     train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
     source = {"kind": method, "name": f"{method} texts of profile {profile.name}", "n_texts": len(texts),
               "sha256": text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
-              "(unidetox.data.text_fingerprint)"}  # fmt: skip
+              "(unidetox.data.checksums.text_fingerprint)"}  # fmt: skip
     return _detox_stage(profile, target, train_cfg, steps, method, texts, texts_key, source, quiet)
 
 

@@ -1,0 +1,1 @@
+"""What readers see: tables, model and dataset cards, provenance, the notebooks' setup, the book."""

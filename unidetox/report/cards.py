@@ -194,7 +194,7 @@ def render_dataset_card(facts: dict) -> str:
         "## Generation settings", "",
         "| setting | value |", "|---|---|",
         *[f"| `{k}` | {_fmt(v)} |" for k, v in gen.items()], "",
-        f"SHA-256 of the texts (length-prefixed UTF-8, `unidetox.data.text_fingerprint`): `{facts['texts_sha256']}`",
+        f"SHA-256 of the texts (length-prefixed UTF-8, `unidetox.data.checksums.text_fingerprint`): `{facts['texts_sha256']}`",
         "",
         "## Load", "",
         "```python",

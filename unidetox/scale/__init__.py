@@ -1,0 +1,1 @@
+"""Scale: memory, FLOPs and time estimates, the hardware, and the shipped accelerate configurations."""
