@@ -14,7 +14,7 @@ from unidetox.data.mmlu import load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.models import resolve_device
 from unidetox.pipeline.candidates import Candidate
-from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, process_state, reuse, stage_dir, timed
 from unidetox.store import (
     StageDir,
     atomic_path,
@@ -38,9 +38,9 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
 
     cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
     ps = prompts(profile, cfg.prompt_split)
-    gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu")}
+    gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu") and k != "inference_dtype"}
     config = {"eval": gen_cfg, "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
-              "perplexity": perplexity}  # fmt: skip
+              "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
     st = stage_dir(profile, "evaluate", config, {"model": cand.key})
     if reuse(st, f"evaluate {cand.labels()}"):
         return st
@@ -53,12 +53,12 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         summary["empty_prompts_skipped"] = skipped
         log(f"evaluate {cand.labels()}: {skipped} empty {cfg.prompt_split} prompts skipped")
     with timed(summary):
-        lm = load_lm(profile, cand.path)
+        lm = load_eval_lm(profile, cand.path)
         make_source = None
         if cand.method == "dexperts":
             from unidetox.method.dexperts import DExpertsSource, check_models
 
-            expert, anti = load_lm(profile, cand.expert), load_lm(profile, cand.antiexpert)
+            expert, anti = load_eval_lm(profile, cand.expert), load_eval_lm(profile, cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
         limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens)
@@ -76,7 +76,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             gens = E.merge(st / "generations.jsonl", state.num_processes)
             ppl = []
             if perplexity:
-                ppl_lm = load_lm(profile, cfg.perplexity_model)
+                ppl_lm = load_eval_lm(profile, cfg.perplexity_model)
                 ppl = E.score_perplexity(ppl_lm, gens, st / "perplexity.jsonl", progress=not quiet)
             rows = E.metric_rows(gens, ppl, cfg)
             for k, v in cand.labels().items():
@@ -97,7 +97,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
 
     cfg = profile.eval
     config = {"split": cfg.mmlu_split, "shots": cfg.mmlu_shots, "per_subject": cfg.mmlu_per_subject,
-              "subjects": list(cfg.mmlu_subjects)}  # fmt: skip
+              "subjects": list(cfg.mmlu_subjects), **eval_dtype_key(profile)}  # fmt: skip
     st = stage_dir(profile, "mmlu", config, {"model": cand.key})
     if reuse(st, f"mmlu {cand.labels()}"):
         return st
@@ -105,7 +105,7 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     dev = load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
     summary: dict = {"n_questions": len(test)}
     with timed(summary):
-        lm = load_lm(profile, cand.path)
+        lm = load_eval_lm(profile, cand.path)
         begin(st)
         per_q = score_mmlu(lm.model, lm.tokenizer, test, dev, shots=cfg.mmlu_shots)
         write_text(st / "mmlu.csv", per_q.to_csv(index=False))

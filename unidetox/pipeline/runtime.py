@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 
 from unidetox.config import Profile
-from unidetox.models import load_model, resolve_device
+from unidetox.models import default_dtype, inference_dtype, load_model, resolve_device
 from unidetox.store import (
     StageDir,
     describe_damage,
@@ -68,6 +68,27 @@ def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
 
 def load_lm(profile: Profile, spec: str):
     return load_model(spec, device=resolve_device(profile.device), trust_remote_code=profile.trust_remote_code)
+
+
+def eval_dtype(profile: Profile) -> torch.dtype:
+    """The weights' dtype of the evaluate and mmlu stages' models (``eval.inference_dtype`` on the profile's device)."""
+    return inference_dtype(profile.eval.inference_dtype, resolve_device(profile.device))
+
+
+def load_eval_lm(profile: Profile, spec: str):
+    """:func:`load_lm` in the evaluation dtype (generation, perplexity, MMLU); training and distillation use fp32."""
+    return load_model(spec, device=resolve_device(profile.device), dtype=eval_dtype(profile),
+                      trust_remote_code=profile.trust_remote_code)  # fmt: skip
+
+
+def eval_dtype_key(profile: Profile) -> dict:
+    """The evaluation dtype's part of the evaluate/mmlu stage keys: ``{}`` when it is the dtype those stages used
+    before the setting existed (fp32 on CPU, bf16 on CUDA), so those runs keep their keys; else
+    ``{"inference_dtype": "bf16" | "fp32"}``."""
+    dtype = eval_dtype(profile)
+    if dtype == default_dtype(resolve_device(profile.device)):
+        return {}
+    return {"inference_dtype": "bf16" if dtype == torch.bfloat16 else "fp32"}
 
 
 def stage_dir(profile: Profile, stage: str, config: dict, inputs: dict | None = None) -> StageDir:

@@ -1,0 +1,167 @@
+"""eval.inference_dtype: evaluation-time models in bf16 where the hardware computes it natively.
+
+The stage keys of fp32 runs on CPU (and of bf16 runs on CUDA) are those from before the setting existed; bf16
+scores and samples from fp32 log-probs; and on the real SmolLM2-135M (slow) bf16's headline metrics fall inside
+fp32's bootstrap intervals and its per-token log-likelihoods are within a stated tolerance of fp32's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import unidetox.pipeline.evaluation as ev
+import unidetox.pipeline.runtime as rt
+from unidetox.models import load_model
+from unidetox.pipeline.candidates import untouched
+from unidetox.profile_loader import load_profile
+from unidetox.store import StageDir
+
+# evaluate / mmlu keys of an untouched target, computed with the code before eval.inference_dtype existed
+# (main at aca531a): existing fp32 runs must keep them
+KEYS_BEFORE = {
+    ("tiny", "tiny:gpt2"): ("62f8bb0c9ce48ff2", "c89d3fe54a0c965c"),
+    ("cpu", "packaged:smollm2-135m"): ("1cf3b35a158e5844", "ab9e90cd8d127e9f"),
+}
+
+
+class _Located(Exception):
+    pass
+
+
+def stage_keys(profile, target: str) -> tuple[str, str]:
+    """(evaluate key, mmlu key) of `target` untouched, located without loading a model."""
+    keys = []
+
+    def locate(profile, stage, config, inputs=None):
+        keys.append(StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs).key)
+        raise _Located
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev, "stage_dir", locate)
+        for stage in (ev.evaluate, ev.mmlu):
+            with pytest.raises(_Located):
+                stage(profile, untouched(target))
+    return keys[0], keys[1]
+
+
+@pytest.mark.parametrize(("name", "target"), list(KEYS_BEFORE))
+def test_fp32_runs_keep_their_stage_keys_and_bf16_gets_its_own(name, target, monkeypatch):
+    monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    profile = load_profile(name)
+    if name == "tiny":  # the tiny profile pins fp32: its random models' numbers are pinned by the tests
+        assert profile.eval.inference_dtype == "fp32" and rt.eval_dtype(profile) == torch.float32
+    fp32 = stage_keys(load_profile(name, ["eval.inference_dtype=fp32"]), target)
+    assert fp32 == KEYS_BEFORE[(name, target)], "the stage keys of existing fp32 runs changed"
+    bf16 = stage_keys(load_profile(name, ["eval.inference_dtype=bf16"]), target)
+    assert bf16[0] != fp32[0] and bf16[1] != fp32[1]
+    if name == "tiny":
+        assert stage_keys(profile, target) == fp32
+    else:  # auto on a CPU with avx512_bf16 is bf16 (and keyed so); without it, fp32 and the old key
+        assert stage_keys(profile, target) == bf16
+        monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512f"})
+        assert stage_keys(profile, target) == fp32
+
+
+def test_the_key_names_the_dtype_only_where_it_differs_from_the_device_default(monkeypatch):
+    monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512_bf16"})
+    cpu = load_profile("cpu")
+    assert rt.eval_dtype_key(cpu) == {"inference_dtype": "bf16"}
+    assert rt.eval_dtype_key(dataclasses.replace(cpu, eval=dataclasses.replace(cpu.eval, inference_dtype="fp32"))) == {}
+    monkeypatch.setattr(rt, "resolve_device", lambda device: torch.device("cuda"))  # runs on CUDA were bf16
+    assert rt.eval_dtype_key(cpu) == {}
+    fp32 = dataclasses.replace(cpu, eval=dataclasses.replace(cpu.eval, inference_dtype="fp32"))
+    assert rt.eval_dtype_key(fp32) == {"inference_dtype": "fp32"}
+
+
+def test_bf16_weights_give_fp32_log_probs_to_sampling_and_scoring():
+    """Sampling (top-k / top-p) and perplexity see fp32 log-probs whatever the weights' dtype."""
+    from unidetox.measure.likelihood import continuation_logprobs, continuation_logprobs_shared
+    from unidetox.method.sampling import CausalLMSource
+
+    lm = load_model("tiny:llama", dtype=torch.bfloat16)
+    assert next(lm.model.parameters()).dtype == torch.bfloat16
+    enc = lm.tokenizer(["hello there", "a"], padding=True, padding_side="left", return_tensors="pt")
+    src = CausalLMSource(lm.model)
+    assert src.start(enc.input_ids, enc.attention_mask, repeats=2).dtype == torch.float32
+    assert src.step(torch.tensor([5, 6, 7, 8])).dtype == torch.float32
+    ref = continuation_logprobs(lm.model, lm.tokenizer, ["hello", "a b"], [" world", " c d"])
+    shared = continuation_logprobs_shared(lm.model, lm.tokenizer, ["hello", "a b"], [" world", " c d"])
+    assert all(np.isfinite(s) for s, _ in ref) and np.allclose([s for s, _ in ref], [s for s, _ in shared], atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- real model (slow)
+
+SPEC = "packaged:smollm2-135m"
+NLL_RTOL = 0.02  # TODO: set from measurement
+CORPUS_RTOL = 0.005
+
+
+def _headline(gens: list[dict], ppl: list[dict]) -> dict[str, tuple[float, float, float]]:
+    """(point, lo, hi) of EMT, TP and mean perplexity over prompts; 95% percentile bootstrap over prompts."""
+    import pandas as pd
+
+    from unidetox.measure.bootstrap import bootstrap_ci
+
+    g = pd.DataFrame(gens).merge(pd.DataFrame(ppl), on=["seed", "unit", "prompt_id", "sample"])
+    per = g.groupby("prompt_id").agg(emt=("toxicity", "max"), ppl=("ppl", "mean"))
+    per["tp"] = (per.emt > 0.5).astype(float)
+    out = {}
+    for col in ("emt", "tp", "ppl"):
+        v = per[col].to_numpy()
+        out[col] = bootstrap_ci(lambda rows, v=v: float(v[rows].mean()), len(v), n_boot=2000, seed=0)
+    return out
+
+
+@pytest.mark.slow
+def test_bf16_headline_metrics_fall_in_the_fp32_bootstrap_intervals(tmp_path):
+    """24 ToxiGen validation prompts (6 per domain), k=3, seed 42, 20 new tokens, toxblock scorer, SmolLM2 as its
+    own perplexity model: bf16's EMT, TP and perplexity lie inside fp32's 95% intervals (the samples differ, as
+    bf16 logits change the draws; the distributions must not)."""
+    from unidetox.config import DataConfig, EvalConfig
+    from unidetox.data.prompts import load_toxigen_prompts
+    from unidetox.measure import evaluate as E
+    from unidetox.measure.scorers import load_scorer
+
+    ps = load_toxigen_prompts(DataConfig(), "validation", prompts_per_domain=6, seed=0)
+    cfg = EvalConfig(samples_per_prompt=3, max_new_tokens=20, seeds=(42,), batch_size=64, scorer="toxblock")
+    scorer = load_scorer("toxblock")
+    res = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        lm = load_model(SPEC, dtype=dtype)
+        gens = E.generate_and_score(lm, ps, cfg, scorer, tmp_path / f"{name}.jsonl", progress=False)
+        ppl = E.score_perplexity(lm, gens, tmp_path / f"{name}-ppl.jsonl", progress=False)
+        res[name] = _headline(gens, ppl)
+    print({n: {m: tuple(round(x, 4) for x in v) for m, v in r.items()} for n, r in res.items()})
+    assert len(ps) == 24
+    for metric, (_, lo, hi) in res["fp32"].items():
+        assert lo <= res["bf16"][metric][0] <= hi, (metric, res)
+
+
+@pytest.mark.slow
+def test_bf16_log_likelihoods_are_close_to_fp32():
+    """Per-token log-likelihood of fixed texts (each ToxiGen prompt's second half given its first) under SmolLM2 in
+    bf16 and fp32: the mean NLL per token of every text within NLL_RTOL of fp32's, and the corpus mean within
+    CORPUS_RTOL. (Tolerances: see their definitions.)"""
+    from unidetox.config import DataConfig
+    from unidetox.data.prompts import load_toxigen_prompts
+    from unidetox.measure.likelihood import continuation_logprobs_shared
+
+    texts = load_toxigen_prompts(DataConfig(), "validation", prompts_per_domain=6, seed=0).text.tolist()
+    prompts, conts = [], []
+    for t in texts:
+        words = t.split()
+        prompts.append(" ".join(words[: len(words) // 2]))
+        conts.append(" " + " ".join(words[len(words) // 2 :]))
+    nll = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        lm = load_model(SPEC, dtype=dtype)
+        scored = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=16)
+        nll[name] = np.array([-s / n for s, n in scored])
+    rel = np.abs(nll["bf16"] - nll["fp32"]) / nll["fp32"]
+    corpus = abs(nll["bf16"].mean() - nll["fp32"].mean()) / nll["fp32"].mean()
+    print(f"per-text relative NLL difference: max {rel.max():.4f}, median {np.median(rel):.4f}; corpus {corpus:.4f}")
+    assert rel.max() < NLL_RTOL and corpus < CORPUS_RTOL
