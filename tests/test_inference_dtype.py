@@ -96,8 +96,14 @@ def test_bf16_weights_give_fp32_log_probs_to_sampling_and_scoring():
 # ----------------------------------------------------------------------------- real model (slow)
 
 SPEC = "packaged:smollm2-135m"
-NLL_RTOL = 0.02  # TODO: set from measurement
-CORPUS_RTOL = 0.005
+# Relative difference of the mean NLL per token, bf16 vs fp32 weights (log-softmax in fp32 in both). bf16 keeps 8
+# significant bits (rounding 2^-9 = 0.2%) in every weight and activation. Measured on these 24 texts (2 CPU cores
+# with avx512_bf16, torch 2.13): per text median 0.33%, max 1.48% (short continuations: few tokens to average);
+# corpus 0.21%. The bounds leave 2x room for other CPUs' kernels. What they guarantee: 0.5% of a mean NLL near 2.3
+# (perplexity ~10) moves the perplexity by ~1.2%, a tenth of the half-width of its bootstrap interval on 24
+# prompts (~13%), so bf16 does not move the perplexity metric beyond its noise.
+NLL_RTOL = 0.03  # each text
+CORPUS_RTOL = 0.005  # mean over the texts
 
 
 def _headline(gens: list[dict], ppl: list[dict]) -> dict[str, tuple[float, float, float]]:
@@ -120,7 +126,8 @@ def _headline(gens: list[dict], ppl: list[dict]) -> dict[str, tuple[float, float
 def test_bf16_headline_metrics_fall_in_the_fp32_bootstrap_intervals(tmp_path):
     """24 ToxiGen validation prompts (6 per domain), k=3, seed 42, 20 new tokens, toxblock scorer, SmolLM2 as its
     own perplexity model: bf16's EMT, TP and perplexity lie inside fp32's 95% intervals (the samples differ, as
-    bf16 logits change the draws; the distributions must not)."""
+    bf16 logits change the draws; the distributions must not). Measured (2 cores, avx512_bf16, torch 2.13): fp32 EMT
+    0.157 [0.071, 0.259], TP 0.083 [0, 0.208], perplexity 9.80 [8.57, 11.14]; bf16 0.127, 0.083, 9.84."""
     from unidetox.config import DataConfig, EvalConfig
     from unidetox.data.prompts import load_toxigen_prompts
     from unidetox.measure import evaluate as E

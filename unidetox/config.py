@@ -262,9 +262,8 @@ class EvalConfig:
     inference_dtype: str = field(
         default="auto",
         metadata={
-            "help": "weights of the evaluated, perplexity and MMLU models: auto (bf16 on CUDA and on CPUs with "
-            "avx512_bf16/amx_bf16, else fp32) | bf16 | fp32; log-probs always fp32; in the stage keys unless fp32 on "
-            "CPU or bf16 on CUDA"
+            "help": "evaluation models' weights: auto (bf16 on CUDA and on CPUs with avx512_bf16/amx_bf16, else "
+            "fp32) | bf16 | fp32"
         },
     )
     mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})
