@@ -23,7 +23,8 @@ from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs_shared
 from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
-from unidetox.models import cpu_has_native_bf16, load_model
+from unidetox.models import load_model
+from unidetox.precision import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -15,6 +15,7 @@ import torch
 
 import unidetox.pipeline.evaluation as ev
 import unidetox.pipeline.runtime as rt
+from unidetox import precision as P
 from unidetox.models import load_model
 from unidetox.pipeline.candidates import untouched
 from unidetox.profile_loader import load_profile
@@ -26,6 +27,33 @@ KEYS_BEFORE = {
     ("tiny", "tiny:gpt2"): ("62f8bb0c9ce48ff2", "c89d3fe54a0c965c"),
     ("cpu", "packaged:smollm2-135m"): ("1cf3b35a158e5844", "ab9e90cd8d127e9f"),
 }
+
+
+def test_inference_dtype_follows_the_setting_the_device_and_the_cpu(monkeypatch):
+    """auto: bf16 on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16), else fp32; bf16 / fp32 as set."""
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"sse2", "avx2", "avx512f"})
+    assert P.inference_dtype("auto", "cpu") == torch.float32
+    assert P.inference_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert P.inference_dtype("bf16", "cpu") == torch.bfloat16
+    assert P.inference_dtype("fp32", "cuda") == torch.float32
+    for flag in P.BF16_CPU_FLAGS:
+        monkeypatch.setattr(P, "cpu_flags", lambda flag=flag: {"avx2", flag})
+        assert P.inference_dtype("auto", "cpu") == torch.bfloat16
+        assert P.inference_dtype("fp32", "cpu") == torch.float32
+    monkeypatch.setattr(P, "cpu_flags", set)  # /proc/cpuinfo unreadable (not Linux): fp32
+    assert P.inference_dtype("auto", "cpu") == torch.float32
+    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
+        P.inference_dtype("fp16", "cpu")
+
+
+def test_cpu_flags_reads_the_flags_line(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\nbugs\t\t: spectre\n")
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+    )
+    assert P.cpu_flags() == {"fpu", "avx512f", "avx512_bf16"} and P.cpu_has_native_bf16()
 
 
 class _Located(Exception):
@@ -50,7 +78,7 @@ def stage_keys(profile, target: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize(("name", "target"), list(KEYS_BEFORE))
 def test_fp32_runs_keep_their_stage_keys_and_bf16_gets_its_own(name, target, monkeypatch):
-    monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     profile = load_profile(name)
     if name == "tiny":  # the tiny profile pins fp32: its random models' numbers are pinned by the tests
         assert profile.eval.inference_dtype == "fp32" and rt.eval_dtype(profile) == torch.float32
@@ -62,12 +90,12 @@ def test_fp32_runs_keep_their_stage_keys_and_bf16_gets_its_own(name, target, mon
         assert stage_keys(profile, target) == fp32
     else:  # auto on a CPU with avx512_bf16 is bf16 (and keyed so); without it, fp32 and the old key
         assert stage_keys(profile, target) == bf16
-        monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512f"})
+        monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512f"})
         assert stage_keys(profile, target) == fp32
 
 
 def test_the_key_names_the_dtype_only_where_it_differs_from_the_device_default(monkeypatch):
-    monkeypatch.setattr("unidetox.models.cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512_bf16"})
     cpu = load_profile("cpu")
     assert rt.eval_dtype_key(cpu) == {"inference_dtype": "bf16"}
     assert rt.eval_dtype_key(dataclasses.replace(cpu, eval=dataclasses.replace(cpu.eval, inference_dtype="fp32"))) == {}

@@ -78,30 +78,3 @@ def test_cuda_request_without_gpu_is_clear():
         pytest.skip("a GPU is present")
     with pytest.raises(M.ModelLoadError, match="no CUDA GPU"):
         M.resolve_device("cuda")
-
-
-def test_inference_dtype_follows_the_setting_the_device_and_the_cpu(monkeypatch):
-    """auto: bf16 on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16), else fp32; bf16 / fp32 as set."""
-    monkeypatch.setattr(M, "cpu_flags", lambda: {"sse2", "avx2", "avx512f"})
-    assert M.inference_dtype("auto", "cpu") == torch.float32
-    assert M.inference_dtype("auto", torch.device("cuda")) == torch.bfloat16
-    assert M.inference_dtype("bf16", "cpu") == torch.bfloat16
-    assert M.inference_dtype("fp32", "cuda") == torch.float32
-    for flag in M.BF16_CPU_FLAGS:
-        monkeypatch.setattr(M, "cpu_flags", lambda flag=flag: {"avx2", flag})
-        assert M.inference_dtype("auto", "cpu") == torch.bfloat16
-        assert M.inference_dtype("fp32", "cpu") == torch.float32
-    monkeypatch.setattr(M, "cpu_flags", set)  # /proc/cpuinfo unreadable (not Linux): fp32
-    assert M.inference_dtype("auto", "cpu") == torch.float32
-    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
-        M.inference_dtype("fp16", "cpu")
-
-
-def test_cpu_flags_reads_the_flags_line(monkeypatch, tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\nbugs\t\t: spectre\n")
-    real_open = open
-    monkeypatch.setattr(
-        "builtins.open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
-    )
-    assert M.cpu_flags() == {"fpu", "avx512f", "avx512_bf16"} and M.cpu_has_native_bf16()

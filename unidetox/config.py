@@ -261,10 +261,7 @@ class EvalConfig:
     )
     inference_dtype: str = field(
         default="auto",
-        metadata={
-            "help": "evaluation models' weights: auto (bf16 on CUDA and on CPUs with avx512_bf16/amx_bf16, else "
-            "fp32) | bf16 | fp32"
-        },
+        metadata={"help": "eval weights: auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16; else fp32) | bf16 | fp32"},
     )
     mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})
     mmlu_shots: int = field(default=1, metadata={"help": "exemplars from MMLU dev per question (official code: 1)"})
@@ -295,10 +292,7 @@ class EvalConfig:
         _check(self.batch_size > 0 and self.scorer_batch_size > 0, "eval batch sizes must be > 0")
         _check(0 <= self.threshold <= 1, "eval.threshold must be in [0, 1]")
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
-        _check(
-            self.inference_dtype in ("auto", "bf16", "fp32"),
-            f"eval.inference_dtype must be auto, bf16 or fp32, not {self.inference_dtype!r}",
-        )
+        _check(self.inference_dtype in ("auto", "bf16", "fp32"), "eval.inference_dtype must be auto, bf16 or fp32")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import torch
 from huggingface_hub.errors import HFValidationError
 
 from unidetox.errors import UnidetoxError
+from unidetox.precision import default_dtype
 from unidetox.store import check_opened
 
 TINY_SPECS = ("tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon")
@@ -89,48 +90,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     return torch.device(device)
-
-
-INFERENCE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute bf16 matrix products natively
-
-
-def cpu_flags() -> set[str]:
-    """The feature flags of this machine's CPU from /proc/cpuinfo; empty where it cannot be read (not Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_has_native_bf16() -> bool:
-    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
-
-
-def inference_dtype(setting: str, device: str | torch.device) -> torch.dtype:
-    """The weights' dtype of evaluation-time models for ``eval.inference_dtype`` `setting` on `device`.
-
-    "bf16" and "fp32" are taken as they are; "auto" is bf16 on CUDA, and on a CPU bf16 when the CPU computes bf16
-    natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo: about 2x fewer seconds than fp32 there), else fp32
-    (without them bf16 matrix products are emulated and slower than fp32).
-    """
-    if setting in INFERENCE_DTYPES:
-        return INFERENCE_DTYPES[setting]
-    if setting != "auto":
-        raise ValueError(f"inference dtype must be auto, bf16 or fp32, not {setting!r}")
-    device = torch.device(device)
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    """What :func:`load_model` loads without a dtype: bf16 on CUDA, fp32 elsewhere."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
 # ----------------------------------------------------------------------------- tokenizers

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import torch
 
 from unidetox.config import Profile
-from unidetox.models import default_dtype, inference_dtype, load_model, resolve_device
+from unidetox.models import load_model, resolve_device
+from unidetox.precision import default_dtype, inference_dtype
 from unidetox.store import (
     StageDir,
     describe_damage,
