@@ -345,7 +345,7 @@ class StudyConfig:
         default="test", metadata={"help": "held-out prompts of the final tables: test (paper) | report (offline)"}
     )
     baselines: tuple[str, ...] = field(
-        default=BASELINES, metadata={"help": "baselines compared: any of preprompt, base-samples, nothate, dexperts"}
+        default=BASELINES, metadata={"help": f"baselines compared: any of {', '.join(BASELINES)}"}
     )
     preprompt: str = field(
         default=SAFETY_PREPROMPT,

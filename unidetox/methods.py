@@ -28,6 +28,8 @@ METHODS: dict[str, Method] = {
     "none": Method("No detoxification"),
     "preprompt": Method("Safety pre-prompt", baseline=True),
     "unidetox": Method("UniDetox", finetunes=True, main_selection="transferred"),
+    # the authors' released distilled text (GPT-2 XL, all 640 texts), fine-tuned like ours: the paper's step 3
+    "released": Method("Released text (GPT-2 XL)", finetunes=True, baseline=True, main_selection="transferred"),
     "base-samples": Method("Base-model samples (w/o contrast)", finetunes=True, baseline=True,
                            main_selection="transferred"),
     "nothate": Method("Fine-tuning on DGHS nothate", finetunes=True, baseline=True, main_selection="transferred"),
@@ -39,5 +41,7 @@ METHODS: dict[str, Method] = {
 BASELINES = tuple(name for name, m in METHODS.items() if m.baseline)
 #: the methods that fine-tune the target on a text set, all with the shared configuration
 FINETUNED = tuple(name for name, m in METHODS.items() if m.finetunes)
+#: the baselines that fine-tune the target on their text set with the shared (transferred) configuration
+FINETUNED_BASELINES = tuple(name for name in FINETUNED if METHODS[name].baseline)
 
-__all__ = ["BASELINES", "FINETUNED", "METHODS", "Method"]
+__all__ = ["BASELINES", "FINETUNED", "FINETUNED_BASELINES", "METHODS", "Method"]

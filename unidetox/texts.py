@@ -26,7 +26,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unidetox.data.files import DataError, resolve_data_dir
+from unidetox.data.files import DataError, data_dir_choice, resolve_data_dir
+from unidetox.methods import BASELINES
 from unidetox.store import sha256_file
 
 #: the paper's released distilled text, relative to the data directory
@@ -68,6 +69,24 @@ class TextSource:
 def released_csv(data_cfg) -> Path:
     """Path of the paper's released distilled text in the local data directory."""
     return resolve_data_dir(data_cfg) / RELEASED_CSV
+
+
+def read_released(data_cfg) -> TextSource:
+    """The paper's released distilled text (all its texts), the training set of the study's method ``released``.
+
+    A missing file is one :class:`TextSourceError` that names it and the fixes, whether the data directory lacks
+    ``unidetox_released/`` or does not exist at all (the Hub data of the ``paper`` profile do not hold this file).
+    """
+    path, how = data_dir_choice(data_cfg)
+    path = path / RELEASED_CSV
+    if not path.is_file():
+        others = ",".join(b for b in BASELINES if b != "released")
+        raise TextSourceError(f"missing {path}: the authors' released distilled text, which the method 'released' of "
+                              f"study.baselines fine-tunes on (data directory from {how}). Fix: copy unidetox_released/ "
+                              "(github EminLU/UniDetox, distilled_text/) into the data directory, point data.dir or "
+                              "$UNIDETOX_DATA_DIR at a data directory that has it, or drop released from "
+                              f"study.baselines (e.g. --set study.baselines=[{others}])")  # fmt: skip
+    return read_texts(path)
 
 
 def dir_sha256(path: Path) -> str:
@@ -217,4 +236,4 @@ def read_texts(path: str | Path, column: str | None = None) -> TextSource:
     return TextSource(str(p), kind, col, texts, dropped, digest)
 
 
-__all__ = ["RELEASED_CSV", "TextSource", "TextSourceError", "dir_sha256", "read_texts", "released_csv"]
+__all__ = ["RELEASED_CSV", "TextSource", "TextSourceError", "dir_sha256", "read_released", "read_texts", "released_csv"]

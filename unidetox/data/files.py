@@ -24,15 +24,20 @@ class DataError(UnidetoxError, RuntimeError):
     """A data set that cannot be loaded; the message names the file or id, what was expected, and the fix."""
 
 
-def resolve_data_dir(cfg: DataConfig) -> Path:
-    """The local data directory: ``cfg.dir``, else ``$UNIDETOX_DATA_DIR``, else ``<repo>/../shared/data``."""
+def data_dir_choice(cfg: DataConfig) -> tuple[Path, str]:
+    """The local data directory that `cfg` names, and how it was named; not checked (see :func:`resolve_data_dir`)."""
     if cfg.dir:
         path, how = Path(cfg.dir), "data.dir"
     elif os.environ.get(DATA_DIR_ENV):
         path, how = Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
     else:
         path, how = DEFAULT_DATA_DIR, "the default <repo>/../shared/data"
-    path = path.expanduser()
+    return path.expanduser(), how
+
+
+def resolve_data_dir(cfg: DataConfig) -> Path:
+    """The local data directory: ``cfg.dir``, else ``$UNIDETOX_DATA_DIR``, else ``<repo>/../shared/data``."""
+    path, how = data_dir_choice(cfg)
     if not path.is_dir():
         raise DataError(
             f"data directory {path} (from {how}) does not exist. Fix: set data.dir (--set data.dir=PATH) or "
@@ -108,6 +113,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "DEFAULT_DATA_DIR",
     "DataError",
+    "data_dir_choice",
     "hub_frame",
     "missing_file",
     "numeric_column",

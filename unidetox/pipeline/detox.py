@@ -14,6 +14,7 @@ from unidetox.pipeline.toxic import nothate_texts
 from unidetox.store import (
     StageDir,
 )
+from unidetox.texts import read_released
 
 
 def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
@@ -27,6 +28,9 @@ def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tup
     if method == "nothate":
         texts = nothate_texts(profile, profile.distill.num_texts)
         return texts, text_fingerprint(texts)
+    if method == "released":  # all the file's texts, as the paper; keyed by the file's content hash, not its path
+        src = read_released(profile.data)
+        return list(src.texts), src.key
     raise ValueError(f"unknown fine-tuning method {method!r}; choose among {list(FINETUNED)}")
 
 
@@ -39,6 +43,9 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
     source = {"kind": method, "name": f"{method} texts of profile {profile.name}", "n_texts": len(texts),
               "sha256": text_fingerprint(texts), "description": "SHA-256 of the length-prefixed UTF-8 texts "
               "(unidetox.data.checksums.text_fingerprint)"}  # fmt: skip
+    if method == "released":  # the card names the file and its own hash
+        source = {**read_released(profile.data).describe(), "description": "the authors' released distilled text "
+                  "(GPT-2 XL; github EminLU/UniDetox, distilled_text/); SHA-256 of the file"}  # fmt: skip
     return _detox_stage(profile, target, train_cfg, steps, method, texts, texts_key, source, quiet)
 
 

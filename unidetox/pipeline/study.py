@@ -9,7 +9,7 @@ import pandas as pd
 
 from unidetox.config import Profile, to_dict
 from unidetox.data.mmlu import check_mmlu_subjects
-from unidetox.methods import FINETUNED
+from unidetox.methods import FINETUNED, FINETUNED_BASELINES
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
@@ -24,6 +24,7 @@ from unidetox.store import (
     write_json,
     write_text,
 )
+from unidetox.texts import read_released
 
 
 @dataclass
@@ -58,6 +59,8 @@ def _check_study(profile: Profile) -> str:
                           "add it there or choose one of them")  # fmt: skip
     if profile.study.mmlu:
         check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
+    if "released" in profile.study.baselines:
+        read_released(profile.data)  # the file is there and holds texts, before any work
     if profile.study.report_split == profile.eval.prompt_split:
         raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
                           "on the prompts you report on inflates the results; use validation to tune and test/report "
@@ -142,7 +145,8 @@ def _validation_candidates(profile: Profile, applies: dict[str, bool], quiet: bo
 
 def _report_candidates(profile: Profile, sel: str, chosen: tuple[float, int], oracle: dict, lam: dict,
                        quiet: bool) -> list[Candidate]:  # fmt: skip
-    """Per target: untouched, the baselines, UniDetox with the transferred and with its own best configuration."""
+    """Per target: untouched, the baselines, UniDetox with the transferred and with its own best configuration;
+    the fine-tuning baselines (the registry's, e.g. the released text) with the transferred configuration."""
     cfg = profile.study
     rep: list[Candidate] = []
     for t in profile.detox.targets:
@@ -152,7 +156,7 @@ def _report_candidates(profile: Profile, sel: str, chosen: tuple[float, int], or
         rep.append(finetuned(profile, t, "unidetox", *chosen, selection="transferred", grid=True, quiet=quiet))
         rep.append(finetuned(profile, t, "unidetox", *oracle[t], selection="oracle", grid=True, quiet=quiet))
         rep += [finetuned(profile, t, m, *chosen, selection="transferred", quiet=quiet)
-                for m in ("base-samples", "nothate") if m in cfg.baselines]  # fmt: skip
+                for m in FINETUNED_BASELINES if m in cfg.baselines]  # fmt: skip
         if t in lam:
             if sel in lam:
                 rep.append(dexperts(profile, t, lam[sel], selection="transferred", quiet=quiet))
