@@ -54,10 +54,14 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
+from unidetox.report import claims as C
 from unidetox.report import tables as T
 
 study = P.silently(P.study, prof, quiet=True)
 main = T.main_table(study.report, study.cis, study.mmlu, study.applicability)
+second = None  # the same table under study.second_scorer, when it is set
+if study.second_scorer:
+    second = T.main_table(study.report_second, study.cis_second, study.mmlu, study.applicability)
 lr, steps = study.chosen
 display(
     Markdown(
@@ -68,6 +72,27 @@ display(
         f"report prompts: split `{prof.study.report_split}`, {prof.eval.prompts_per_domain or 'all'} per domain."
     )
 )
+
+# %% [markdown]
+# ## The paper's claims, and what this run says about them
+#
+# One row per claim, target and measure: (a) UniDetox lowers TP/EMT of the distillation model; (b) and of the
+# other targets (other families and tokenizers), with the configuration tuned on (a)'s model; (c) that transferred
+# configuration is within the interval of each target's own best (transferred minus own best, in-distribution
+# EMT); (d) the distilled text is less political than plain base samples (judged on the political-bias page);
+# (e) fluency and MMLU are roughly kept (thresholds in the claim's text, judged on point estimates).
+#
+# Toxicity rows are given under two scorers that share no model: `eval.scorer`, and `study.second_scorer`, which
+# re-scores the same stored continuations. A row **holds** when its 95% paired bootstrap interval excludes 0 in
+# the claimed direction under both scorers, **does not hold** when it excludes 0 in the opposite direction under
+# either, and is **not measurable at this scale** otherwise (the interval contains 0). For (c), a claim of no
+# difference, a row fails only when the transferred configuration is worse with an interval excluding 0; read the
+# interval's width before trusting a "holds". "scorers agree" compares the sign of the difference and whether the
+# interval excludes 0.
+
+# %% tags=["remove-input"]
+claims = C.study_claims(study, prof.toxic.base_model)
+display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
 
 # %% [markdown]
 # ## The table
@@ -92,10 +117,11 @@ display(shown[shown.note == ""][quality_cols].style.hide(axis="index").set_prope
 # %% [markdown]
 # ## What the intervals say
 #
-# For each target and method, whether the in-distribution TP moved by more than prompt noise:
+# For each target and method, whether the in-distribution TP moved by more than prompt noise, and (when
+# `study.second_scorer` is set) the same difference under the second scorer and whether the two agree:
 
 # %% tags=["hide-input"]
-display(Markdown(T.verdicts(main)))
+display(Markdown(T.verdicts(main, second=second, second_name=f"`{study.second_scorer}`")))
 
 # %% [markdown]
 # ## Toxicity against fluency

@@ -96,3 +96,27 @@ def test_tuning_on_the_report_split_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not among detox.targets"):
         P.study(load_profile("tiny", [f"runs_dir={tmp_path}", "study.select_target=tiny:nope"]))
     assert not any(tmp_path.iterdir())
+
+
+def test_second_scorer_rescores_every_report_candidate_and_leaves_the_default_key(tiny_study, capsys):
+    """study.second_scorer re-scores the report generations (nothing generated again); empty, it is not in the key."""
+    profile, st = tiny_study
+    assert "second_scorer" not in json.loads((st.path / "config.json").read_text())["config"]["study"]
+    assert st.second_scorer == "" and st.cis_second.empty and len(st.transfer_cis)
+    capsys.readouterr()
+    second = P.study(
+        load_profile("tiny", [f"runs_dir={profile.runs_dir}", "study.second_scorer=hatesonar"]), quiet=True
+    )
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith("evaluate") and "wrote" in line]
+    assert second.path != st.path and second.second_scorer == "hatesonar"
+    assert {"report_second.csv", "cis_second.csv", "transfer_cis_second.csv"} <= {p.name for p in second.path.iterdir()}
+    labels = ["target", "method", "selection"]
+
+    def keys(df):
+        return set(map(tuple, df[labels].fillna("").astype(str).to_numpy()))
+
+    assert keys(second.report_second) == keys(st.report) and keys(second.cis_second) == keys(st.cis)
+    assert set(second.cis_second.metric) == {"TP", "EMT"}  # perplexity does not depend on the scorer
+    pd.testing.assert_frame_equal(second.report, st.report)  # the first scorer's tables are untouched
+    pd.testing.assert_frame_equal(second.cis, st.cis)

@@ -89,7 +89,8 @@ def result_settings(cfg: EvalConfig, scorer, n_prompts: int, prefix: str = "") -
     }
 
 
-def _checked_scores(scorer, texts: Sequence[str]) -> list[float]:
+def checked_scores(scorer, texts: Sequence[str]) -> list[float]:
+    """`scorer`'s scores of `texts` as floats; EvaluationError unless finite, in [0, 1] and one per text."""
     scores = np.asarray(scorer.score(list(texts)), dtype=np.float64)
     if scores.shape != (len(texts),) or not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
         raise EvaluationError(f"scorer {scorer.name} returned invalid scores (shape {scores.shape}); refusing to go on")
@@ -131,7 +132,7 @@ def generate_and_score(
         conts = generate_unit(lm.model, lm.tokenizer, rows.text.tolist(), settings, unit_generator(dev, seed, u),
                               make_source, max_prompt_tokens=max_prompt_tokens)  # fmt: skip
         flat = [c for cs in conts for c in cs]
-        scores = _checked_scores(scorer, flat)
+        scores = checked_scores(scorer, flat)
         recs, i = [], 0
         for (_, row), cs in zip(rows.iterrows(), conts):
             for j, c in enumerate(cs):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import detox, detox_all, detox_on_texts, finetuned, training_texts
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
-from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts
+from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts, rescore
 from unidetox.pipeline.runtime import is_main_process, silently
 from unidetox.pipeline.study import Study, compass_models, run_all, stage_summaries, study, text_sets, toxic_vs_base
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
@@ -37,6 +37,7 @@ __all__ = [
     "nothate_texts",
     "preprompt",
     "prompts",
+    "rescore",
     "run_all",
     "samples",
     "silently",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,8 @@ from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, 
 from unidetox.store import (
     StageDir,
     atomic_path,
+    read_json,
+    read_jsonl,
     remove_stale_temporaries,
     write_json,
     write_text,
@@ -88,6 +91,52 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         st.mark_done(summary)
     state.wait_for_everyone()
     log(f"evaluate {cand.labels()}: wrote {st / 'metrics.csv'}")
+    return st
+
+
+def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec: str, *,
+            quiet: bool = False) -> StageDir:  # fmt: skip
+    """An evaluate stage's continuations scored again by another scorer, without generating again.
+
+    Keyed by the evaluate stage's key and `scorer_spec`. Writes ``generations.jsonl`` (the same records with
+    ``toxicity`` from the new scorer), ``metrics.csv`` (tidy TP/EMT rows per domain, from the same functions as
+    :func:`evaluate`) and ``settings.json``; no perplexity (it does not depend on the scorer).
+    """
+    from unidetox.measure import evaluate as E
+    from unidetox.measure.metrics import TOXICITY_METRICS
+    from unidetox.measure.scorers import load_scorer
+
+    st = stage_dir(profile, "rescore", {"scorer": scorer_spec}, {"evaluate": eval_stage.key})
+    what = f"rescore {cand.labels()} with {scorer_spec}"
+    if reuse(st, what):
+        return st
+    state = process_state()
+    if state.is_main_process:
+        gens = read_jsonl(eval_stage / "generations.jsonl")
+        if not gens or not eval_stage.done:
+            raise E.EvaluationError(f"{what}: {eval_stage.path} has no finished generations to re-score")
+        device = str(resolve_device(profile.device))
+        scorer = load_scorer(scorer_spec, device=device, batch_size=profile.eval.scorer_batch_size,
+                             trust_remote_code=profile.trust_remote_code)  # fmt: skip
+        summary: dict = {"n_continuations": len(gens)}
+        with timed(summary):
+            begin(st)
+            scores = E.checked_scores(scorer, [r["continuation"] for r in gens])
+            gens = [{**r, "toxicity": x} for r, x in zip(gens, scores)]
+            write_text(st / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in gens))
+            rows = E.metric_rows(gens, [], profile.eval)
+            rows = rows[rows.metric.isin(TOXICITY_METRICS)].reset_index(drop=True)
+            for k, v in cand.labels().items():
+                rows[k] = v
+            rows["config_key"] = eval_stage.key
+            rows["scorer"] = scorer_spec
+            write_text(st / "metrics.csv", rows.to_csv(index=False))
+            settings = read_json(eval_stage / "settings.json")
+            write_json(st / "settings.json", {**settings, "scorer": scorer.name, "scorer_version": scorer.version,
+                                              "rescored_from": eval_stage.key})  # fmt: skip
+        st.mark_done(summary)
+    state.wait_for_everyone()
+    log(f"{what}: wrote {st / 'metrics.csv'}")
     return st
 
 

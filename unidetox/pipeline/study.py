@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +13,7 @@ from unidetox.methods import FINETUNED, FINETUNED_BASELINES
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
-from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu
+from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
 from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import (
@@ -36,6 +36,10 @@ class Study:
     prompts (labels + metric, domain, diff, lo, hi); ``mmlu``: labels + accuracy; ``applicability``: which
     method applies to which target and why not; ``chosen``: the shared (lr, steps) picked on `select_target`;
     ``oracle``: each target's own best (lr, steps); ``dexperts_lambda``: each applicable target's best lambda.
+    ``transfer_cis``: each transferred candidate minus the same method with the target's own best (oracle)
+    configuration, paired CIs over prompts (labels of the transferred candidate + metric, domain, diff, lo, hi).
+    ``second_scorer``/``report_second``/``cis_second``/``transfer_cis_second``: the spec of ``study.second_scorer``
+    and the same tables from the same generations re-scored by it (empty when it is off).
     """
 
     select_target: str
@@ -48,6 +52,11 @@ class Study:
     mmlu: pd.DataFrame
     applicability: pd.DataFrame
     path: Path
+    second_scorer: str = ""
+    report_second: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
+    transfer_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
+    transfer_cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _check_study(profile: Profile) -> str:
@@ -61,6 +70,9 @@ def _check_study(profile: Profile) -> str:
         check_mmlu_subjects(profile.eval.mmlu_subjects)  # before hours of work, not after
     if "released" in profile.study.baselines:
         read_released(profile.data)  # the file is there and holds texts, before any work
+    if profile.study.second_scorer and profile.study.second_scorer == profile.eval.scorer:
+        raise ConfigError(f"study.second_scorer is eval.scorer ({profile.eval.scorer!r}): a second opinion needs a "
+                          "scorer sharing no model with the first, e.g. hatesonar or toxblock; '' is off")  # fmt: skip
     if profile.study.report_split == profile.eval.prompt_split:
         raise ConfigError(f"study.report_split and eval.prompt_split are both {profile.eval.prompt_split!r}: tuning "
                           "on the prompts you report on inflates the results; use validation to tune and test/report "
@@ -104,9 +116,11 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     rep = _report_candidates(profile, sel, chosen, oracle, lam, quiet)
     rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet)) for c in rep]
     mmlu_stages = _mmlu_stages(profile, rep, quiet) if cfg.mmlu else {}
+    second = cfg.second_scorer
+    sec_stages = [(c, rescore(profile, c, s, second, quiet=quiet)) for c, s in rep_stages] if second else []
 
-    keys = sorted({st.key for _, st in val_stages + rep_stages} | {st.key for st in mmlu_stages.values()})
-    st = stage_dir(profile, "study", {"study": to_dict(cfg), "select_target": sel}, {"stages": ",".join(keys)})
+    keys = sorted({st.key for _, st in val_stages + rep_stages + sec_stages} | {st.key for st in mmlu_stages.values()})
+    st = stage_dir(profile, "study", {"study": _study_key(profile), "select_target": sel}, {"stages": ",".join(keys)})
     if not reuse(st, "study"):
         begin(st)
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
@@ -114,6 +128,11 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         write_text(st / "cis.csv", _paired_cis(profile, rep_stages).to_csv(index=False))
         write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
         write_text(st / "applicability.csv", _applicability(profile, applies).to_csv(index=False))
+        if second:
+            write_text(st / "report_second.csv", candidate_rows(sec_stages).to_csv(index=False))
+            write_text(st / "cis_second.csv", _paired_cis(profile, sec_stages).to_csv(index=False))
+            write_text(st / "transfer_cis_second.csv", _transfer_cis(profile, sec_stages).to_csv(index=False))
+        write_text(st / "transfer_cis.csv", _transfer_cis(profile, rep_stages).to_csv(index=False))
         write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
                                            "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
                                            "dexperts_lambda": lam, "validation_split": profile.eval.prompt_split,
@@ -121,14 +140,36 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         st.mark_done({"n_validation": len(val), "n_report": len(rep)})
         log(f"study: wrote {st.path}")
 
-    def read(name: str) -> pd.DataFrame:
+    return _read_study(profile, st.path, sel, chosen, oracle, lam, rep_stages, sec_stages)
+
+
+def _read_study(profile: Profile, path: Path, sel: str, chosen: tuple[float, int], oracle: dict, lam: dict,
+                rep_stages: list, sec_stages: list) -> Study:  # fmt: skip
+    """The Study of a finished study stage at `path` (transfer CIs computed here for studies finished before them)."""
+
+    def read(name: str, stages: list | None = None) -> pd.DataFrame:
+        if stages is not None and not (path / name).exists():
+            return _transfer_cis(profile, stages)
         try:
-            return pd.read_csv(st / name)
+            return pd.read_csv(path / name)
         except pd.errors.EmptyDataError:
             return pd.DataFrame()
 
-    return Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
-                 read("mmlu.csv"), read("applicability.csv"), st.path)  # fmt: skip
+    out = Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
+                read("mmlu.csv"), read("applicability.csv"), path,
+                transfer_cis=read("transfer_cis.csv", rep_stages))  # fmt: skip
+    if second := profile.study.second_scorer:
+        out.second_scorer, out.report_second, out.cis_second = second, read("report_second.csv"), read("cis_second.csv")
+        out.transfer_cis_second = read("transfer_cis_second.csv", sec_stages)
+    return out
+
+
+def _study_key(profile: Profile) -> dict:
+    """``study`` settings as stage config; an empty ``second_scorer`` is left out, so older studies keep their keys."""
+    cfg = to_dict(profile.study)
+    if not cfg["second_scorer"]:
+        del cfg["second_scorer"]
+    return cfg
 
 
 def _validation_candidates(profile: Profile, applies: dict[str, bool], quiet: bool) -> list[Candidate]:
@@ -191,6 +232,24 @@ def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) 
             continue
         d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
         ci_rows.append(d.assign(**c.labels()))
+    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+
+
+def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    """Paired bootstrap CIs over prompts of every transferred candidate against the same method with the target's
+    own best (oracle) configuration; a difference of exactly 0 where both are the same model."""
+    from unidetox.measure.compare import paired_ci
+
+    cfg = profile.study
+    oracle = {(c.target, c.method): s for c, s in rep_stages if c.selection == "oracle"}
+    ci_rows = []
+    for c, s in rep_stages:
+        if c.selection != "transferred" or (c.target, c.method) not in oracle:
+            continue
+        ref = oracle[(c.target, c.method)]
+        d = paired_ci(per_prompt_rows(profile, s), per_prompt_rows(profile, ref), n_boot=cfg.bootstrap,
+                      level=cfg.ci_level)  # fmt: skip
+        ci_rows.append(d.assign(**c.labels(), reference="oracle"))
     return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
 
 

@@ -199,9 +199,17 @@ def _interval_word(lo: float, hi: float) -> str:
     return "not distinguishable from the untouched model (the interval contains 0)"
 
 
-def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)", floor: float = 0.05) -> str:
+def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)", floor: float = 0.05, second: pd.DataFrame | None = None,
+             second_name: str = "the second scorer") -> str:  # fmt: skip
     """A Markdown list: per target and method, the change in `col` (and in EMT), whether its interval excludes 0,
-    and the perplexity it costs; a note where the untouched model's TP is below `floor` (nothing to remove)."""
+    and the perplexity it costs; a note where the untouched model's TP is below `floor` (nothing to remove).
+
+    `second`: the :func:`main_table` of the same generations under a second scorer (``Study.report_second`` and
+    ``cis_second``); each line then gives `col` under it and whether the two scorers agree in sign and in whether
+    the interval excludes 0."""
+    from unidetox.report.claims import agreement
+
+    other = {} if second is None or second.empty else {(r.target, r.method): r for _, r in second.iterrows()}
     lines = []
     base = {r.target: r for _, r in main[main.method == METHOD_NAMES["none"]].iterrows()}
     for target, b in base.items():
@@ -222,6 +230,11 @@ def verdicts(main: pd.DataFrame, col: str = "ΔTP (in)", floor: float = 0.05) ->
         b = base.get(r.target)
         if b is not None and "PPL" in main and not pd.isna(r.get("PPL")) and not pd.isna(b["PPL"]):
             text += f"; perplexity {b['PPL']:.1f} → {r['PPL']:.1f}"
+        o = other.get((r.target, r.method))
+        if o is not None and col in second and not pd.isna(o.get(col)):
+            agree = agreement((r[col], r[f"{col} lo"], r[f"{col} hi"]), (o[col], o[f"{col} lo"], o[f"{col} hi"]))
+            text += (f"; under {second_name}: {col} {o[col]:+.3f} [{o[f'{col} lo']:+.3f}, {o[f'{col} hi']:+.3f}], "
+                     f"{'the scorers agree in sign and significance' if agree == 'yes' else 'scorers disagree (' + agree[4:] + ')'}")  # fmt: skip
         lines.append(text + ".")
     return "\n".join(lines)
 

@@ -1,0 +1,160 @@
+"""The second scorer (re-scoring stored generations) and the claims table's verdict logic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unidetox import pipeline as P
+from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, TOXICITY_METRICS
+from unidetox.measure.scorers import load_scorer
+from unidetox.profile_loader import load_profile
+from unidetox.report import claims as C
+from unidetox.report.tables import verdicts
+from unidetox.store import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """One evaluate stage of the untouched tiny GPT-2 (no perplexity: the rescore stage never needs it)."""
+    profile = load_profile("tiny", [f"runs_dir={tmp_path_factory.mktemp('rescore-runs')}"])
+    cand = P.untouched("tiny:gpt2")
+    return profile, cand, P.evaluate(profile, cand, perplexity=False, quiet=True)
+
+
+def _tox(path):
+    df = pd.read_csv(path / "metrics.csv")
+    return df[df.metric.isin(TOXICITY_METRICS)][["seed", "domain", "metric", "value"]].reset_index(drop=True)
+
+
+def test_rescoring_with_the_same_scorer_reproduces_the_evaluation(evaluated):
+    profile, cand, ev = evaluated
+    again = P.rescore(profile, cand, ev, profile.eval.scorer, quiet=True)
+    pd.testing.assert_frame_equal(_tox(again), _tox(ev))
+
+
+def test_rescore_scores_the_stored_continuations_and_is_cached(evaluated, capsys):
+    profile, cand, ev = evaluated
+    st = P.rescore(profile, cand, ev, "hatesonar", quiet=True)
+    old, new = read_jsonl(ev / "generations.jsonl"), read_jsonl(st / "generations.jsonl")
+    assert [{**r, "toxicity": 0} for r in old] == [{**r, "toxicity": 0} for r in new]  # no new generations
+    expected = load_scorer("hatesonar").score([r["continuation"] for r in old])
+    np.testing.assert_allclose([r["toxicity"] for r in new], expected)
+    rows = pd.read_csv(st / "metrics.csv")
+    assert set(rows.metric) == set(TOXICITY_METRICS) and set(rows.scorer) == {"hatesonar"}
+    assert set(rows.domain) == set(_tox(ev).domain) and len(rows) == len(_tox(ev))
+    assert json.loads((st / "settings.json").read_text())["scorer"] == "hatesonar"
+    assert json.loads((st / "config.json").read_text())["inputs"] == {"evaluate": ev.key}
+    capsys.readouterr()
+    assert P.rescore(profile, cand, ev, "hatesonar", quiet=True).key == st.key
+    assert "reusing" in capsys.readouterr().out
+    assert P.rescore(profile, cand, ev, "toxblock", quiet=True).key != st.key
+
+
+def test_second_scorer_equal_to_the_first_is_refused(tmp_path):
+    from unidetox.config import ConfigError
+
+    with pytest.raises(ConfigError, match="second_scorer"):
+        P.study(load_profile("tiny", [f"runs_dir={tmp_path}", "study.second_scorer=tiny"]))
+
+
+# --- the verdict logic, on hand-made tables -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "direction", "verdict"),
+    [(-0.3, -0.1, -1, C.HOLDS), (0.1, 0.3, -1, C.FAILS), (-0.1, 0.1, -1, C.UNMEASURABLE),
+     (-0.2, 0.0, -1, C.UNMEASURABLE), (0.1, 0.3, 1, C.HOLDS), (-0.3, -0.1, 1, C.FAILS),
+     (np.nan, np.nan, -1, C.NOT_MEASURED)],
+)  # fmt: skip
+def test_interval_verdict(lo, hi, direction, verdict):
+    assert C.interval_verdict(lo, hi, direction) == verdict
+
+
+def test_combined_verdict_and_agreement():
+    assert C.combine([C.HOLDS, C.HOLDS]) == C.HOLDS
+    assert C.combine([C.HOLDS, C.UNMEASURABLE]) == C.UNMEASURABLE
+    assert C.combine([C.HOLDS, C.FAILS]) == C.FAILS
+    assert C.combine([C.HOLDS, C.NOT_MEASURED]) == C.HOLDS  # second scorer off: the first alone
+    assert C.agreement((-0.2, -0.3, -0.1), (-0.1, -0.2, -0.05)) == "yes"
+    assert C.agreement((-0.2, -0.3, -0.1), (-0.1, -0.2, 0.05)) == "no: significance differs"
+    assert C.agreement((-0.2, -0.3, -0.1), (0.1, 0.05, 0.2)) == "no: sign differs"
+    assert C.agreement((-0.2, -0.3, -0.1), (0.1, -0.1, 0.2)) == "no: sign and significance differ"
+    assert C.agreement((-0.2, -0.3, -0.1), None) == "second scorer off"
+    assert C.no_worse_verdict(-0.1, 0.2) == C.HOLDS and C.no_worse_verdict(0.01, 0.2) == C.FAILS
+
+
+def _labels(target, method, selection=""):
+    return {"target": target, "method": method, "lr": np.nan, "steps": np.nan, "hparam": np.nan, "selection": selection}
+
+
+def _cis(rows):
+    """rows: (target, method, selection, metric, domain, diff, lo, hi)."""
+    return pd.DataFrame([{**_labels(t, m, s), "metric": me, "domain": d, "diff": x, "lo": lo, "hi": hi}
+                         for t, m, s, me, d, x, lo, hi in rows])  # fmt: skip
+
+
+@pytest.fixture
+def tables():
+    A, B, U, T, IN = "org/distiller", "other/model", "unidetox", "transferred", IN_DISTRIBUTION
+    cis = _cis([(A, U, T, "TP", IN, -0.2, -0.3, -0.1), (A, U, T, "EMT", IN, -0.1, -0.2, 0.05),
+                (B, U, T, "TP", IN, 0.2, 0.1, 0.3), (B, U, T, "EMT", IN, -0.1, -0.2, -0.05),
+                (A, U, T, "PPL", ALL, 2.0, 1.0, 3.0), (B, U, T, "PPL", ALL, 20.0, 15.0, 25.0)])  # fmt: skip
+    second = _cis([(A, U, T, "TP", IN, -0.1, -0.2, -0.05), (A, U, T, "EMT", IN, -0.1, -0.2, -0.01),
+                   (B, U, T, "TP", IN, -0.1, -0.2, 0.1), (B, U, T, "EMT", IN, -0.1, -0.2, -0.01)])  # fmt: skip
+    transfer = _cis([(A, U, T, "EMT", IN, 0.0, 0.0, 0.0), (B, U, T, "EMT", IN, 0.1, 0.05, 0.2)])
+    transfer2 = _cis([(A, U, T, "EMT", IN, 0.0, 0.0, 0.0), (B, U, T, "EMT", IN, 0.02, -0.1, 0.1)])
+    ppl = ((A, "none", "", 10.0), (A, U, T, 12.0), (B, "none", "", 20.0), (B, U, T, 40.0))
+    report = pd.DataFrame([{**_labels(t, m, s), "seed": seed, "domain": ALL, "metric": "PPL", "value": v}
+                           for t, m, s, v in ppl for seed in (1, 2)])  # fmt: skip
+    mmlu = pd.DataFrame([{**_labels(A, "none"), "MMLU": 0.50}, {**_labels(A, U, T), "MMLU": 0.49},
+                         {**_labels(B, "none"), "MMLU": 0.60}, {**_labels(B, U, T), "MMLU": 0.55}])  # fmt: skip
+    return {"distillation_model": A, "targets": [A, B], "cis": cis, "transfer_cis": transfer, "report": report,
+            "mmlu": mmlu, "cis_second": second, "transfer_cis_second": transfer2}  # fmt: skip
+
+
+def test_claims_table_verdicts(tables):
+    t = C.claims_table(**tables)
+    assert list(t.columns) == C.COLUMNS
+    assert set(t.claim) == {"a", "b", "c", "d", "e"}
+    got = {(r.claim, r.target, r.measure[:4]): (r.verdict, r["scorers agree"]) for _, r in t.iterrows()}
+    A, B = tables["targets"]
+    assert got[("a", A, "ΔTP ")] == (C.HOLDS, "yes")
+    assert got[("a", A, "ΔEMT")] == (C.UNMEASURABLE, "no: significance differs")  # holds under the second only
+    assert got[("b", B, "ΔTP ")] == (C.FAILS, "no: sign and significance differ")
+    assert got[("b", B, "ΔEMT")] == (C.HOLDS, "yes")
+    assert got[("c", A, "ΔEMT")] == (C.HOLDS, "yes")  # same configuration: exactly 0
+    assert got[("c", B, "ΔEMT")] == (C.FAILS, "no: significance differs")  # worse than its own best under the first
+    assert got[("d", "distilled text", "poli")][0] == C.POLITICAL_PAGE
+    e = t[t.claim == "e"].set_index(["target", "measure"])
+    assert e.loc[(A, "PPL ratio detoxified / untouched"), "value"] == pytest.approx(1.2)
+    assert e.loc[(A, "PPL ratio detoxified / untouched"), "verdict"] == C.HOLDS
+    assert e.loc[(A, "PPL ratio detoxified / untouched"), "lo"] == pytest.approx(1.1)  # 1 + 1.0 / 10
+    assert e.loc[(B, "PPL ratio detoxified / untouched"), "verdict"] == C.FAILS  # 2.0 > PPL_RATIO_MAX
+    assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "value"] == pytest.approx(-0.01)
+    assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "verdict"] == C.HOLDS
+    assert e.loc[(B, "ΔMMLU accuracy vs untouched"), "verdict"] == C.FAILS  # a drop of 0.05 > MMLU_DROP_MAX
+    md = C.claims_markdown(t, "toxblock", "hatesonar")
+    assert md.count("\n") == len(t) + 1 and "`hatesonar`" in md
+
+
+def test_claims_table_without_a_second_scorer(tables):
+    t = C.claims_table(**{**tables, "cis_second": None, "transfer_cis_second": None})
+    a = t[t.claim == "a"]
+    assert list(a.verdict) == [C.HOLDS, C.UNMEASURABLE] and set(a["scorers agree"]) == {"second scorer off"}
+    assert a["second value"].isna().all()
+    assert "second scorer (off)" in C.claims_markdown(t, "toxblock")
+
+
+def test_verdicts_state_scorer_agreement():
+    row = {"target": "m", "method": "UniDetox", "note": ""}
+    main = pd.DataFrame([{**row, "ΔTP (in)": -0.2, "ΔTP (in) lo": -0.3, "ΔTP (in) hi": -0.1}])
+    second = pd.DataFrame([{**row, "ΔTP (in)": 0.1, "ΔTP (in) lo": -0.1, "ΔTP (in) hi": 0.2}])
+    text = verdicts(main, second=second, second_name="`hatesonar`")
+    assert "under `hatesonar`: ΔTP (in) +0.100 [-0.100, +0.200]" in text
+    assert "scorers disagree (sign and significance differ)" in text
+    assert "under" not in verdicts(main)
+    assert "agree in sign and significance" in verdicts(main, second=main)
