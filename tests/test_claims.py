@@ -54,6 +54,16 @@ def test_rescore_scores_the_stored_continuations_and_is_cached(evaluated, capsys
     assert P.rescore(profile, cand, ev, "toxblock", quiet=True).key != st.key
 
 
+def test_rescoring_an_unfinished_evaluation_is_refused(evaluated):
+    from unidetox.errors import UnidetoxError
+    from unidetox.pipeline.runtime import stage_dir
+
+    profile, cand, _ = evaluated
+    missing = stage_dir(profile, "evaluate", {"never": "run"}, {"model": cand.key})
+    with pytest.raises(UnidetoxError, match="no finished generations"):
+        P.rescore(profile, cand, missing, "hatesonar", quiet=True)
+
+
 def test_second_scorer_equal_to_the_first_is_refused(tmp_path):
     from unidetox.config import ConfigError
 

@@ -113,6 +113,9 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
     state = process_state()
     if state.is_main_process:
         gens = read_jsonl(eval_stage / "generations.jsonl")
+        if not gens:  # written by several processes: one file per rank
+            n = len(list(eval_stage.path.glob("generations.jsonl.rank*")))
+            gens = E.merge(eval_stage / "generations.jsonl", n) if n > 1 else []
         if not gens or not eval_stage.done:
             raise E.EvaluationError(f"{what}: {eval_stage.path} has no finished generations to re-score")
         device = str(resolve_device(profile.device))
