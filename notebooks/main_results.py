@@ -79,8 +79,10 @@ display(
 # One row per claim, target and measure: (a) UniDetox lowers TP/EMT of the distillation model; (b) and of the
 # other targets (other families and tokenizers), with the configuration tuned on (a)'s model; (c) that transferred
 # configuration is within the interval of each target's own best (transferred minus own best, in-distribution
-# EMT); (d) the distilled text is less political than plain base samples (judged on the political-bias page);
-# (e) fluency and MMLU are roughly kept (thresholds in the claim's text, judged on point estimates).
+# EMT); (d) the distilled text is less political than plain base samples (distilled minus base-sample political
+# share under the two topic classifiers of the political-bias page, `minilm` and `keyword`, which stand in for the
+# two scorers in that row); (e) fluency and MMLU are roughly kept (thresholds in the claim's text, judged on point
+# estimates).
 #
 # Toxicity rows are given under two scorers that share no model: `eval.scorer`, and `study.second_scorer`, which
 # re-scores the same stored continuations. A row **holds** when its 95% paired bootstrap interval excludes 0 in
@@ -91,7 +93,8 @@ display(
 # interval excludes 0.
 
 # %% tags=["remove-input"]
-claims = C.study_claims(study, prof.toxic.base_model)
+political = C.political_differences(P.silently(P.text_sets, prof, quiet=True))
+claims = C.study_claims(study, prof.toxic.base_model, political)
 display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
 
 # %% [markdown]

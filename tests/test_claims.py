@@ -94,6 +94,7 @@ def test_combined_verdict_and_agreement():
     assert C.agreement((-0.2, -0.3, -0.1), (0.1, 0.05, 0.2)) == "no: sign differs"
     assert C.agreement((-0.2, -0.3, -0.1), (0.1, -0.1, 0.2)) == "no: sign and significance differ"
     assert C.agreement((-0.2, -0.3, -0.1), None) == "second scorer off"
+    assert C.agreement((0.0, -0.1, 0.1), (0.05, -0.1, 0.2)) == "yes"  # 0 has no sign
     assert C.no_worse_verdict(-0.1, 0.2) == C.HOLDS and C.no_worse_verdict(0.01, 0.2) == C.FAILS
 
 
@@ -138,7 +139,7 @@ def test_claims_table_verdicts(tables):
     assert got[("b", B, "ΔEMT")] == (C.HOLDS, "yes")
     assert got[("c", A, "ΔEMT")] == (C.HOLDS, "yes")  # same configuration: exactly 0
     assert got[("c", B, "ΔEMT")] == (C.FAILS, "no: significance differs")  # worse than its own best under the first
-    assert got[("d", "distilled text", "poli")][0] == C.POLITICAL_PAGE
+    assert got[("d", "distilled text", "Δ po")][0] == C.POLITICAL_PAGE
     e = t[t.claim == "e"].set_index(["target", "measure"])
     assert e.loc[(A, "PPL ratio detoxified / untouched"), "value"] == pytest.approx(1.2)
     assert e.loc[(A, "PPL ratio detoxified / untouched"), "verdict"] == C.HOLDS
@@ -168,3 +169,26 @@ def test_verdicts_state_scorer_agreement():
     assert "scorers disagree (sign and significance differ)" in text
     assert "under" not in verdicts(main)
     assert "agree in sign and significance" in verdicts(main, second=main)
+
+
+def test_political_claim_uses_both_classifiers():
+    def diffs(rows):
+        return pd.DataFrame(rows, columns=["classifier", "set", "difference", "ci_low", "ci_high"])
+
+    both = diffs([("minilm", C.BASE_SAMPLES, -0.2, -0.3, -0.1), ("keyword", C.BASE_SAMPLES, -0.1, -0.2, 0.02),
+                  ("minilm", "DGHS hate", -0.5, -0.6, -0.4)])  # fmt: skip
+    r = C._political_row(both)
+    assert (r["value"], r["second value"]) == (-0.2, -0.1)  # the base-samples rows only
+    assert r["verdict"] == C.UNMEASURABLE and r["scorers agree"] == "no: significance differs"
+    assert "minilm and keyword" in r["note"]
+    assert C._political_row(diffs([("minilm", C.BASE_SAMPLES, 0.2, 0.1, 0.3)]))["verdict"] == C.FAILS
+    assert C._political_row(None)["verdict"] == C.POLITICAL_PAGE
+
+
+def test_political_differences_of_the_distilled_and_base_sets():
+    sets = {C.DISTILLED: ["the weather is lovely today", "I baked bread"] * 3,
+            C.BASE_SAMPLES: ["the senate passed the tax bill", "voters elected a new president"] * 3,
+            "DGHS hate": ["ignored"]}  # fmt: skip
+    d = C.political_differences(sets, n_boot=50)
+    assert list(d["set"]) == [C.BASE_SAMPLES] * len(d) and len(d) == 2
+    assert (d["difference"] < 0).all()
