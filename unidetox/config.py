@@ -360,10 +360,7 @@ class StudyConfig:
     validation_perplexity: bool = field(
         default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
     )
-    second_scorer: str = field(
-        default="",
-        metadata={"help": 'scorer that re-scores the report generations (shares no model with eval.scorer); "" = off'},
-    )
+    second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
