@@ -19,6 +19,9 @@ import time
 
 import torch
 
+# the perplexity benchmark's snippets (this script's folder is on sys.path when run as a script)
+from bench_perplexity import fixed_continuations
+
 from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs_shared
@@ -27,23 +30,6 @@ from unidetox.models import load_model
 from unidetox.precision import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def fixed_continuations(tokenizer, prompts: list[str], k: int, tokens: int) -> list[list[str]]:
-    """k snippets of `tokens` tokens per prompt, cut from the other prompts' text."""
-    pool = [tokenizer.encode(" " + p, add_special_tokens=False) for p in prompts]
-    out = []
-    for i in range(len(prompts)):
-        conts = []
-        for j in range(k):
-            ids: list[int] = []
-            n = 0
-            while len(ids) < tokens:
-                ids += pool[(i + j + 1 + n) % len(pool)][j % 3 :]
-                n += 1
-            conts.append(tokenizer.decode(ids[:tokens]))
-        out.append(conts)
-    return out
 
 
 def time_generation(lm, prompts: list[str], rows: int, tokens: int) -> tuple[float, int]:

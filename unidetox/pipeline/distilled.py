@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from unidetox.config import Profile, to_dict
-from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, stage_dir, timed
+from unidetox.config import Profile
+from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, settings_key, stage_dir, timed
 from unidetox.pipeline.toxic import toxic_model
 from unidetox.store import (
     StageDir,
@@ -52,18 +52,10 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
     return st
 
 
-def _distill_key(profile: Profile) -> dict:
-    """``distill`` settings as stage config; an empty ``context`` is left out, so older stages keep their keys."""
-    cfg = to_dict(profile.distill)
-    if not cfg["context"]:
-        del cfg["context"]
-    return cfg
-
-
 def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
     tox = toxic_model(profile, quiet=quiet)
-    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model}
+    config = {"distill": settings_key(profile.distill, "context"), "base_model": profile.toxic.base_model}
     st = stage_dir(profile, "distill", config, {"toxic-model": tox.key})
     if reuse(st, "distill"):
         return st
@@ -77,7 +69,11 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
     """
     if which not in ("base", "toxic"):
         raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
-    config = {"distill": _distill_key(profile), "base_model": profile.toxic.base_model, "which": which}
+    config = {
+        "distill": settings_key(profile.distill, "context"),
+        "base_model": profile.toxic.base_model,
+        "which": which,
+    }
     tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
     st = stage_dir(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
     if reuse(st, f"samples {which}"):

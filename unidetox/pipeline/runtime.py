@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from unidetox.config import Profile
+from unidetox.config import Profile, to_dict
 from unidetox.models import load_model, resolve_device
 from unidetox.precision import default_dtype, inference_dtype
 from unidetox.store import (
@@ -90,6 +90,16 @@ def eval_dtype_key(profile: Profile) -> dict:
     if dtype == default_dtype(resolve_device(profile.device)):
         return {}
     return {"inference_dtype": "bf16" if dtype == torch.bfloat16 else "fp32"}
+
+
+def settings_key(cfg, *added_later: str) -> dict:
+    """A settings dataclass as stage config, without the fields in `added_later` while they are empty: a setting
+    added after stages were run keeps those stages' keys until someone sets it."""
+    out = to_dict(cfg)
+    for name in added_later:
+        if not out[name]:
+            del out[name]
+    return out
 
 
 def stage_dir(profile: Profile, stage: str, config: dict, inputs: dict | None = None) -> StageDir:

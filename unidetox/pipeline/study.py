@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from unidetox.config import Profile, to_dict
+from unidetox.config import Profile
 from unidetox.data.mmlu import check_mmlu_subjects
 from unidetox.methods import FINETUNED, FINETUNED_BASELINES
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
-from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
+from unidetox.pipeline.runtime import begin, log, reuse, settings_key, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import (
     FILES,
@@ -120,7 +120,12 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     sec_stages = [(c, rescore(profile, c, s, second, quiet=quiet)) for c, s in rep_stages] if second else []
 
     keys = sorted({st.key for _, st in val_stages + rep_stages + sec_stages} | {st.key for st in mmlu_stages.values()})
-    st = stage_dir(profile, "study", {"study": _study_key(profile), "select_target": sel}, {"stages": ",".join(keys)})
+    st = stage_dir(
+        profile,
+        "study",
+        {"study": settings_key(profile.study, "second_scorer"), "select_target": sel},
+        {"stages": ",".join(keys)},
+    )
     if not reuse(st, "study"):
         begin(st)
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
@@ -162,14 +167,6 @@ def _read_study(profile: Profile, path: Path, sel: str, chosen: tuple[float, int
         out.second_scorer, out.report_second, out.cis_second = second, read("report_second.csv"), read("cis_second.csv")
         out.transfer_cis_second = read("transfer_cis_second.csv", sec_stages)
     return out
-
-
-def _study_key(profile: Profile) -> dict:
-    """``study`` settings as stage config; an empty ``second_scorer`` is left out, so older studies keep their keys."""
-    cfg = to_dict(profile.study)
-    if not cfg["second_scorer"]:
-        del cfg["second_scorer"]
-    return cfg
 
 
 def _validation_candidates(profile: Profile, applies: dict[str, bool], quiet: bool) -> list[Candidate]:
