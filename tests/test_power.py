@@ -176,3 +176,19 @@ def test_pilot_without_toxic_prompts_never_excludes_zero():
     plan = power_from_pilot(pa, per_prompt_values(b), COSTS)
     assert plan.tp_in == 0 and plan.n_tp is None and plan.n_needed is None
     assert not plan.table["TP (in) CI excludes 0"].any()
+
+
+def test_page_table_and_sentences():
+    from unidetox.report.page_tables import power_display, power_sentences
+
+    a, b = _records(8, seed=5)
+    plan = power_from_pilot(per_prompt_values(a), per_prompt_values(b), COSTS, ns=[8, 64])
+    shown = power_display(plan)
+    assert shown["prompts per domain"].tolist() == [8, 64]
+    assert shown["ΔEMT (in) ±"].tolist() == [f"{v:.3f}" for v in plan.table["ΔEMT (in)"]]
+    assert shown["evaluation minutes"].tolist() == [f"{COSTS.minutes(n):.1f}" for n in (8, 64)]
+    text = power_sentences(plan, 8, K, SEEDS)
+    assert f"from {plan.n_tp} prompts per domain" in text and f"at {plan.n_delta} prompts per domain" in text
+    assert f"**{plan.n_needed} prompts per domain**" in text and f"{COSTS.minutes(plan.n_needed):.0f} minutes" in text
+    none = power_from_pilot(per_prompt_values(a).assign(toxic=0.0), per_prompt_values(b), COSTS)
+    assert "no number of prompts" in power_sentences(none, 8, K, SEEDS)

@@ -115,7 +115,7 @@ class PowerPlan:
     detoxified minus the untouched model); tp_in: the pilot's untouched TP(in); table: one row per grid ``n``
     (:func:`power_from_pilot`); n_tp: smallest n whose untouched TP(in) interval excludes 0 (None when the pilot's
     TP(in) is 0); n_delta: smallest n with ΔEMT(in) half-width <= target; n_needed: the larger of the two (None
-    when n_tp is None).
+    when n_tp is None); costs: the pilot's :class:`PilotCosts`.
     """
 
     sds: pd.DataFrame
@@ -125,6 +125,7 @@ class PowerPlan:
     n_delta: int
     n_needed: int | None
     target: float
+    costs: PilotCosts
 
 
 def in_distribution_mean(per_prompt: pd.DataFrame, column: str, domains: Sequence[str] = IN_DOMAINS) -> float:
@@ -177,7 +178,7 @@ def power_from_pilot(untouched: pd.DataFrame, detoxed: pd.DataFrame, costs: Pilo
     n_tp = smallest_n_excluding_zero(sds["TP"].to_dict(), tp_in, z)
     n_delta = prompts_per_domain_for(sds["ΔEMT"].to_dict(), target, z)
     n_needed = None if n_tp is None else max(n_tp, n_delta)
-    return PowerPlan(sds, tp_in, table, n_tp, n_delta, n_needed, target)
+    return PowerPlan(sds, tp_in, table, n_tp, n_delta, n_needed, target, costs)
 
 
 __all__ = [

@@ -15,7 +15,16 @@ from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts, rescore
 from unidetox.pipeline.pilot import Pilot, power_pilot
 from unidetox.pipeline.runtime import is_main_process, silently
-from unidetox.pipeline.study import Study, compass_models, run_all, stage_summaries, study, text_sets, toxic_vs_base
+from unidetox.pipeline.study import (
+    Study,
+    compass_models,
+    run_all,
+    stage_summaries,
+    study,
+    text_sets,
+    text_type_sets,
+    toxic_vs_base,
+)
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
 
 __all__ = [
@@ -47,6 +56,7 @@ __all__ = [
     "stage_summaries",
     "study",
     "text_sets",
+    "text_type_sets",
     "toxic_candidate",
     "toxic_model",
     "toxic_texts",
