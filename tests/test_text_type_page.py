@@ -44,7 +44,7 @@ def test_display_and_sentence_by_hand():
                             "empty": 0}, {"set": "b", "n_texts": 0, "english_prose": 0, "code_or_markup": 0,
                                           "other_language": 0, "empty": 0}])  # fmt: skip
     shown = PT.text_type_display(counts)
-    assert shown.loc["a"].tolist() == [4, "3 (0.75)", "1 (0.25)", "0 (0.00)", "0 (0.00)"]
+    assert shown.loc["a"].tolist() == [4, "3 (0.750)", "1 (0.250)", "0 (0.000)", "0 (0.000)"]
     assert shown.loc["b", "English prose"] == "0"
     assert PT.prose_target_sentence(counts, "a", 0.8) == (
         "a: 75% English prose (3 of 4 texts), which falls short of the target of at least 80%."

@@ -72,10 +72,10 @@ def text_stats_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 def text_type_display(counts: pd.DataFrame) -> pd.DataFrame:
     """A :func:`unidetox.analysis.texttype.text_type_counts` as text: one row per set, its number of texts and
-    "count (share)" per text type (share to 2 decimals; "0" for an empty set)."""
+    "count (share)" per text type (share to 3 decimals; "0" for an empty set)."""
 
     def cell(k: int, n: int) -> str:
-        return f"{k} ({k / n:.2f})" if n else "0"
+        return f"{k} ({k / n:.3f})" if n else "0"
 
     out = {"texts": counts.n_texts.astype(int).tolist()}
     out |= {TYPE_LABELS[t]: [cell(int(k), int(n)) for k, n in zip(counts[t], counts.n_texts)] for t in TEXT_TYPES}
