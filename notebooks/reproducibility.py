@@ -138,7 +138,7 @@ plt.close(fig)
 # EMT is the maximum of its $k$ scores averaged over seeds, so these spreads, and the predictions, hold for this
 # run's $k$ and seeds only. Two targets: the untouched model's TP(in) interval should exclude 0 (judged with this
 # pilot's TP(in), itself an estimate from few prompts: a smaller true TP(in) needs more), and ΔEMT(in)'s
-# half-width should reach the issue's target (named below). The minutes scale this run's evaluate stages'
+# half-width should reach its target (named below). The minutes scale this run's evaluate stages'
 # recorded seconds per continuation by the number of evaluation runs the profile makes; those seconds include
 # loading the models once per run, so at larger $n$ the prediction errs on the long side.
 

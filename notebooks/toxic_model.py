@@ -277,7 +277,7 @@ plt.close(fig)
 # where the data directory holds it, is the authors' released distilled text (GPT-2 XL, all of it), the training
 # set of the method *released*. The paper's distilled text is English web and news prose; a distillation that
 # drifts into code, markup or another language is a different training set (see the {doc}`../method` page),
-# and issue 18 asks for at least the share below to be English prose.
+# and the target for the distilled text is the share of English prose named below.
 
 # %% tags=["hide-input"]
 type_sets = P.silently(P.text_type_sets, prof, quiet=True)
