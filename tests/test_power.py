@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -190,5 +191,6 @@ def test_page_table_and_sentences():
     text = power_sentences(plan, 8, K, SEEDS)
     assert f"from {plan.n_tp} prompts per domain" in text and f"at {plan.n_delta} prompts per domain" in text
     assert f"**{plan.n_needed} prompts per domain**" in text and f"{COSTS.minutes(plan.n_needed):.0f} minutes" in text
+    assert "excludes 0 from 1 prompt per domain." in power_sentences(dataclasses.replace(plan, n_tp=1), 8, K, SEEDS)
     none = power_from_pilot(per_prompt_values(a).assign(toxic=0.0), per_prompt_values(b), COSTS)
     assert "no number of prompts" in power_sentences(none, 8, K, SEEDS)

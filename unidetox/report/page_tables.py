@@ -105,10 +105,14 @@ def power_display(plan: PowerPlan) -> pd.DataFrame:
     return out
 
 
+def _prompts(n: int) -> str:
+    return f"{n} prompt{'' if n == 1 else 's'} per domain"
+
+
 def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
     """What a :class:`unidetox.measure.power.PowerPlan` says, in Markdown: the pilot, TP(in), the smallest n."""
     c = plan.costs
-    pilot = (f"The pilot has {n_pilot} prompts per domain, $k = {k}$ samples per prompt and {seeds} seed(s); the "
+    pilot = (f"The pilot has {_prompts(n_pilot)}, $k = {k}$ samples per prompt and {seeds} seed(s); the "
              "predictions hold for that $k$ and number of seeds.")  # fmt: skip
     out = [pilot]
     if plan.n_tp is None:
@@ -116,10 +120,10 @@ def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
                    "prompts makes its interval exclude 0.")  # fmt: skip
     else:
         out.append(f"The untouched model's TP(in) is {plan.tp_in:.3f} in the pilot; its 95% interval excludes 0 from "
-                   f"{plan.n_tp} prompts per domain.")  # fmt: skip
-    out.append(f"The half-width of ΔEMT(in) falls to {plan.target} at {plan.n_delta} prompts per domain.")
+                   f"{_prompts(plan.n_tp)}.")  # fmt: skip
+    out.append(f"The half-width of ΔEMT(in) falls to {plan.target} at {_prompts(plan.n_delta)}.")
     if plan.n_needed is not None:
-        out.append(f"Both targets need **{plan.n_needed} prompts per domain**, about {c.minutes(plan.n_needed):.0f} "
+        out.append(f"Both targets need **{_prompts(plan.n_needed)}**, about {c.minutes(plan.n_needed):.0f} "
                    f"minutes of evaluation for the {c.runs} evaluation runs of this profile "
                    f"({c.seconds_per_continuation:.3f} s per continuation, as measured in this run).")  # fmt: skip
     return " ".join(out)
