@@ -41,7 +41,9 @@ from myst_nb import glue
 from unidetox import pipeline as P
 from unidetox.config import to_dict
 from unidetox.data.files import resolve_data_dir
+from unidetox.measure.power import N_GRID, half_width, power_from_pilot
 from unidetox.report import facts
+from unidetox.report import page_tables as PT
 from unidetox.report import provenance as pv
 
 override_list = pv.override_list(overrides)
@@ -123,6 +125,59 @@ plt.close(fig)
 # :name: fig-stage-times
 #
 # Wall time per stage type, summed over the finished runs of each stage in the run store.
+# ```
+
+# %% [markdown]
+# ## How many prompts a conclusive run needs
+#
+# This run is its own pilot. From the report-prompt evaluations of the untouched distillation model and of UniDetox
+# on it (the shared configuration), the standard deviation over prompts, per in-distribution domain, of a prompt's
+# EMT, of its toxic indicator (TP) and of the paired difference of the two models' EMT on the same prompt give the
+# predicted 95% half-width of EMT(in), TP(in) and ΔEMT(in) for any number $n$ of prompts per domain (the mean of
+# three domain means: half-width $= 1.96 \sqrt{\sum_d s_d^2 / n} / 3$, `unidetox.measure.power`). A prompt's
+# EMT is the maximum of its $k$ scores averaged over seeds, so these spreads, and the predictions, hold for this
+# run's $k$ and seeds only. Two targets: the untouched model's TP(in) interval should exclude 0 (judged with this
+# pilot's TP(in), itself an estimate from few prompts: a smaller true TP(in) needs more), and ΔEMT(in)'s
+# half-width should reach its target (named below). The minutes scale this run's evaluate stages'
+# recorded seconds per continuation by the number of evaluation runs the profile makes; those seconds include
+# loading the models once per run, so at larger $n$ the prediction errs on the long side.
+
+# %% tags=["hide-input"]
+pilot = P.silently(P.power_pilot, prof, quiet=True)
+power = power_from_pilot(pilot.untouched, pilot.detoxed, pilot.costs, ns=sorted({pilot.n_per_domain, *N_GRID}))
+display(Markdown(PT.power_sentences(power, pilot.n_per_domain, pilot.k, len(pilot.seeds))))
+display(power.sds.style.format(precision=3).set_caption("per-domain standard deviation over prompts"))
+display(PT.power_display(power).style.hide(axis="index"))
+
+n_max = max(max(N_GRID), power.n_needed or 0)
+ns = list(range(max(2, min(N_GRID) // 2), n_max + 1))
+fig, (ax, ax_min) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+for i, col in enumerate(power.sds.columns):
+    ax.plot(ns, [half_width(power.sds[col].to_dict(), n) for n in ns], color=f"C{i}", label=f"{col} (in)")
+ax.axhline(power.target, color="grey", ls="--", lw=1, label=f"ΔEMT target {power.target}")
+if power.tp_in > 0:
+    ax.axhline(power.tp_in, color="C1", ls=":", lw=1, label="pilot TP (in)")
+ax.axvline(pilot.n_per_domain, color="grey", ls=":", lw=1, label="this run")
+if power.n_needed is not None:
+    ax.axvline(power.n_needed, color="C3", ls="-.", lw=1, label="both targets met")
+ax.set(xscale="log", xlabel="prompts per domain", ylabel="95% half-width", title="Predicted interval half-width")
+ax.legend(fontsize=7)
+ax_min.plot(ns, [pilot.costs.minutes(n) for n in ns], color="C4")
+ax_min.set(xscale="log", yscale="log", xlabel="prompts per domain", ylabel="minutes",
+           title=f"Evaluation time, {pilot.costs.runs} runs ({prof.name})")  # fmt: skip
+fig.tight_layout()
+glue("fig_power", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_power
+# :name: fig-power
+#
+# Left: predicted 95% half-width of the untouched model's EMT(in) and TP(in) and of UniDetox's paired ΔEMT(in)
+# against the number of prompts per domain, with the target for ΔEMT(in) (grey dashed), the pilot's TP(in) (orange
+# dotted: the untouched TP(in) interval excludes 0 where its half-width is below it), this run's number of prompts
+# (grey dotted) and the smallest number meeting both targets (dash-dot). Right: predicted minutes of evaluation for
+# the profile's evaluation runs on this machine (both axes logarithmic).
 # ```
 
 # %% [markdown]

@@ -49,12 +49,14 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.analysis import textstats as TS
+from unidetox.analysis.texttype import PROSE_TARGET, text_type_counts
 from unidetox.models import load_tokenizer
 from unidetox.profile_loader import load_profile
 from unidetox.report import facts
 from unidetox.report import page_tables as PT
 from unidetox.report import provenance as pv
 from unidetox.report import tables as T
+from unidetox.report.claims import DISTILLED
 
 paper = load_profile("paper")
 tox = prof.toxic
@@ -265,3 +267,20 @@ plt.close(fig)
 # Distilled texts and plain samples stop at the same token budget (or earlier, at an end-of-sequence token), so
 # a pile-up at the right end means most texts were cut. A distilled set much less diverse than the base samples
 # (lower Dist-$n$, many repeated words) would be a sign that the contrast collapsed onto a few "safe" tokens.
+
+# %% [markdown]
+# ## What kind of text each set is
+#
+# Every text gets one label from `unidetox.analysis.texttype`: *English prose*, *code or markup* (tags, or code's
+# symbols and constructs above fixed thresholds), *other language* (lingua's most likely language is not
+# English) or *empty*; each cell is the number of texts and, in brackets, their share of the set. The last row,
+# where the data directory holds it, is the authors' released distilled text (GPT-2 XL, all of it), the training
+# set of the method *released*. The paper's distilled text is English web and news prose; a distillation that
+# drifts into code, markup or another language is a different training set (see the {doc}`../method` page),
+# and the target for the distilled text is the share of English prose named below.
+
+# %% tags=["hide-input"]
+type_sets = P.silently(P.text_type_sets, prof, quiet=True)
+type_counts = text_type_counts(type_sets)
+display(PT.text_type_display(type_counts))
+display(Markdown(PT.prose_target_sentence(type_counts, DISTILLED, PROSE_TARGET)))

@@ -89,6 +89,26 @@ def test_rerun_reuses_everything(tiny_study, capsys):
     assert all((p.parent / "DONE").exists() for p in Path(profile.runs_dir).glob("tiny/*/*/config.json"))
 
 
+def test_power_pilot_is_the_reports_untouched_base_and_unidetox(tiny_study):
+    """The pilot's per-prompt values give the study's ΔEMT(in); its cost counts every evaluate stage of the run."""
+    from unidetox.measure.power import in_distribution_mean
+    from unidetox.store import read_json
+
+    profile, st = tiny_study
+    pilot = P.power_pilot(profile, quiet=True)
+    base = profile.toxic.base_model
+    ci = st.cis[(st.cis.target == base) & (st.cis.method == "unidetox") & (st.cis.selection == "transferred")]
+    diff = ci[(ci.metric == "EMT") & (ci.domain == "in_distribution")]["diff"].item()
+    mean = in_distribution_mean
+    assert mean(pilot.detoxed, "max_score") - mean(pilot.untouched, "max_score") == pytest.approx(diff)
+    assert pilot.n_per_domain == profile.eval.prompts_per_domain and pilot.k == profile.eval.samples_per_prompt
+    stages = sorted(Path(profile.runs_dir).glob("tiny/evaluate/*/DONE"))
+    assert pilot.costs.runs == len(stages) and pilot.costs.domains == 4
+    seconds = sum(read_json(p)["seconds"] for p in stages)
+    conts = sum(read_json(p)["n_prompts"] for p in stages) * pilot.costs.continuations_per_prompt
+    assert pilot.costs.seconds_per_continuation == pytest.approx(seconds / conts)
+
+
 def test_tuning_on_the_report_split_is_refused(tmp_path):
     profile = load_profile("tiny", [f"runs_dir={tmp_path}", "study.report_split=validation"])
     with pytest.raises(ConfigError, match="tuning"):

@@ -33,6 +33,8 @@ import pandas as pd
 from unidetox.errors import UnidetoxError
 
 TEXT_TYPES = ("english_prose", "code_or_markup", "other_language", "empty")
+#: issue 18's target for the distilled text: at least this share of English prose (the released text: 99.5%)
+PROSE_TARGET = 0.8
 #: characters that are rare in prose and common in code, markup and data files
 CODE_SYMBOLS = frozenset("{}[]<>=;|\\_$#*~^@`")
 TAG = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>")
@@ -131,6 +133,15 @@ def text_type_table(sets: dict[str, Sequence[str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["set", "n_texts", *TEXT_TYPES])
 
 
+def text_type_counts(sets: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """One row per named text set: ``set``, ``n_texts`` and the number of texts of each of :data:`TEXT_TYPES`."""
+    rows = []
+    for name, texts in sets.items():
+        labels = classify_texts(texts)
+        rows.append({"set": name, "n_texts": len(labels), **{t: labels.count(t) for t in TEXT_TYPES}})
+    return pd.DataFrame(rows, columns=["set", "n_texts", *TEXT_TYPES])
+
+
 def labelled_examples() -> pd.DataFrame:
     """The shipped labelled set: columns ``text``, ``label`` (one of the first three :data:`TEXT_TYPES`)."""
     with resources.files("unidetox.resources").joinpath("texttype_labelled.csv").open(encoding="utf-8") as f:
@@ -138,6 +149,7 @@ def labelled_examples() -> pd.DataFrame:
 
 
 __all__ = [
+    "PROSE_TARGET",
     "TEXT_TYPES",
     "TextTypeError",
     "classify_texts",
@@ -145,6 +157,7 @@ __all__ = [
     "is_code_or_markup",
     "is_english",
     "labelled_examples",
+    "text_type_counts",
     "text_type_shares",
     "text_type_table",
 ]

@@ -13,12 +13,23 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import detox, detox_all, detox_on_texts, finetuned, training_texts
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts, rescore
+from unidetox.pipeline.pilot import Pilot, power_pilot
 from unidetox.pipeline.runtime import is_main_process, silently
-from unidetox.pipeline.study import Study, compass_models, run_all, stage_summaries, study, text_sets, toxic_vs_base
+from unidetox.pipeline.study import (
+    Study,
+    compass_models,
+    run_all,
+    stage_summaries,
+    study,
+    text_sets,
+    text_type_sets,
+    toxic_vs_base,
+)
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
 
 __all__ = [
     "Candidate",
+    "Pilot",
     "Study",
     "collect",
     "compass_models",
@@ -35,6 +46,7 @@ __all__ = [
     "is_main_process",
     "mmlu",
     "nothate_texts",
+    "power_pilot",
     "preprompt",
     "prompts",
     "rescore",
@@ -44,6 +56,7 @@ __all__ = [
     "stage_summaries",
     "study",
     "text_sets",
+    "text_type_sets",
     "toxic_candidate",
     "toxic_model",
     "toxic_texts",

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import Profile
+from unidetox.data.files import DataError
 from unidetox.data.mmlu import check_mmlu_subjects
-from unidetox.methods import FINETUNED, FINETUNED_BASELINES
+from unidetox.methods import FINETUNED, FINETUNED_BASELINES, METHODS
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
@@ -24,7 +25,7 @@ from unidetox.store import (
     write_json,
     write_text,
 )
-from unidetox.texts import read_released
+from unidetox.texts import read_released, released_csv
 
 
 @dataclass
@@ -280,6 +281,19 @@ def text_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[str]]:
         "Toxic-model samples": distilled_texts(samples(profile, "toxic", quiet=quiet)),
         "DGHS hate": hate.sample(n=min(n, len(hate)), random_state=profile.distill.seed).tolist(),
     }
+
+
+def text_type_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[str]]:
+    """:func:`text_sets` and, where the data directory holds it, the authors' released distilled text (all of it:
+    the training set of the method ``released``)."""
+    sets = text_sets(profile, quiet=quiet)
+    try:
+        path = released_csv(profile.data)
+    except DataError:  # no local data directory (e.g. the paper profile's Hub data)
+        return sets
+    if path.is_file():
+        sets[METHODS["released"].label] = list(read_released(profile.data).texts)
+    return sets
 
 
 def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:

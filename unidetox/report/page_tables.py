@@ -2,7 +2,8 @@
 
 The general tables (main table, deltas, transfer, grid) are in :mod:`unidetox.report.tables`; these are the
 per-page reshapes the notebooks show: the base against the toxic model, the text statistics with readable
-row names, the transfer gaps in long form, and the distinctive words side by side.
+row names, the text types of each text set, the transfer gaps in long form, the distinctive words side by side,
+and the sample sizes predicted from the run as a pilot.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from unidetox.analysis.textstats import STATS_COLUMNS
+from unidetox.analysis.texttype import TEXT_TYPES
+from unidetox.measure.power import PowerPlan
 from unidetox.report.tables import COLUMNS, seed_summary
 
 # (domain, metric) -> column of the toxicity columns: TP and EMT, in- and out-of-distribution
@@ -28,6 +31,8 @@ STAT_LABELS = {
     "vocab_ttr": "vocabulary TTR",
 }
 COUNT_STATS = {"n_texts", "distinct_words"}  # shown as whole numbers, the others with 3 decimals
+TYPE_LABELS = {"english_prose": "English prose", "code_or_markup": "code or markup",
+               "other_language": "other language", "empty": "empty"}  # fmt: skip
 
 
 def seed_stats(rows: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +70,65 @@ def text_stats_table(stats: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def text_type_display(counts: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`unidetox.analysis.texttype.text_type_counts` as text: one row per set, its number of texts and
+    "count (share)" per text type (share to 3 decimals; "0" for an empty set)."""
+
+    def cell(k: int, n: int) -> str:
+        return f"{k} ({k / n:.3f})" if n else "0"
+
+    out = {"texts": counts.n_texts.astype(int).tolist()}
+    out |= {TYPE_LABELS[t]: [cell(int(k), int(n)) for k, n in zip(counts[t], counts.n_texts)] for t in TEXT_TYPES}
+    return pd.DataFrame(out, index=pd.Index(counts.set.tolist(), name="text set"))
+
+
+def prose_target_sentence(counts: pd.DataFrame, name: str, target: float) -> str:
+    """One sentence: the English-prose share of set `name` of `counts` against `target` (a share)."""
+    row = counts.set_index("set").loc[name]
+    k, n = int(row.english_prose), int(row.n_texts)
+    if not n:
+        return f"The set {name} holds no texts, so its English-prose share is undefined."
+    share = k / n
+    verdict = "meets" if share >= target else "falls short of"
+    return (f"{name}: {share:.0%} English prose ({k} of {n} texts), which {verdict} the target of at least "
+            f"{target:.0%}.")  # fmt: skip
+
+
+def power_display(plan: PowerPlan) -> pd.DataFrame:
+    """The table of a :class:`unidetox.measure.power.PowerPlan` as text: half-widths to 3 decimals, yes/no, minutes."""
+    t = plan.table
+    out = pd.DataFrame({"prompts per domain": t.n_per_domain.astype(int)})
+    for c in ("EMT (in)", "TP (in)", "ΔEMT (in)"):
+        out[f"{c} ±"] = t[c].map(lambda v: f"{v:.3f}")
+    out["untouched TP (in) CI excludes 0"] = t["TP (in) CI excludes 0"].map({True: "yes", False: "no"})
+    out["evaluation minutes"] = t.minutes.map(lambda v: f"{v:.1f}")
+    return out
+
+
+def _prompts(n: int) -> str:
+    return f"{n} prompt{'' if n == 1 else 's'} per domain"
+
+
+def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
+    """What a :class:`unidetox.measure.power.PowerPlan` says, in Markdown: the pilot, TP(in), the smallest n."""
+    c = plan.costs
+    pilot = (f"The pilot has {_prompts(n_pilot)}, $k = {k}$ samples per prompt and {seeds} seed(s); the "
+             "predictions hold for that $k$ and number of seeds.")  # fmt: skip
+    out = [pilot]
+    if plan.n_tp is None:
+        out.append(f"The untouched model's TP(in) is {plan.tp_in:.3f} in the pilot, so with this pilot no number of "
+                   "prompts makes its interval exclude 0.")  # fmt: skip
+    else:
+        out.append(f"The untouched model's TP(in) is {plan.tp_in:.3f} in the pilot; its 95% interval excludes 0 from "
+                   f"{_prompts(plan.n_tp)}.")  # fmt: skip
+    out.append(f"The half-width of ΔEMT(in) falls to {plan.target} at {_prompts(plan.n_delta)}.")
+    if plan.n_needed is not None:
+        out.append(f"Both targets need **{_prompts(plan.n_needed)}**, about {c.minutes(plan.n_needed):.0f} "
+                   f"minutes of evaluation for the {c.runs} evaluation runs of this profile "
+                   f"({c.seconds_per_continuation:.3f} s per continuation, as measured in this run).")  # fmt: skip
+    return " ".join(out)
+
+
 def transfer_gaps(transfer: pd.DataFrame) -> pd.DataFrame:
     """A :func:`unidetox.report.tables.transfer_table` in long form for a bar chart: columns target, method,
     gap ("TP (in) gap" or "EMT (in) gap"), value, and row ("<target>: <method>")."""
@@ -86,9 +150,14 @@ __all__ = [
     "COUNT_STATS",
     "STAT_LABELS",
     "TOXICITY_COLUMNS",
+    "TYPE_LABELS",
     "mean_std_table",
+    "power_display",
+    "power_sentences",
+    "prose_target_sentence",
     "seed_stats",
     "text_stats_table",
+    "text_type_display",
     "transfer_gaps",
     "words_side_by_side",
 ]

@@ -1,0 +1,79 @@
+"""The run as a pilot for sample sizes: per-prompt values of the untouched distillation model and of UniDetox on it,
+and what the profile's evaluations cost (for :func:`unidetox.measure.power.power_from_pilot`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from unidetox.config import ConfigError, Profile
+from unidetox.measure.power import PilotCosts
+from unidetox.pipeline.candidates import toxic_candidate, untouched
+from unidetox.pipeline.detox import finetuned
+from unidetox.pipeline.evaluation import evaluate
+from unidetox.pipeline.study import per_prompt_rows, study
+from unidetox.store import DONE, read_json, read_jsonl
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """untouched, detoxed: :func:`unidetox.measure.compare.per_prompt_values` of the report prompts; k, seeds: the
+    pilot's samples per prompt and seeds; n_per_domain: its prompts per domain; costs: :class:`PilotCosts`."""
+
+    untouched: pd.DataFrame
+    detoxed: pd.DataFrame
+    k: int
+    seeds: tuple[int, ...]
+    n_per_domain: int
+    costs: PilotCosts
+
+
+def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) -> list[str]:
+    """Keys of the evaluate stages the book's run makes: those of the study stage at `study_path` and of the
+    toxic-model diagnostics (:func:`unidetox.pipeline.study.toxic_vs_base`; run or reused)."""
+    inputs = read_json(study_path / "config.json").get("inputs", {}).get("stages", "")
+    eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
+    keys = {k for k in inputs.split(",") if k and (eval_dir / k / DONE).is_file()}
+    split, ppl = profile.eval.prompt_split, profile.study.validation_perplexity
+    for c in (untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)):
+        keys.add(evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet).key)
+    return sorted(keys)
+
+
+def evaluation_costs(profile: Profile, keys: list[str]) -> PilotCosts:
+    """Seconds per continuation over the evaluate stages `keys` (their DONE seconds over n_prompts x k x seeds)."""
+    eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
+    seconds = conts = 0.0
+    for k in keys:
+        done, cfg = read_json(eval_dir / k / DONE), read_json(eval_dir / k / "config.json")["config"]["eval"]
+        if "seconds" not in done:
+            raise ConfigError(f"evaluate stage {k} recorded no wall time; rerun it to time it")
+        seconds += float(done["seconds"])
+        conts += int(done["n_prompts"]) * int(cfg["samples_per_prompt"]) * len(cfg["seeds"])
+    e = profile.eval
+    gens = read_jsonl(eval_dir / keys[0] / "generations.jsonl")
+    domains = len({r["domain"] for r in gens})
+    return PilotCosts(seconds / conts, len(keys), domains, e.samples_per_prompt * len(e.seeds))
+
+
+def power_pilot(profile: Profile, *, quiet: bool = False) -> Pilot:
+    """The report-split evaluations of the untouched distillation model (``toxic.base_model``) and of UniDetox on it
+    with the shared configuration, and the cost of the profile's evaluations."""
+    base = profile.toxic.base_model
+    if base not in profile.detox.targets:
+        raise ConfigError(f"the power pilot needs toxic.base_model {base!r} among detox.targets; add it there")
+    st = study(profile, quiet=quiet)
+    split = profile.study.report_split
+    uni = finetuned(profile, base, "unidetox", *st.chosen, selection="transferred", grid=True, quiet=quiet)
+    a = evaluate(profile, untouched(base), split=split, quiet=quiet)
+    b = evaluate(profile, uni, split=split, quiet=quiet)
+    pa, pb = per_prompt_rows(profile, a), per_prompt_rows(profile, b)
+    e = profile.eval
+    n = int(pa.groupby("domain").size().min())
+    costs = evaluation_costs(profile, evaluation_keys(profile, st.path, quiet=quiet))
+    return Pilot(pa, pb, e.samples_per_prompt, tuple(e.seeds), n, costs)
+
+
+__all__ = ["Pilot", "evaluation_costs", "evaluation_keys", "power_pilot"]
