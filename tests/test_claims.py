@@ -188,6 +188,28 @@ def test_contrast_claim_without_base_samples_is_not_run(tables):
     assert "method not run" in C.claims_markdown(t, "toxblock")
 
 
+def test_contrast_sentence_follows_the_verdict(tables):
+    A, U, T, IN = tables["distillation_model"], "unidetox", "transferred", IN_DISTRIBUTION
+
+    def sentence(first, second=None):
+        c2 = None if second is None else _cis([(A, U, T, "EMT", IN, *second)])
+        t = C.claims_table(**{**tables, "contrast_cis": first if first is None else _cis([(A, U, T, "EMT", IN, *first)]),
+                              "contrast_cis_second": c2})  # fmt: skip
+        return C.contrast_sentence(t)
+
+    same = "plain base-model samples detoxify as much as the distilled text"
+    assert same in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05)) and "+0.005 [-0.050, +0.060]" in sentence(
+        (0.005, -0.05, 0.06), (0.01, -0.04, 0.05)
+    )
+    assert same in sentence((0.05, 0.01, 0.09)) and "lower it more" in sentence((0.05, 0.01, 0.09))
+    held = sentence((-0.1, -0.2, -0.05), (-0.1, -0.15, -0.01))
+    assert held.startswith("The contrast matters") and same not in held and "-0.100 [-0.200, -0.050]" in held
+    assert "not among `study.baselines`" in sentence(None)
+    summary = C.claims_summary(C.claims_table(**tables))
+    assert summary.count("\n- ") == 5 and "**(f)**" in summary and same in summary  # (f) unmeasurable: see tables
+    assert "PPL ratio detoxified / untouched on distiller 1.20 [1.10, 1.30]: **holds**" in summary
+
+
 @pytest.mark.parametrize(
     ("lo", "hi", "verdict"),
     [(0.9, 1.5, C.HOLDS), (1.2, 1.6, C.UNMEASURABLE), (1.51, 2.0, C.FAILS), (np.nan, np.nan, C.NOT_MEASURED)],

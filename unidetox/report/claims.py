@@ -295,3 +295,51 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
                  r["scorers agree"], r["note"] if not pd.isna(r["note"]) else ""]  # fmt: skip
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _row_text(r: pd.Series, digits: int) -> str:
+    from unidetox.report.tables import short_name
+
+    target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
+    if pd.isna(r["value"]):
+        return f"{r['measure']} on {target}: **{r['verdict']}**"
+    if r["measure"].startswith("PPL ratio"):
+        value = f"{r['value']:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
+    else:
+        value = _cell(r["value"], r["lo"], r["hi"], digits)
+    return f"{r['measure']} on {target} {value}: **{r['verdict']}**"
+
+
+def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
+    """What claim (f)'s row says, in words chosen by its verdict (numbers from the row)."""
+    f = table[table.claim == "f"]
+    if f.empty:
+        return ""
+    r = f.iloc[0]
+    v = r["verdict"]
+    if v == NOT_RUN:
+        return ("Whether the contrast matters is not measured here: the base-samples baseline (fine-tuning on the "
+                "base model's plain samples) is not among `study.baselines`.")  # fmt: skip
+    if v == NOT_MEASURED:
+        return "Whether the contrast matters could not be measured: the contrast's intervals are missing."
+    value = _cell(r["value"], r["lo"], r["hi"], digits)
+    if v == HOLDS:
+        return (f"The contrast matters: UniDetox lowers in-distribution EMT more than fine-tuning on plain base-model "
+                f"samples does (UniDetox minus base samples {value}), under every scorer.")  # fmt: skip
+    text = (f"At this scale, plain base-model samples detoxify as much as the distilled text: UniDetox minus base "
+            f"samples is {value} in in-distribution EMT")  # fmt: skip
+    if v == FAILS:
+        return text + ", and under at least one scorer the plain samples lower it more (the interval is above 0)."
+    return text + ", an interval containing 0: no measurable advantage of the contrastive score."
+
+
+def claims_summary(table: pd.DataFrame, digits: int = 3) -> str:
+    """A Markdown list, one item per claim: each row's measure, value [interval] and verdict, then (f) in words."""
+    lines = []
+    for claim, g in table.groupby("claim", sort=True):
+        kinds = g["verdict"].value_counts()
+        counts = ", ".join(f"{n} {v}" for v, n in kinds.items())
+        parts = "; ".join(_row_text(r, digits) for _, r in g.iterrows())
+        lines.append(f"- **({claim})** {CLAIMS[claim]} ({len(g)} row{'s' * (len(g) > 1)}: {counts}): {parts}.")
+    sentence = contrast_sentence(table, digits)
+    return "\n".join(lines) + (f"\n\n{sentence}" if sentence else "")
