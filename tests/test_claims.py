@@ -309,9 +309,9 @@ def test_political_differences_of_the_distilled_and_base_sets():
 @pytest.mark.parametrize(
     ("command", "setting", "message"),
     [(["pipeline"], "study.second_scorer=nope", "study.second_scorer: unknown scorer spec 'nope'"),
-     (["pipeline"], 'study.second_scorer="hf:"', "study.second_scorer: 'hf:' names no model"),
+     (["pipeline"], 'study.second_scorer="hf:"', "study.second_scorer: empty hf: spec"),
      (["pipeline"], "eval.scorer=perspective", "eval.scorer: unknown scorer spec 'perspective'"),
-     (["evaluate", "--no-mmlu"], "eval.scorer=hf:./no-such-folder", "no such local folder './no-such-folder'"),
+     (["evaluate", "--no-mmlu"], "eval.scorer=hf:./no-such-folder", "eval.scorer: hf:./no-such-folder: no such directory"),
      (["pipeline"], "eval.perplexity_model=tiny:nope", "eval.perplexity_model: unknown tiny model 'tiny:nope'"),
      (["distill"], "toxic.base_model=packaged:nope", "toxic.base_model: unknown packaged model 'packaged:nope'"),
      (["detox"], "detox.targets=[tiny:gpt2, ./missing-model]", "detox.targets[1]: no such model folder")],

@@ -62,11 +62,9 @@ def check_scorer_spec(spec: str, setting: str = "scorer") -> None:
         raise ScorerError(f"{setting}: unknown scorer spec {spec!r}; use one of: {SPECS_HELP}")
     path = arg.split("#", 1)[0]
     if name == "hf" and not path:
-        raise ScorerError(
-            f"{setting}: {spec!r} names no model; give hf:<hub id or local dir>, e.g. hf:unitary/toxic-bert"
-        )
+        raise ScorerError(f"{setting}: empty hf: spec; use hf:<hub id or local dir>, e.g. hf:unitary/toxic-bert")
     if name == "hf" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
-        raise ScorerError(f"{setting}: {spec!r}: no such local folder {path!r}")
+        raise ScorerError(f"{setting}: hf:{path}: no such directory")
 
 
 def load_scorer(
