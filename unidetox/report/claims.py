@@ -323,6 +323,8 @@ def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
     if v == NOT_MEASURED:
         return "Whether the contrast matters could not be measured: the contrast's intervals are missing."
     value = _cell(r["value"], r["lo"], r["hi"], digits)
+    if not pd.isna(r["second value"]):
+        value += f" (second scorer: {_cell(r['second value'], r['second lo'], r['second hi'], digits)})"
     if v == HOLDS:
         return (f"The contrast matters: UniDetox lowers in-distribution EMT more than fine-tuning on plain base-model "
                 f"samples does (UniDetox minus base samples {value}), under every scorer.")  # fmt: skip
@@ -330,7 +332,9 @@ def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
             f"samples is {value} in in-distribution EMT")  # fmt: skip
     if v == FAILS:
         return text + ", and under at least one scorer the plain samples lower it more (the interval is above 0)."
-    return text + ", an interval containing 0: no measurable advantage of the contrastive score."
+    return (
+        text + "; an interval contains 0 under at least one scorer: no measurable advantage of the contrastive score."
+    )
 
 
 def claims_summary(table: pd.DataFrame, digits: int = 3) -> str:
