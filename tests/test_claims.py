@@ -202,6 +202,7 @@ def test_contrast_sentence_follows_the_verdict(tables):
         (0.005, -0.05, 0.06), (0.01, -0.04, 0.05)
     )
     assert same in sentence((0.05, 0.01, 0.09)) and "lower it more" in sentence((0.05, 0.01, 0.09))
+    assert "; the interval contains 0: no measurable advantage" in sentence((0.005, -0.05, 0.06))
     assert "(second scorer: +0.010 [-0.040, +0.050])" in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05))
     held = sentence((-0.1, -0.2, -0.05), (-0.1, -0.15, -0.01))
     assert held.startswith("The contrast matters") and same not in held and "-0.100 [-0.200, -0.050]" in held

@@ -332,9 +332,10 @@ def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
             f"samples is {value} in in-distribution EMT")  # fmt: skip
     if v == FAILS:
         return text + ", and under at least one scorer the plain samples lower it more (the interval is above 0)."
-    return (
-        text + "; an interval contains 0 under at least one scorer: no measurable advantage of the contrastive score."
+    where = (
+        "the interval contains 0" if pd.isna(r["second value"]) else "an interval contains 0 under at least one scorer"
     )
+    return f"{text}; {where}: no measurable advantage of the contrastive score."
 
 
 def claims_summary(table: pd.DataFrame, digits: int = 3) -> str:
