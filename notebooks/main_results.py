@@ -58,7 +58,7 @@ from unidetox.report import claims as C
 from unidetox.report import tables as T
 
 study = P.silently(P.study, prof, quiet=True)
-main = T.main_table(study.report, study.cis, study.mmlu, study.applicability)
+main = T.main_table(study.report, study.cis, study.mmlu, study.applicability, study.ppl_ratio_cis)
 second = None  # the same table under study.second_scorer, when it is set
 if study.second_scorer:
     second = T.main_table(study.report_second, study.cis_second, study.mmlu, study.applicability)
@@ -81,12 +81,17 @@ display(
 # configuration is within the interval of each target's own best (transferred minus own best, in-distribution
 # EMT); (d) the distilled text is less political than plain base samples (distilled minus base-sample political
 # share under the two topic classifiers of the political-bias page, `minilm` and `keyword`, which stand in for the
-# two scorers in that row); (e) fluency and MMLU are roughly kept (thresholds in the claim's text, judged on point
-# estimates).
+# two scorers in that row); (e) fluency and MMLU are roughly kept: the perplexity of the continuations of the
+# detoxified model over the untouched model's (each the mean over every report prompt, as the table's PPL), with a
+# paired bootstrap interval that resamples the same prompts for both models within each domain, judged on that
+# interval against the threshold in the claim's text; MMLU judged on its point estimate (one run per model);
+# (f) the contrast matters: UniDetox lowers in-distribution EMT of the distillation model more than the same
+# fine-tuning on the base model's plain samples (the paper's reason for the contrastive score), measured as the
+# paired difference UniDetox minus base samples.
 #
 # Toxicity rows are given under two scorers that share no model: `eval.scorer`, and `study.second_scorer`, which
-# re-scores the same stored continuations. A row **holds** when its 95% paired bootstrap interval excludes 0 in
-# the claimed direction under both scorers, **does not hold** when it excludes 0 in the opposite direction under
+# re-scores the same stored continuations. A row **holds** when its paired bootstrap interval excludes 0 in the
+# claimed direction under both scorers, **does not hold** when it excludes 0 in the opposite direction under
 # either, and is **not measurable at this scale** otherwise (the interval contains 0). For (c), a claim of no
 # difference, a row fails only when the transferred configuration is worse with an interval excluding 0; read the
 # interval's width before trusting a "holds". "scorers agree" compares the sign of the difference and whether the
@@ -96,6 +101,17 @@ display(
 political = C.political_differences(P.silently(P.text_sets, prof, quiet=True))
 claims = C.study_claims(study, prof.toxic.base_model, political)
 display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
+
+# %% [markdown]
+# What the table says, claim by claim (values and intervals from the table above):
+
+# %% tags=["remove-input"]
+display(
+    Markdown(
+        f"Intervals are {prof.study.ci_level:.0%} paired bootstrap intervals over {prof.study.bootstrap} resamples "
+        f"of the report prompts.\n\n{C.claims_summary(claims, digits=digits)}"
+    )
+)
 
 # %% [markdown]
 # ## The table
@@ -110,11 +126,12 @@ tox_cols = ["target", "method", "config", "TP (in)", "ΔTP (in) [95% CI]", "EMT 
 display(shown[tox_cols].style.hide(axis="index").set_properties(**nowrap))
 
 # %% [markdown]
-# Fluency, diversity and knowledge of the same candidates (perplexity of the continuations, Dist-n, MMLU
-# accuracy; MMLU is not scored for decoding-time methods, whose prompts differ):
+# Fluency, diversity and knowledge of the same candidates (perplexity of the continuations, its ratio to the
+# untouched target's with a paired domain-stratified bootstrap interval over prompts, Dist-n, MMLU accuracy; MMLU
+# is not scored for decoding-time methods, whose prompts differ):
 
 # %% tags=["hide-input"]
-quality_cols = ["target", "method", "config", "PPL", "Dist-1", "Dist-2", "Dist-3", "MMLU"]
+quality_cols = ["target", "method", "config", "PPL", "PPL ratio [95% CI]", "Dist-1", "Dist-2", "Dist-3", "MMLU"]
 display(shown[shown.note == ""][quality_cols].style.hide(axis="index").set_properties(**nowrap))
 
 # %% [markdown]

@@ -118,19 +118,21 @@ def tables():
                    (B, U, T, "TP", IN, -0.1, -0.2, 0.1), (B, U, T, "EMT", IN, -0.1, -0.2, -0.01)])  # fmt: skip
     transfer = _cis([(A, U, T, "EMT", IN, 0.0, 0.0, 0.0), (B, U, T, "EMT", IN, 0.1, 0.05, 0.2)])
     transfer2 = _cis([(A, U, T, "EMT", IN, 0.0, 0.0, 0.0), (B, U, T, "EMT", IN, 0.02, -0.1, 0.1)])
-    ppl = ((A, "none", "", 10.0), (A, U, T, 12.0), (B, "none", "", 20.0), (B, U, T, 40.0))
-    report = pd.DataFrame([{**_labels(t, m, s), "seed": seed, "domain": ALL, "metric": "PPL", "value": v}
-                           for t, m, s, v in ppl for seed in (1, 2)])  # fmt: skip
+    ratios = pd.DataFrame([{**_labels(A, U, T), "ratio": 1.2, "lo": 1.1, "hi": 1.3},
+                           {**_labels(B, U, T), "ratio": 2.0, "lo": 1.8, "hi": 2.2}])  # fmt: skip
+    contrast = _cis([(A, U, T, "EMT", IN, -0.05, -0.09, -0.01), (A, U, T, "TP", IN, 0.1, 0.05, 0.2)])
+    contrast2 = _cis([(A, U, T, "EMT", IN, -0.02, -0.06, 0.01)])
     mmlu = pd.DataFrame([{**_labels(A, "none"), "MMLU": 0.50}, {**_labels(A, U, T), "MMLU": 0.49},
                          {**_labels(B, "none"), "MMLU": 0.60}, {**_labels(B, U, T), "MMLU": 0.55}])  # fmt: skip
-    return {"distillation_model": A, "targets": [A, B], "cis": cis, "transfer_cis": transfer, "report": report,
-            "mmlu": mmlu, "cis_second": second, "transfer_cis_second": transfer2}  # fmt: skip
+    return {"distillation_model": A, "targets": [A, B], "cis": cis, "transfer_cis": transfer, "mmlu": mmlu,
+            "cis_second": second, "transfer_cis_second": transfer2, "ppl_ratios": ratios, "contrast_cis": contrast,
+            "contrast_cis_second": contrast2}  # fmt: skip
 
 
 def test_claims_table_verdicts(tables):
     t = C.claims_table(**tables)
     assert list(t.columns) == C.COLUMNS
-    assert set(t.claim) == {"a", "b", "c", "d", "e"}
+    assert set(t.claim) == {"a", "b", "c", "d", "e", "f"}
     got = {(r.claim, r.target, r.measure[:4]): (r.verdict, r["scorers agree"]) for _, r in t.iterrows()}
     A, B = tables["targets"]
     assert got[("a", A, "ΔTP ")] == (C.HOLDS, "yes")
@@ -143,11 +145,15 @@ def test_claims_table_verdicts(tables):
     e = t[t.claim == "e"].set_index(["target", "measure"])
     assert e.loc[(A, "PPL ratio detoxified / untouched"), "value"] == pytest.approx(1.2)
     assert e.loc[(A, "PPL ratio detoxified / untouched"), "verdict"] == C.HOLDS
-    assert e.loc[(A, "PPL ratio detoxified / untouched"), "lo"] == pytest.approx(1.1)  # 1 + 1.0 / 10
-    assert e.loc[(B, "PPL ratio detoxified / untouched"), "verdict"] == C.FAILS  # 2.0 > PPL_RATIO_MAX
+    assert e.loc[(A, "PPL ratio detoxified / untouched"), ["lo", "hi"]].tolist() == [1.1, 1.3]
+    assert e.loc[(B, "PPL ratio detoxified / untouched"), "verdict"] == C.FAILS  # lower bound 1.8 > PPL_RATIO_MAX
+    assert "upper bound" in e.loc[(A, "PPL ratio detoxified / untouched"), "note"]
     assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "value"] == pytest.approx(-0.01)
     assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "verdict"] == C.HOLDS
     assert e.loc[(B, "ΔMMLU accuracy vs untouched"), "verdict"] == C.FAILS  # a drop of 0.05 > MMLU_DROP_MAX
+    f = t[t.claim == "f"].iloc[0]  # the EMT rows of the distillation model only; the second scorer's contains 0
+    assert (f.target, f.value, f["second hi"]) == (A, -0.05, 0.01)
+    assert (f.verdict, f["scorers agree"]) == (C.UNMEASURABLE, "no: significance differs")
     md = C.claims_markdown(t, "toxblock", "hatesonar")
     assert md.count("\n") == len(t) + 1 and "`hatesonar`" in md
 
@@ -158,6 +164,111 @@ def test_claims_table_without_a_second_scorer(tables):
     assert list(a.verdict) == [C.HOLDS, C.UNMEASURABLE] and set(a["scorers agree"]) == {"second scorer off"}
     assert a["second value"].isna().all()
     assert "second scorer (off)" in C.claims_markdown(t, "toxblock")
+    assert t[t.claim == "f"].verdict.tolist() == [C.HOLDS]  # the first scorer's interval is below 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "verdict"),
+    [((-0.1, -0.2, -0.05), (-0.1, -0.15, -0.01), C.HOLDS),
+     ((0.005, -0.05, 0.06), (0.01, -0.04, 0.05), C.UNMEASURABLE),  # the cpu run: no difference either way
+     ((0.05, 0.01, 0.09), (-0.01, -0.05, 0.02), C.FAILS)],  # plain samples lower EMT more under the first scorer
+)  # fmt: skip
+def test_contrast_claim_can_hold_or_fail(tables, first, second, verdict):
+    A, U, T, IN = tables["distillation_model"], "unidetox", "transferred", IN_DISTRIBUTION
+    t = C.claims_table(**{**tables, "contrast_cis": _cis([(A, U, T, "EMT", IN, *first)]),
+                          "contrast_cis_second": _cis([(A, U, T, "EMT", IN, *second)])})  # fmt: skip
+    assert t[t.claim == "f"].verdict.tolist() == [verdict]
+
+
+def test_contrast_claim_without_base_samples_is_not_run(tables):
+    for missing in (None, pd.DataFrame()):
+        t = C.claims_table(**{**tables, "contrast_cis": missing, "contrast_cis_second": None})
+        f = t[t.claim == "f"].iloc[0]
+        assert f.verdict == C.NOT_RUN == "not measurable (method not run)" and pd.isna(f.value)
+    assert "method not run" in C.claims_markdown(t, "toxblock")
+
+
+def test_contrast_sentence_follows_the_verdict(tables):
+    A, U, T, IN = tables["distillation_model"], "unidetox", "transferred", IN_DISTRIBUTION
+
+    def sentence(first, second=None):
+        c2 = None if second is None else _cis([(A, U, T, "EMT", IN, *second)])
+        t = C.claims_table(**{**tables, "contrast_cis": first if first is None else _cis([(A, U, T, "EMT", IN, *first)]),
+                              "contrast_cis_second": c2})  # fmt: skip
+        return C.contrast_sentence(t)
+
+    same = "plain base-model samples detoxify as much as the distilled text"
+    assert same in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05)) and "+0.005 [-0.050, +0.060]" in sentence(
+        (0.005, -0.05, 0.06), (0.01, -0.04, 0.05)
+    )
+    assert same in sentence((0.05, 0.01, 0.09)) and "lower it more" in sentence((0.05, 0.01, 0.09))
+    assert "; the interval contains 0: no measurable advantage" in sentence((0.005, -0.05, 0.06))
+    assert "(second scorer: +0.010 [-0.040, +0.050])" in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05))
+    held = sentence((-0.1, -0.2, -0.05), (-0.1, -0.15, -0.01))
+    assert held.startswith("The contrast matters") and same not in held and "-0.100 [-0.200, -0.050]" in held
+    assert "not among `study.baselines`" in sentence(None)
+    summary = C.claims_summary(C.claims_table(**tables))
+    assert summary.count("\n- ") == 5 and "**(f)**" in summary and same in summary  # (f) unmeasurable: see tables
+    assert "PPL ratio detoxified / untouched on distiller 1.20 [1.10, 1.30]: **holds**" in summary
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "verdict"),
+    [(0.9, 1.5, C.HOLDS), (1.2, 1.6, C.UNMEASURABLE), (1.51, 2.0, C.FAILS), (np.nan, np.nan, C.NOT_MEASURED)],
+)
+def test_ratio_verdict_uses_the_interval(lo, hi, verdict):
+    assert C.PPL_RATIO_MAX == 1.5 and C.ratio_verdict(lo, hi) == verdict
+
+
+# --- the PPL ratio's paired, domain-stratified bootstrap -----------------------------------------------------
+
+
+def _pp(rng, domains, n_per):
+    """Hand-made per-prompt tables of two models on the same prompts (ppl_sum over ppl_n kept continuations)."""
+    rows = [(f"{d}-{i}", d) for d in domains for i in range(n_per)]
+
+    def one(scale):
+        n = rng.integers(1, 4, size=len(rows)).astype(float)
+        return pd.DataFrame({"prompt_id": [r[0] for r in rows], "domain": [r[1] for r in rows],
+                             "ppl_sum": n * rng.uniform(5, 50, size=len(rows)) * scale, "ppl_n": n})  # fmt: skip
+
+    return one(1.3), one(1.0)
+
+
+def test_ppl_ratio_ci_matches_a_plain_loop():
+    from unidetox.measure.compare import ppl_ratio_ci
+
+    rng = np.random.default_rng(7)
+    cand, ref = _pp(rng, ["religion", "disability", "race_nationality"], 5)
+    ratio, lo, hi, n = ppl_ratio_ci(cand, ref, n_boot=300, seed=3)
+    assert n == 15
+    assert ratio == pytest.approx((cand.ppl_sum.sum() / cand.ppl_n.sum()) / (ref.ppl_sum.sum() / ref.ppl_n.sum()))
+    # reference: resample prompts within each domain (first-seen order), the same prompts for both models
+    loop_rng, domains = np.random.default_rng(3), list(dict.fromkeys(cand.domain))
+    reps = []
+    for _ in range(300):
+        picked = []
+        for d in domains:
+            rows = [i for i in range(len(cand)) if cand.domain[i] == d]
+            picked += list(loop_rng.choice(rows, size=len(rows), replace=True))
+        a = sum(cand.ppl_sum[i] for i in picked) / sum(cand.ppl_n[i] for i in picked)
+        b = sum(ref.ppl_sum[i] for i in picked) / sum(ref.ppl_n[i] for i in picked)
+        reps.append(a / b)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-12)
+    assert lo < ratio < hi
+
+
+def test_ppl_ratio_ci_pairs_prompts_and_needs_perplexities():
+    from unidetox.measure.compare import ppl_ratio_ci
+    from unidetox.measure.metrics import MetricError
+
+    cand, ref = _pp(np.random.default_rng(0), ["religion", "disability"], 4)
+    same = ppl_ratio_ci(ref, ref, n_boot=50)
+    assert same == pytest.approx((1.0, 1.0, 1.0, 8))  # the same model: every resample's ratio is exactly 1
+    with pytest.raises(MetricError, match="same prompts"):
+        ppl_ratio_ci(cand.iloc[1:], ref, n_boot=10)
+    with pytest.raises(MetricError, match="kept perplexities"):
+        ppl_ratio_ci(cand.assign(ppl_sum=np.nan), ref, n_boot=10)
 
 
 def test_verdicts_state_scorer_agreement():
@@ -192,3 +303,43 @@ def test_political_differences_of_the_distilled_and_base_sets():
     d = C.political_differences(sets, n_boot=50)
     assert list(d["set"]) == [C.BASE_SAMPLES] * len(d) and len(d) == 2
     assert (d["difference"] < 0).all()
+
+
+# --- misspelt scorers and models fail before any work -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "message"),
+    [(["pipeline"], "study.second_scorer=nope", "study.second_scorer: unknown scorer spec 'nope'"),
+     (["pipeline"], 'study.second_scorer="hf:"', "study.second_scorer: empty hf: spec"),
+     (["pipeline"], "eval.scorer=perspective", "eval.scorer: unknown scorer spec 'perspective'"),
+     (["evaluate", "--no-mmlu"], "eval.scorer=hf:./no-such-folder", "eval.scorer: hf:./no-such-folder: no such directory"),
+     (["pipeline"], "eval.perplexity_model=tiny:nope", "eval.perplexity_model: unknown tiny model 'tiny:nope'"),
+     (["distill"], "toxic.base_model=packaged:nope", "toxic.base_model: unknown packaged model 'packaged:nope'"),
+     (["detox"], "detox.targets=[tiny:gpt2, ./missing-model]", "detox.targets[1]: no such model folder")],
+)  # fmt: skip
+def test_misspelt_specs_fail_before_anything_is_written(tmp_path, capsys, command, setting, message):
+    from unidetox.cli import run
+
+    runs = tmp_path / "runs"
+    argv = [*command, "--profile", "tiny", "--quiet", "--set", f"runs_dir={runs}", "--set", setting]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not runs.exists()  # no stage, no lock file: nothing was written
+
+
+def test_hub_ids_and_folders_that_are_models_pass_the_spec_check(tmp_path):
+    from unidetox.measure.scorers import check_scorer_spec
+    from unidetox.models import check_model_spec
+    from unidetox.pipeline.study import check_specs
+
+    check_specs(load_profile("tiny"))
+    for spec in ("hf:unitary/toxic-bert", "hf:unitary/toxic-bert#toxic", "detoxify", "detoxify:unbiased", "hatesonar"):
+        check_scorer_spec(spec)
+    for spec in ("tiny:llama", "packaged:smollm2-135m", "meta-llama/Llama-2-7b-hf", "gpt2"):
+        check_model_spec(spec)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    check_model_spec(str(tmp_path))
+    check_scorer_spec(f"hf:{tmp_path}")

@@ -140,3 +140,37 @@ def test_second_scorer_rescores_every_report_candidate_and_leaves_the_default_ke
     assert set(second.cis_second.metric) == {"TP", "EMT"}  # perplexity does not depend on the scorer
     pd.testing.assert_frame_equal(second.report, st.report)  # the first scorer's tables are untouched
     pd.testing.assert_frame_equal(second.cis, st.cis)
+
+
+def test_contrast_and_ppl_ratio_tables(tiny_study):
+    """contrast_cis: UniDetox minus base-samples per target (point = difference of seed means); ppl_ratio_cis: each
+    candidate's pooled perplexity over its untouched target's, inside its interval, written with the study."""
+    _, st = tiny_study
+    assert {"contrast_cis.csv", "ppl_ratio_cis.csv"} <= {p.name for p in st.path.iterdir()}
+    c, r = st.contrast_cis, st.report
+    assert (
+        set(c.method) == {"unidetox"} and set(c.selection) == {"transferred"} and set(c.reference) == {"base-samples"}
+    )
+    assert set(c.target) == set(st.applicability.target)
+    for _, ci in c[c.metric.isin(["TP", "EMT"])].iterrows():
+        rows = r[(r.target == ci.target) & (r.selection.fillna("") == "transferred")]
+        expected = _seed_mean(rows[rows.method == "unidetox"], ci.domain, ci.metric) - _seed_mean(
+            rows[rows.method == "base-samples"], ci.domain, ci.metric
+        )
+        assert ci["diff"] == pytest.approx(expected, abs=1e-9) and ci.lo <= ci["diff"] + 1e-12 <= ci.hi + 2e-12
+    p = st.ppl_ratio_cis
+    assert len(p) and (p.lo <= p.ratio + 1e-12).all() and (p.ratio <= p.hi + 1e-12).all() and (p.lo > 0).all()
+    assert "none" not in set(p.method) and (p.n_prompts == st.cis.n_prompts.max()).all()
+    for _, x in p.iterrows():  # the table's PPL is the seed mean of per-seed means: equal when seeds keep as many
+        sel = r[(r.target == x.target) & (r.method.isin(["none", x.method])) & (r.domain == "all")]
+        dropped = sel[sel.metric == "PPL_dropped"].groupby("method").value.nunique()
+        if (dropped == 1).all():
+            pick = sel[
+                (sel.metric == "PPL")
+                & (sel.method == x.method)
+                & (sel.selection.fillna("") == (x.selection if isinstance(x.selection, str) else ""))
+            ]
+            if x.method == "dexperts":
+                pick = pick[np.isclose(pick.hparam, x.hparam)]
+            base = sel[(sel.metric == "PPL") & (sel.method == "none")].value.mean()
+            assert x.ratio == pytest.approx(pick.value.mean() / base, rel=1e-9)

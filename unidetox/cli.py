@@ -317,6 +317,10 @@ def run(argv: list[str] | None = None) -> int:
     since, profile, held = time.time(), None, contextlib.ExitStack()
     try:
         profile = load_profile(args.profile, args.overrides)
+        if args.command != "verify":
+            from unidetox.pipeline.study import check_specs
+
+            check_specs(profile)  # a misspelt scorer or model fails here, before any stage (or the lock) writes
         held.enter_context(_store_lock(profile, args, argv))
         if args.command == "verify":
             return _verify(profile, args)

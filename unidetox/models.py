@@ -309,6 +309,21 @@ def check_model_folder(spec: str) -> None:
                              "save_pretrained(dir, safe_serialization=True) with its weights")  # fmt: skip
 
 
+def check_model_spec(spec: str, setting: str = "model") -> None:
+    """Refuse, without loading anything, a model spec that cannot name a model: an unknown tiny or packaged model,
+    a missing local folder, or a folder that is not a model (:func:`check_model_folder`). Hub ids pass."""
+    name = spec.split(":", 1)[1] if ":" in spec else ""
+    if spec.startswith("tiny:") and spec not in TINY_SPECS:
+        raise ModelLoadError(f"{setting}: unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
+    if spec.startswith("packaged:") and name not in PACKAGED:
+        raise ModelLoadError(f"{setting}: unknown packaged model {spec!r}; known: "
+                             f"{', '.join('packaged:' + k for k in PACKAGED)}")  # fmt: skip
+    if not spec.strip() or (spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir()):
+        raise ModelLoadError(f"{setting}: no such model folder {spec!r}; give a model spec (tiny:gpt2, "
+                             "packaged:smollm2-135m), a Hub id or a folder written by save_pretrained")  # fmt: skip
+    check_model_folder(spec)
+
+
 def is_tiny(spec: str) -> bool:
     return spec in TINY_SPECS
 

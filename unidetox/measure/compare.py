@@ -9,6 +9,8 @@ Everything here is a pure function of tidy tables or per-continuation records:
 * :func:`paired_ci` resamples prompts (within each domain, so the in-distribution mean stays the mean of its
   three domains, as in the tables) and returns the difference of a candidate and a reference with its
   percentile interval.
+* :func:`ppl_ratio_ci` resamples prompts the same way (within each of the four domains) and returns the ratio of
+  two models' perplexities, each the pooled mean over every prompt as in the tables' PPL.
 """
 
 from __future__ import annotations
@@ -159,3 +161,29 @@ def paired_ci(
             )  # fmt: skip
             rows.append((metric, group, diff, lo, hi, len(sub)))
     return pd.DataFrame(rows, columns=["metric", "domain", "diff", "lo", "hi", "n_prompts"])
+
+
+def ppl_ratio_ci(
+    cand: pd.DataFrame, ref: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float, int]:
+    """``(ratio, lo, hi, n_prompts)``: PPL(candidate) / PPL(reference) with a paired, domain-stratified bootstrap.
+
+    cand, ref: :func:`per_prompt_values` tables of the same prompts (every domain). PPL of a model is the mean of
+    its kept per-continuation perplexities over all prompts of all domains, pooled over seeds
+    (``sum(ppl_sum) / sum(ppl_n)``): the tables' PPL (:data:`unidetox.measure.metrics.METRICS`), which averages
+    per-seed means instead, is the same number whenever every seed keeps as many continuations. Each resample
+    draws prompts within each domain (the same prompts for both models) and recomputes both means and their ratio.
+    """
+    m = cand.merge(ref, on=["prompt_id", "domain"], suffixes=("_a", "_b"), how="inner")
+    if len(m) != len(cand) or len(m) != len(ref) or m.empty:
+        raise MetricError(f"ppl_ratio_ci needs the same prompts on both sides ({len(cand)} vs {len(ref)}, "
+                          f"{len(m)} shared)")  # fmt: skip
+    an, ad, bn, bd = (m[c].to_numpy(dtype=float) for c in ("ppl_sum_a", "ppl_n_a", "ppl_sum_b", "ppl_n_b"))
+    if np.isnan([an, ad, bn, bd]).any() or ad.sum() == 0 or bd.sum() == 0:
+        raise MetricError("ppl_ratio_ci needs kept perplexities of both models (evaluate with perplexity on)")
+
+    def ratio(rows: np.ndarray) -> float:
+        return float((an[rows].sum() / ad[rows].sum()) / (bn[rows].sum() / bd[rows].sum()))
+
+    point, lo, hi = bootstrap_ci(ratio, len(m), strata=m.domain.to_numpy(), n_boot=n_boot, level=level, seed=seed)
+    return point, lo, hi, len(m)

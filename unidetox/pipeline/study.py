@@ -41,6 +41,11 @@ class Study:
     configuration, paired CIs over prompts (labels of the transferred candidate + metric, domain, diff, lo, hi).
     ``second_scorer``/``report_second``/``cis_second``/``transfer_cis_second``: the spec of ``study.second_scorer``
     and the same tables from the same generations re-scored by it (empty when it is off).
+    ``contrast_cis``/``contrast_cis_second``: each transferred UniDetox candidate minus the base-samples baseline
+    (the same fine-tuning on the base model's plain samples) of its target, paired CIs over prompts (empty when
+    base-samples is not among ``study.baselines``). ``ppl_ratio_cis``: each report candidate's perplexity over
+    its untouched target's, with a paired domain-stratified bootstrap interval (labels + ratio, lo, hi, n_prompts;
+    :func:`unidetox.measure.compare.ppl_ratio_ci`).
     """
 
     select_target: str
@@ -58,11 +63,31 @@ class Study:
     cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
     transfer_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
     transfer_cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contrast_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contrast_cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ppl_ratio_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def check_specs(profile: Profile) -> None:
+    """Refuse a profile naming a scorer or a model that cannot exist (wrong spec syntax, unknown tiny or packaged
+    model, missing local folder), before any work: ``eval.scorer``, ``study.second_scorer``, ``toxic.base_model``,
+    ``detox.targets``, ``eval.perplexity_model``. Hub ids are only checked when they are loaded."""
+    from unidetox.measure.scorers import check_scorer_spec
+    from unidetox.models import check_model_spec
+
+    check_scorer_spec(profile.eval.scorer, "eval.scorer")
+    if profile.study.second_scorer:
+        check_scorer_spec(profile.study.second_scorer, "study.second_scorer")
+    check_model_spec(profile.toxic.base_model, "toxic.base_model")
+    for i, t in enumerate(profile.detox.targets):
+        check_model_spec(t, f"detox.targets[{i}]")
+    check_model_spec(profile.eval.perplexity_model, "eval.perplexity_model")
 
 
 def _check_study(profile: Profile) -> str:
     from unidetox.config import ConfigError
 
+    check_specs(profile)
     sel = profile.study.select_target or profile.toxic.base_model
     if sel not in profile.detox.targets:
         raise ConfigError(f"study.select_target {sel!r} is not among detox.targets {list(profile.detox.targets)}; "
@@ -131,14 +156,14 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         begin(st)
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
         write_text(st / "report.csv", candidate_rows(rep_stages).to_csv(index=False))
-        write_text(st / "cis.csv", _paired_cis(profile, rep_stages).to_csv(index=False))
         write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
         write_text(st / "applicability.csv", _applicability(profile, applies).to_csv(index=False))
         if second:
             write_text(st / "report_second.csv", candidate_rows(sec_stages).to_csv(index=False))
-            write_text(st / "cis_second.csv", _paired_cis(profile, sec_stages).to_csv(index=False))
-            write_text(st / "transfer_cis_second.csv", _transfer_cis(profile, sec_stages).to_csv(index=False))
-        write_text(st / "transfer_cis.csv", _transfer_cis(profile, rep_stages).to_csv(index=False))
+        for name, (make, scored) in DERIVED.items():
+            if scored == "first" or second:
+                table = make(profile, rep_stages if scored == "first" else sec_stages)
+                write_text(st / name, table.to_csv(index=False))
         write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
                                            "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
                                            "dexperts_lambda": lam, "validation_split": profile.eval.prompt_split,
@@ -151,22 +176,25 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
 
 def _read_study(profile: Profile, path: Path, sel: str, chosen: tuple[float, int], oracle: dict, lam: dict,
                 rep_stages: list, sec_stages: list) -> Study:  # fmt: skip
-    """The Study of a finished study stage at `path` (transfer CIs computed here for studies finished before them)."""
+    """The Study of a finished study stage at `path` (a :data:`DERIVED` table missing there, from a study finished
+    before that table existed, is computed here from the stages)."""
 
-    def read(name: str, stages: list | None = None) -> pd.DataFrame:
-        if stages is not None and not (path / name).exists():
-            return _transfer_cis(profile, stages)
+    def read(name: str) -> pd.DataFrame:
+        if name in DERIVED and not (path / name).exists():  # a study finished before this table existed
+            make, scored = DERIVED[name]
+            return make(profile, rep_stages if scored == "first" else sec_stages)
         try:
             return pd.read_csv(path / name)
         except pd.errors.EmptyDataError:
             return pd.DataFrame()
 
     out = Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
-                read("mmlu.csv"), read("applicability.csv"), path,
-                transfer_cis=read("transfer_cis.csv", rep_stages))  # fmt: skip
+                read("mmlu.csv"), read("applicability.csv"), path, transfer_cis=read("transfer_cis.csv"),
+                contrast_cis=read("contrast_cis.csv"), ppl_ratio_cis=read("ppl_ratio_cis.csv"))  # fmt: skip
     if second := profile.study.second_scorer:
         out.second_scorer, out.report_second, out.cis_second = second, read("report_second.csv"), read("cis_second.csv")
-        out.transfer_cis_second = read("transfer_cis_second.csv", sec_stages)
+        out.transfer_cis_second = read("transfer_cis_second.csv")
+        out.contrast_cis_second = read("contrast_cis_second.csv")
     return out
 
 
@@ -249,6 +277,51 @@ def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]
                       level=cfg.ci_level)  # fmt: skip
         ci_rows.append(d.assign(**c.labels(), reference="oracle"))
     return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+
+
+def _contrast_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    """Paired CIs over prompts of every transferred UniDetox candidate minus its target's base-samples candidate
+    (does the contrast matter, or do plain base-model samples detoxify as much?); empty without base-samples."""
+    from unidetox.measure.compare import paired_ci
+
+    cfg = profile.study
+    plain = {c.target: s for c, s in rep_stages if c.method == "base-samples"}
+    ci_rows = []
+    for c, s in rep_stages:
+        if c.method != "unidetox" or c.selection != "transferred" or c.target not in plain:
+            continue
+        d = paired_ci(per_prompt_rows(profile, s), per_prompt_rows(profile, plain[c.target]), n_boot=cfg.bootstrap,
+                      level=cfg.ci_level)  # fmt: skip
+        ci_rows.append(d.assign(**c.labels(), reference="base-samples"))
+    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
+
+
+def _ppl_ratio_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
+    """PPL ratio of every report candidate with perplexities to its untouched target, with its bootstrap interval."""
+    from unidetox.measure.compare import ppl_ratio_ci
+
+    cfg = profile.study
+    pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
+    rows = []
+    for c, _ in rep_stages:
+        cand, ref = pp[c.key + c.prefix], pp[untouched(c.target).key]
+        if c.method == "none" or cand.ppl_n.isna().any() or ref.ppl_n.isna().any():
+            continue
+        ratio, lo, hi, n = ppl_ratio_ci(cand, ref, n_boot=cfg.bootstrap, level=cfg.ci_level)
+        rows.append({**c.labels(), "ratio": ratio, "lo": lo, "hi": hi, "n_prompts": n})
+    return pd.DataFrame(rows)
+
+
+#: The study's derived tables: file name -> (function of the profile and the stages, which scorer's stages).
+DERIVED = {
+    "cis.csv": (_paired_cis, "first"),
+    "transfer_cis.csv": (_transfer_cis, "first"),
+    "contrast_cis.csv": (_contrast_cis, "first"),
+    "ppl_ratio_cis.csv": (_ppl_ratio_cis, "first"),
+    "cis_second.csv": (_paired_cis, "second"),
+    "transfer_cis_second.csv": (_transfer_cis, "second"),
+    "contrast_cis_second.csv": (_contrast_cis, "second"),
+}
 
 
 def _applicability(profile: Profile, applies: dict[str, bool]) -> pd.DataFrame:

@@ -8,7 +8,13 @@ Claims (one or more rows each, one per target and measure):
 * (d) the distilled text is less political than plain base samples: difference of political shares under the two
   topic classifiers of the political-bias page (:func:`political_differences`), which play the two scorers' part;
   without them the row points to that page;
-* (e) fluency and MMLU are roughly kept (:data:`PPL_RATIO_MAX`, :data:`MMLU_DROP_MAX`).
+* (e) fluency and MMLU are roughly kept (:data:`PPL_RATIO_MAX`, :data:`MMLU_DROP_MAX`): the PPL ratio
+  detoxified / untouched with its paired, domain-stratified bootstrap interval over prompts
+  (:func:`unidetox.measure.compare.ppl_ratio_ci`), judged on that interval's bounds (:func:`ratio_verdict`);
+  MMLU on the point estimate (one run per model, no interval);
+* (f) the contrast matters: UniDetox lowers EMT (in) of the distillation model more than the same fine-tuning on
+  the base model's plain samples (UniDetox minus base-samples, paired, under both scorers); not measurable when
+  base-samples was not run.
 
 Verdicts of a toxicity row (:func:`interval_verdict`), per scorer: *holds* when the interval excludes 0 in the
 claimed direction, *does not hold* when it excludes 0 in the opposite direction, *not measurable at this scale*
@@ -22,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from unidetox.measure.metrics import ALL, IN_DISTRIBUTION
+from unidetox.measure.metrics import IN_DISTRIBUTION
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -31,10 +37,11 @@ NOT_MEASURED = "not measured"
 POLITICAL_PAGE = "see the political-bias page"
 DISTILLED, BASE_SAMPLES = "UniDetox distilled", "Base samples"  # the names of unidetox.pipeline.text_sets
 
-#: "Roughly kept" (claim e), judged on point estimates: the detoxified model's perplexity of its continuations is at
-#: most 1.5 times the untouched model's (the paper's UniDetox rows stay well within this), ...
+NOT_RUN = "not measurable (method not run)"
+#: "Roughly kept" (claim e): the detoxified model's perplexity of its continuations is at most 1.5 times the
+#: untouched model's (the paper's UniDetox rows stay well within this), judged on the ratio's interval, ...
 PPL_RATIO_MAX = 1.5
-#: ... and its MMLU accuracy is at most 2 points (0.02) below the untouched model's.
+#: ... and its MMLU accuracy is at most 2 points (0.02) below the untouched model's (point estimate).
 MMLU_DROP_MAX = 0.02
 
 CLAIMS = {
@@ -43,7 +50,12 @@ CLAIMS = {
     "c": "the transferred configuration is within the interval of the target's own best configuration",
     "d": "the distilled text is less political than plain base samples",
     "e": f"fluency and MMLU are roughly kept (PPL ratio <= {PPL_RATIO_MAX:g}, MMLU drop <= {MMLU_DROP_MAX:g})",
+    "f": "the contrast matters: UniDetox lowers EMT (in) more than fine-tuning on the base model's plain samples",
 }
+PPL_NOTE = (
+    f"paired domain-stratified bootstrap over prompts; holds when the upper bound is <= {PPL_RATIO_MAX:g}, "
+    f"does not hold when the lower bound is above it, not measurable when the interval contains it"
+)
 COLUMNS = ["claim", "statement", "target", "measure", "value", "lo", "hi", "second value", "second lo", "second hi",
            "verdict (first)", "verdict (second)", "verdict", "scorers agree", "note"]  # fmt: skip
 
@@ -67,6 +79,14 @@ def no_worse_verdict(lo: float, hi: float) -> str:
     if pd.isna(lo) or pd.isna(hi):
         return NOT_MEASURED
     return FAILS if lo > 0 else HOLDS
+
+
+def ratio_verdict(lo: float, hi: float, limit: float = PPL_RATIO_MAX) -> str:
+    """Verdict of claim (e)'s "the PPL ratio is at most `limit`", from the ratio's interval: *holds* when its upper
+    bound is at most `limit`, *does not hold* when its lower bound is above it, not measurable otherwise."""
+    if pd.isna(lo) or pd.isna(hi):
+        return NOT_MEASURED
+    return HOLDS if hi <= limit else FAILS if lo > limit else UNMEASURABLE
 
 
 def combine(verdicts: list[str]) -> str:
@@ -158,10 +178,39 @@ def political_differences(text_sets: dict[str, list[str]], *, n_boot: int = 2000
     return share_differences(labels, DISTILLED, n_boot=n_boot, seed=seed)
 
 
-def _seed_mean(report: pd.DataFrame, target: str, method: str, selection: str, metric: str) -> float:
-    r = report[(report.target == target) & (report.method == method) & (report.selection == selection)
-               & (report.metric == metric) & (report.domain == ALL)]  # fmt: skip
-    return float(r.value.mean()) if len(r) else np.nan
+def _fluency_rows(targets: list[str], ppl_ratios: pd.DataFrame | None, acc: pd.DataFrame) -> list[dict]:
+    """Claim (e) per target: the PPL ratio with its interval (:func:`ratio_verdict`) and the MMLU difference."""
+    ratios = _norm(ppl_ratios)
+    rows = []
+    for t in targets:
+        r = ratios[(ratios.target == t) & (ratios.method == "unidetox") & (ratios.selection == "transferred")]
+        ratio, lo, hi = (float(r[k].iloc[0]) for k in ("ratio", "lo", "hi")) if len(r) else (np.nan,) * 3
+        v = ratio_verdict(lo, hi)
+        rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "PPL ratio detoxified / untouched",
+                     "value": ratio, "lo": lo, "hi": hi, "verdict (first)": v, "verdict": v,
+                     "scorers agree": "n/a (no toxicity scorer)", "note": PPL_NOTE})  # fmt: skip
+        m0 = acc[(acc.target == t) & (acc.method == "none")].get("MMLU", pd.Series(dtype=float))
+        m1 = acc[(acc.target == t) & (acc.method == "unidetox") & (acc.selection == "transferred")]
+        m1 = m1.get("MMLU", pd.Series(dtype=float))
+        diff = float(m1.iloc[0]) - float(m0.iloc[0]) if len(m0) and len(m1) else np.nan
+        v = NOT_MEASURED if pd.isna(diff) else (HOLDS if diff >= -MMLU_DROP_MAX else FAILS)
+        rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "ΔMMLU accuracy vs untouched",
+                     "value": diff, "verdict (first)": v, "verdict": v, "scorers agree": "n/a (no toxicity scorer)",
+                     "note": "judged on the point estimate; no interval (one MMLU run per model)"})  # fmt: skip
+    return rows
+
+
+def _contrast_row(target: str, first: pd.DataFrame | None, second: pd.DataFrame | None) -> dict:
+    """Claim (f): EMT (in) of UniDetox minus base-samples on the distillation model, under both scorers."""
+    measure = "ΔEMT (in) UniDetox − base samples"
+    if first is None or first.empty:
+        return {"claim": "f", "statement": CLAIMS["f"], "target": target, "measure": measure, "verdict": NOT_RUN,
+                "scorers agree": "", "note": "add base-samples to study.baselines to measure it"}  # fmt: skip
+    one = _ci(_norm(first), target, "EMT")
+    two = _ci(_norm(second), target, "EMT") if second is not None and not second.empty else None
+    row = _toxicity_row("f", target, measure, one, two, interval_verdict)
+    row["note"] = "same transferred configuration, same prompts; paired bootstrap over prompts"
+    return row
 
 
 def claims_table(
@@ -170,21 +219,26 @@ def claims_table(
     targets: list[str],
     cis: pd.DataFrame,
     transfer_cis: pd.DataFrame,
-    report: pd.DataFrame,
     mmlu: pd.DataFrame,
     cis_second: pd.DataFrame | None = None,
     transfer_cis_second: pd.DataFrame | None = None,
     political: pd.DataFrame | None = None,
+    ppl_ratios: pd.DataFrame | None = None,
+    contrast_cis: pd.DataFrame | None = None,
+    contrast_cis_second: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (claim, target, measure), columns :data:`COLUMNS`, from the study's tables.
 
     cis / transfer_cis: candidate minus untouched / transferred minus oracle (labels + metric, domain, diff, lo,
     hi), as in :class:`unidetox.pipeline.Study`; the ``*_second`` ones from the second scorer (None: off).
-    report: tidy report rows (for perplexity); mmlu: labels + MMLU. political: :func:`political_differences`
-    (classifier, set, difference, ci_low, ci_high; None: claim (d) points to the political-bias page).
+    mmlu: labels + MMLU. political: :func:`political_differences` (classifier, set,
+    difference, ci_low, ci_high; None: claim (d) points to the political-bias page). ppl_ratios: labels + ratio,
+    lo, hi (``Study.ppl_ratio_cis``; None: claim (e)'s PPL rows are not measured). contrast_cis(_second):
+    UniDetox minus base-samples (labels + metric, domain, diff, lo, hi; ``Study.contrast_cis``); None or empty:
+    base-samples was not run and claim (f) says so.
     """
     second = cis_second is not None and not cis_second.empty
-    cis, transfer_cis, report = _norm(cis), _norm(transfer_cis), _norm(report)
+    cis, transfer_cis = _norm(cis), _norm(transfer_cis)
     cis2 = _norm(cis_second) if second else None
     tcis2 = _norm(transfer_cis_second) if second else None
     rows = []
@@ -197,25 +251,8 @@ def claims_table(
         rows.append(_toxicity_row("c", t, "ΔEMT (in) transferred − own best", _ci(transfer_cis, t, "EMT"),
                                   _ci(tcis2, t, "EMT") if second else None, no_worse_verdict))  # fmt: skip
     rows.append(_political_row(political))
-    acc = _norm(mmlu)
-    for t in targets:
-        base = _seed_mean(report, t, "none", "", "PPL")
-        ppl = _seed_mean(report, t, "unidetox", "transferred", "PPL")
-        _, lo, hi = _ci(cis, t, "PPL", ALL)
-        ratio = ppl / base if base else np.nan
-        v = NOT_MEASURED if pd.isna(ratio) else (HOLDS if ratio <= PPL_RATIO_MAX else FAILS)
-        rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "PPL ratio detoxified / untouched",
-                     "value": ratio, "lo": 1 + lo / base if base else np.nan, "hi": 1 + hi / base if base else np.nan,
-                     "verdict (first)": v, "verdict": v, "scorers agree": "n/a (no toxicity scorer)",
-                     "note": "judged on the point estimate; interval: 1 + ΔPPL interval / untouched PPL"})  # fmt: skip
-        m0 = acc[(acc.target == t) & (acc.method == "none")].get("MMLU", pd.Series(dtype=float))
-        m1 = acc[(acc.target == t) & (acc.method == "unidetox") & (acc.selection == "transferred")]
-        m1 = m1.get("MMLU", pd.Series(dtype=float))
-        diff = float(m1.iloc[0]) - float(m0.iloc[0]) if len(m0) and len(m1) else np.nan
-        v = NOT_MEASURED if pd.isna(diff) else (HOLDS if diff >= -MMLU_DROP_MAX else FAILS)
-        rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "ΔMMLU accuracy vs untouched",
-                     "value": diff, "verdict (first)": v, "verdict": v, "scorers agree": "n/a (no toxicity scorer)",
-                     "note": "judged on the point estimate; no interval (one MMLU run per model)"})  # fmt: skip
+    rows += _fluency_rows(targets, ppl_ratios, _norm(mmlu))
+    rows.append(_contrast_row(distillation_model, contrast_cis, contrast_cis_second if second else None))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -224,10 +261,12 @@ def study_claims(study, distillation_model: str, political: pd.DataFrame | None 
     second = bool(getattr(study, "second_scorer", ""))
     targets = list(dict.fromkeys(study.applicability.target)) if len(study.applicability) else []
     return claims_table(distillation_model=distillation_model, targets=targets, cis=study.cis,
-                        transfer_cis=study.transfer_cis, report=study.report, mmlu=study.mmlu,
+                        transfer_cis=study.transfer_cis, mmlu=study.mmlu,
                         cis_second=study.cis_second if second else None,
                         transfer_cis_second=study.transfer_cis_second if second else None,
-                        political=political)  # fmt: skip
+                        political=political, ppl_ratios=getattr(study, "ppl_ratio_cis", None),
+                        contrast_cis=getattr(study, "contrast_cis", None),
+                        contrast_cis_second=getattr(study, "contrast_cis_second", None) if second else None)  # fmt: skip
 
 
 def _cell(v, lo=np.nan, hi=np.nan, digits: int = 3) -> str:
@@ -256,3 +295,56 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
                  r["scorers agree"], r["note"] if not pd.isna(r["note"]) else ""]  # fmt: skip
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _row_text(r: pd.Series, digits: int) -> str:
+    from unidetox.report.tables import short_name
+
+    target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
+    if pd.isna(r["value"]):
+        return f"{r['measure']} on {target}: **{r['verdict']}**"
+    if r["measure"].startswith("PPL ratio"):
+        value = f"{r['value']:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
+    else:
+        value = _cell(r["value"], r["lo"], r["hi"], digits)
+    return f"{r['measure']} on {target} {value}: **{r['verdict']}**"
+
+
+def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
+    """What claim (f)'s row says, in words chosen by its verdict (numbers from the row)."""
+    f = table[table.claim == "f"]
+    if f.empty:
+        return ""
+    r = f.iloc[0]
+    v = r["verdict"]
+    if v == NOT_RUN:
+        return ("Whether the contrast matters is not measured here: the base-samples baseline (fine-tuning on the "
+                "base model's plain samples) is not among `study.baselines`.")  # fmt: skip
+    if v == NOT_MEASURED:
+        return "Whether the contrast matters could not be measured: the contrast's intervals are missing."
+    value = _cell(r["value"], r["lo"], r["hi"], digits)
+    if not pd.isna(r["second value"]):
+        value += f" (second scorer: {_cell(r['second value'], r['second lo'], r['second hi'], digits)})"
+    if v == HOLDS:
+        return (f"The contrast matters: UniDetox lowers in-distribution EMT more than fine-tuning on plain base-model "
+                f"samples does (UniDetox minus base samples {value}), under every scorer.")  # fmt: skip
+    text = (f"At this scale, plain base-model samples detoxify as much as the distilled text: UniDetox minus base "
+            f"samples is {value} in in-distribution EMT")  # fmt: skip
+    if v == FAILS:
+        return text + ", and under at least one scorer the plain samples lower it more (the interval is above 0)."
+    where = (
+        "the interval contains 0" if pd.isna(r["second value"]) else "an interval contains 0 under at least one scorer"
+    )
+    return f"{text}; {where}: no measurable advantage of the contrastive score."
+
+
+def claims_summary(table: pd.DataFrame, digits: int = 3) -> str:
+    """A Markdown list, one item per claim: each row's measure, value [interval] and verdict, then (f) in words."""
+    lines = []
+    for claim, g in table.groupby("claim", sort=True):
+        kinds = g["verdict"].value_counts()
+        counts = ", ".join(f"{n} {v}" for v, n in kinds.items())
+        parts = "; ".join(_row_text(r, digits) for _, r in g.iterrows())
+        lines.append(f"- **({claim})** {CLAIMS[claim]} ({len(g)} row{'s' * (len(g) > 1)}: {counts}): {parts}.")
+    sentence = contrast_sentence(table, digits)
+    return "\n".join(lines) + (f"\n\n{sentence}" if sentence else "")

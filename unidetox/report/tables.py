@@ -59,9 +59,14 @@ def _pick(df: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def main_table(
-    report: pd.DataFrame, cis: pd.DataFrame, mmlu: pd.DataFrame, applicability: pd.DataFrame
+    report: pd.DataFrame,
+    cis: pd.DataFrame,
+    mmlu: pd.DataFrame,
+    applicability: pd.DataFrame,
+    ppl_ratios: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per (target, method): means, ``<col> std``, ``ΔTP (in)``/``ΔEMT (in)`` with CI bounds, MMLU.
+    """One row per (target, method): means, ``<col> std``, ``ΔTP (in)``/``ΔEMT (in)`` with CI bounds, MMLU, and
+    with `ppl_ratios` (``Study.ppl_ratio_cis``: labels + ratio, lo, hi) ``PPL ratio`` with its bounds.
 
     Methods that do not apply to a target (``applicability.applies`` false) get a row of NaN with the reason
     in ``note``, so the table shows the limit instead of hiding it.
@@ -69,6 +74,7 @@ def main_table(
     summ = seed_summary(report)
     ci = _norm(cis) if len(cis) else pd.DataFrame(columns=[*LABELS, "metric", "domain", "diff", "lo", "hi"])
     acc = _norm(mmlu) if len(mmlu) else pd.DataFrame(columns=[*LABELS, "MMLU"])
+    ratios = _norm(ppl_ratios) if ppl_ratios is not None and len(ppl_ratios) else pd.DataFrame(columns=LABELS)
     app = applicability.set_index(["target", "method"])
     rows = []
     for target in dict.fromkeys(report.target):
@@ -94,6 +100,11 @@ def main_table(
                 v = c[(c.metric == metric) & (c.domain == domain)]
                 if len(v):
                     rec[col], rec[f"{col} lo"], rec[f"{col} hi"] = (float(v[k].iloc[0]) for k in ("diff", "lo", "hi"))
+            p = _pick(ratios[ratios.target == target], method)
+            if len(p):
+                rec["PPL ratio"], rec["PPL ratio lo"], rec["PPL ratio hi"] = (
+                    float(p[k].iloc[0]) for k in ("ratio", "lo", "hi")
+                )
             a = _pick(acc[acc.target == target], method) if method != "preprompt" and method != "dexperts" else []
             if len(a):
                 rec["MMLU"] = float(a["MMLU"].iloc[0])
@@ -184,6 +195,11 @@ def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     out["ΔTP (in) [95% CI]"] = ci_text(main, "ΔTP (in)", digits)
     out["ΔEMT (in) [95% CI]"] = ci_text(main, "ΔEMT (in)", digits)
     out["PPL"] = pm("PPL", 1)
+    ratio = main.get("PPL ratio", pd.Series(np.nan, index=main.index))
+    out["PPL ratio [95% CI]"] = [
+        "" if pd.isna(v) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+        for v, lo, hi in zip(ratio, main.get("PPL ratio lo", ratio), main.get("PPL ratio hi", ratio))
+    ]
     for col in DIVERSITY_METRICS:
         out[col] = pm(col, 2)
     out["MMLU"] = [("" if pd.isna(v) else f"{v:.{digits}f}") for v in main.get("MMLU", pd.Series(index=main.index))]

@@ -26,6 +26,7 @@ Every scorer has ``name`` and ``version`` (package version or content hash) to r
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from unidetox.measure.scorers.base import ScorerError, ToxicityScorer, check_batch_size, scorer_device
 from unidetox.measure.scorers.detoxify import load_detoxify
@@ -51,19 +52,30 @@ SCORERS: dict[str, Callable[[str, str, int, bool], ToxicityScorer]] = {
 }
 
 
+def check_scorer_spec(spec: str, setting: str = "scorer") -> None:
+    """Refuse a scorer spec that names no scorer (unknown head, ``hf:`` without an id, a missing local folder)
+    without loading anything; `setting` names where it came from in the message."""
+    if not isinstance(spec, str):
+        raise ScorerError(f"{setting} must be a string ({SPECS_HELP}), got {type(spec).__name__}")
+    name, colon, arg = spec.partition(":")
+    if name + colon not in SCORERS:
+        raise ScorerError(f"{setting}: unknown scorer spec {spec!r}; use one of: {SPECS_HELP}")
+    path = arg.split("#", 1)[0]
+    if name == "hf" and not path:
+        raise ScorerError(f"{setting}: empty hf: spec; use hf:<hub id or local dir>, e.g. hf:unitary/toxic-bert")
+    if name == "hf" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
+        raise ScorerError(f"{setting}: hf:{path}: no such directory")
+
+
 def load_scorer(
     spec: str, *, device: str = "cpu", batch_size: int = 64, trust_remote_code: bool = False
 ) -> ToxicityScorer:
     """Build the scorer named by `spec` (see the module docstring) on `device` ('cpu', 'cuda', 'auto')."""
     check_batch_size(batch_size)
     scorer_device(device)  # fail before loading anything
-    if not isinstance(spec, str):
-        raise ScorerError(f"scorer spec must be a string ({SPECS_HELP}), got {type(spec).__name__}")
+    check_scorer_spec(spec)
     name, colon, arg = spec.partition(":")
-    build = SCORERS.get(name + colon)
-    if build is None:
-        raise ScorerError(f"unknown scorer spec {spec!r}; use one of: {SPECS_HELP}")
-    return build(arg, device, batch_size, trust_remote_code)
+    return SCORERS[name + colon](arg, device, batch_size, trust_remote_code)
 
 
-__all__ = ["SCORERS", "SPECS_HELP", "load_scorer"]
+__all__ = ["SCORERS", "SPECS_HELP", "check_scorer_spec", "load_scorer"]
