@@ -139,8 +139,9 @@ plt.close(fig)
 # run's $k$ and seeds only. Two targets: the untouched model's TP(in) interval should exclude 0 (judged with this
 # pilot's TP(in), itself an estimate from few prompts: a smaller true TP(in) needs more), and ΔEMT(in)'s
 # half-width should reach its target (named below). The minutes scale this run's evaluate stages'
-# recorded seconds per continuation by the number of evaluation runs the profile makes; those seconds include
-# loading the models once per run, so at larger $n$ the prediction errs on the long side.
+# recorded seconds per continuation by the continuations the profile makes: $n$ per domain on the report prompts
+# (`study.report_prompts_per_domain`), the validation grid's unchanged; those seconds include loading the models
+# once per run, so at larger $n$ the prediction errs on the long side.
 
 # %% tags=["hide-input"]
 pilot = P.silently(P.power_pilot, prof, quiet=True)
@@ -164,7 +165,7 @@ ax.set(xscale="log", xlabel="prompts per domain", ylabel="95% half-width", title
 ax.legend(fontsize=7)
 ax_min.plot(ns, [pilot.costs.minutes(n) for n in ns], color="C4")
 ax_min.set(xscale="log", yscale="log", xlabel="prompts per domain", ylabel="minutes",
-           title=f"Evaluation time, {pilot.costs.runs} runs ({prof.name})")  # fmt: skip
+           title=f"Evaluation time ({prof.name})")  # fmt: skip
 fig.tight_layout()
 glue("fig_power", fig, display=False)
 plt.close(fig)

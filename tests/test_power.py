@@ -158,6 +158,9 @@ def test_pilot_by_hand():
     assert plan.table["TP (in)"].iloc[0] == pytest.approx(1.959963984540054 * se_tp)
     assert plan.table["TP (in) CI excludes 0"].tolist() == [True, True]
     assert plan.table.minutes.tolist() == pytest.approx([3 * 8 * 4 * 6 * 0.5 / 60, 3 * 100 * 4 * 6 * 0.5 / 60])
+    # the validation grid's continuations are added once, whatever the report's n
+    grid = dataclasses.replace(COSTS, fixed_continuations=240)
+    assert [grid.minutes(n) for n in (8, 100)] == pytest.approx([(3 * n * 4 * 6 + 240) * 0.5 / 60 for n in (8, 100)])
     # ΔEMT: sum of variances 0.21 / 2 = 0.105; n >= (1.96 / 3)^2 * 0.105 / 0.04^2 = 28.01 -> 29
     assert plan.n_delta == 29 and half_width(sds["ΔEMT"].to_dict(), 28) > 0.04
     assert plan.n_needed == max(plan.n_tp, plan.n_delta)

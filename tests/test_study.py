@@ -103,10 +103,17 @@ def test_power_pilot_is_the_reports_untouched_base_and_unidetox(tiny_study):
     assert mean(pilot.detoxed, "max_score") - mean(pilot.untouched, "max_score") == pytest.approx(diff)
     assert pilot.n_per_domain == profile.eval.prompts_per_domain and pilot.k == profile.eval.samples_per_prompt
     stages = sorted(Path(profile.runs_dir).glob("tiny/evaluate/*/DONE"))
-    assert pilot.costs.runs == len(stages) and pilot.costs.domains == 4
+    split = {p: read_json(p.parent / "config.json")["config"]["eval"]["prompt_split"] for p in stages}
+    report = [p for p in stages if split[p] == profile.study.report_split]
+    assert pilot.costs.runs == len(report) and 0 < len(report) < len(stages) and pilot.costs.domains == 4
     seconds = sum(read_json(p)["seconds"] for p in stages)
     conts = sum(read_json(p)["n_prompts"] for p in stages) * pilot.costs.continuations_per_prompt
     assert pilot.costs.seconds_per_continuation == pytest.approx(seconds / conts)
+    fixed = sum(read_json(p)["n_prompts"] for p in stages if p not in report) * pilot.costs.continuations_per_prompt
+    assert pilot.costs.fixed_continuations == pytest.approx(fixed)
+    n = pilot.n_per_domain
+    minutes = (seconds / conts) * (len(report) * n * 4 * pilot.costs.continuations_per_prompt + fixed) / 60
+    assert pilot.costs.minutes(n) == pytest.approx(minutes)
 
 
 def test_tuning_on_the_report_split_is_refused(tmp_path):
@@ -174,3 +181,20 @@ def test_contrast_and_ppl_ratio_tables(tiny_study):
                 pick = pick[np.isclose(pick.hparam, x.hparam)]
             base = sel[(sel.metric == "PPL") & (sel.method == "none")].value.mean()
             assert x.ratio == pytest.approx(pick.value.mean() / base, rel=1e-9)
+
+
+def test_report_prompts_per_domain_applies_to_the_report_split_only(tmp_path):
+    from unidetox.pipeline.evaluation import prompts, prompts_per_domain
+    from unidetox.pipeline.score import eval_overrides
+
+    base = load_profile("tiny", [f"runs_dir={tmp_path}"])
+    more = load_profile("tiny", [f"runs_dir={tmp_path}", "study.report_prompts_per_domain=3"])
+    val, rep = base.eval.prompt_split, base.study.report_split
+    assert prompts_per_domain(base, rep) == prompts_per_domain(base, val) == base.eval.prompts_per_domain
+    assert prompts_per_domain(more, val) == base.eval.prompts_per_domain and prompts_per_domain(more, rep) == 3
+    assert prompts(more, rep).groupby("domain").size().tolist() == [3, 3, 3, 3]
+    assert prompts(more, val).equals(prompts(base, val))
+    # `unidetox score --prompts-per-domain N` wins on every split
+    assert prompts_per_domain(eval_overrides(more, prompts_per_domain=1), rep) == 1
+    with pytest.raises(ConfigError, match="report_prompts_per_domain"):
+        load_profile("tiny", ["study.report_prompts_per_domain=-1"])

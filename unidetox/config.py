@@ -361,6 +361,9 @@ class StudyConfig:
         default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
     )
     second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
+    report_prompts_per_domain: int = field(
+        default=0, metadata={"help": "prompts per domain on the report split (0 = eval.prompts_per_domain)"}
+    )
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
@@ -373,6 +376,7 @@ class StudyConfig:
         _check(all(x > 0 for x in self.dexperts_lambdas), "study.dexperts_lambdas must all be > 0")
         _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
         _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
+        _check(self.report_prompts_per_domain >= 0, "study.report_prompts_per_domain must be >= 0")
 
 
 @dataclass(frozen=True)

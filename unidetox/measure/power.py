@@ -93,18 +93,21 @@ def power_table(sds: Mapping[str, float], ns: Sequence[int], z: float = Z95) -> 
 @dataclass(frozen=True)
 class PilotCosts:
     """What one evaluation costs: ``seconds_per_continuation`` (wall seconds of the evaluate stages over the
-    continuations they produced), ``runs`` (evaluation runs the profile makes), ``domains`` (domains each run
-    evaluates, out-of-distribution included) and ``continuations_per_prompt`` (k samples x seeds)."""
+    continuations they produced), ``runs`` (report-split evaluation runs the profile makes: those that scale with
+    the report's prompts per domain), ``domains`` (domains each run evaluates, out-of-distribution included),
+    ``continuations_per_prompt`` (k samples x seeds) and ``fixed_continuations`` (those of the other evaluation
+    runs, the validation grid's, which do not change with the report's prompts)."""
 
     seconds_per_continuation: float
     runs: int
     domains: int
     continuations_per_prompt: int
+    fixed_continuations: float = 0.0
 
     def minutes(self, n_per_domain: int) -> float:
-        """Predicted wall minutes of all evaluation runs at `n_per_domain` prompts per domain."""
-        conts = n_per_domain * self.domains * self.continuations_per_prompt
-        return self.runs * conts * self.seconds_per_continuation / 60
+        """Predicted wall minutes of all evaluation runs with `n_per_domain` report prompts per domain."""
+        conts = self.runs * n_per_domain * self.domains * self.continuations_per_prompt + self.fixed_continuations
+        return conts * self.seconds_per_continuation / 60
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,18 @@ from unidetox.store import (
 )
 
 
+def prompts_per_domain(profile: Profile, split: str) -> int:
+    """Prompts per domain evaluated on `split`: ``study.report_prompts_per_domain`` on the study's report split
+    when set (the report needs the power, the validation grid only ranks), else ``eval.prompts_per_domain``."""
+    n = profile.study.report_prompts_per_domain
+    if n and split == profile.study.report_split and split != profile.eval.prompt_split:
+        return n
+    return profile.eval.prompts_per_domain
+
+
 def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
-    return load_toxigen_prompts(profile.data, split or profile.eval.prompt_split,
-                                prompts_per_domain=profile.eval.prompts_per_domain, seed=0)  # fmt: skip
+    split = split or profile.eval.prompt_split
+    return load_toxigen_prompts(profile.data, split, prompts_per_domain=prompts_per_domain(profile, split), seed=0)
 
 
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
@@ -39,7 +48,8 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     from unidetox.measure import evaluate as E
     from unidetox.measure.scorers import load_scorer
 
-    cfg = dataclasses.replace(profile.eval, prompt_split=split or profile.eval.prompt_split)
+    split = split or profile.eval.prompt_split
+    cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=prompts_per_domain(profile, split))
     ps = prompts(profile, cfg.prompt_split)
     gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu") and k != "inference_dtype"}
     config = {"eval": gen_cfg, "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,

@@ -45,17 +45,23 @@ def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) 
 def evaluation_costs(profile: Profile, keys: list[str]) -> PilotCosts:
     """Seconds per continuation over the evaluate stages `keys` (their DONE seconds over n_prompts x k x seeds)."""
     eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
-    seconds = conts = 0.0
+    seconds = conts = fixed = 0.0
+    report_runs = 0
     for k in keys:
         done, cfg = read_json(eval_dir / k / DONE), read_json(eval_dir / k / "config.json")["config"]["eval"]
         if "seconds" not in done:
             raise ConfigError(f"evaluate stage {k} recorded no wall time; rerun it to time it")
         seconds += float(done["seconds"])
-        conts += int(done["n_prompts"]) * int(cfg["samples_per_prompt"]) * len(cfg["seeds"])
+        n = int(done["n_prompts"]) * int(cfg["samples_per_prompt"]) * len(cfg["seeds"])
+        conts += n
+        if cfg["prompt_split"] == profile.study.report_split:
+            report_runs += 1
+        else:
+            fixed += n
     e = profile.eval
     gens = read_jsonl(eval_dir / keys[0] / "generations.jsonl")
     domains = len({r["domain"] for r in gens})
-    return PilotCosts(seconds / conts, len(keys), domains, e.samples_per_prompt * len(e.seeds))
+    return PilotCosts(seconds / conts, report_runs, domains, e.samples_per_prompt * len(e.seeds), fixed)
 
 
 def power_pilot(profile: Profile, *, quiet: bool = False) -> Pilot:

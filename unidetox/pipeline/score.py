@@ -57,9 +57,11 @@ def eval_overrides(profile: Profile, *, k: int | None = None, seeds: str | None 
             raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. --seeds 42,43") from None
     if scorer is not None:
         changes["scorer"] = scorer
-    if prompts_per_domain is not None:
+    study = profile.study
+    if prompts_per_domain is not None:  # the explicit option wins on every split, the report split included
         changes["prompts_per_domain"] = prompts_per_domain
-    return dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, **changes))
+        study = dataclasses.replace(study, report_prompts_per_domain=0)
+    return dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, **changes), study=study)
 
 
 def model_key(spec: str) -> str:

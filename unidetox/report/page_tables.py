@@ -123,8 +123,9 @@ def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
                    f"{_prompts(plan.n_tp)}.")  # fmt: skip
     out.append(f"The half-width of ΔEMT(in) falls to {plan.target} at {_prompts(plan.n_delta)}.")
     if plan.n_needed is not None:
-        out.append(f"Both targets need **{_prompts(plan.n_needed)}**, about {c.minutes(plan.n_needed):.0f} "
-                   f"minutes of evaluation for the {c.runs} evaluation runs of this profile "
+        out.append(f"Both targets need **{_prompts(plan.n_needed)}** on the report prompts, about "
+                   f"{c.minutes(plan.n_needed):.0f} minutes of evaluation for this profile's {c.runs} report "
+                   "evaluation runs and its validation grid "
                    f"({c.seconds_per_continuation:.3f} s per continuation, as measured in this run).")  # fmt: skip
     return " ".join(out)
 
