@@ -88,6 +88,7 @@ def train_causal_lm(
     done_result = finished_result(out_dir, lm, fingerprint)
     if done_result is not None:
         shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # a kill can fall between final/ and this cleanup
+        link_identical(out_dir / "final", out_dir / "steps" / str(done_result.steps), skip=ANNOTATIONS)  # and links
         return done_result
     run = setup_run(lm, texts, val_texts, cfg, scale or ScaleConfig(), out_dir, device, save_at_steps, stop_after,
                     fingerprint)  # fmt: skip
