@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make test                 install into .venv if needed, then run the test suite
 #   make book                 run the pipeline, execute the book's notebooks, build book/_build/html
-#                             (PROFILE=cpu by default: real models, offline, 2 CPU cores; PROFILE=tiny: seconds)
+#                             (PROFILE=cpu by default: real models, offline, 2 CPU cores; PROFILE=tiny: seconds),
+#                             then `unidetox clean`: drop the model weights nothing reads any more (CLEAN=none: keep)
 #   make lab                  JupyterLab on notebooks/, against the same run store (runs/) and data as make book
 #   make notebooks            rewrite the paired notebooks/*.ipynb from the jupytext notebooks/*.py after an edit
 #   make settings             regenerate book/settings.md (every setting, its default and help) from unidetox/config.py
@@ -12,6 +13,7 @@ PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV ?= .venv
 PROFILE ?= cpu
 SET ?=
+CLEAN ?= all
 PYTEST_ARGS ?=
 TESTS ?= tests/
 export UNIDETOX_DATA_DIR ?= $(abspath ../shared/data)
@@ -28,6 +30,7 @@ test: $(STAMP)
 book: $(STAMP)
 	$(BIN)/unidetox pipeline --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 	$(BIN)/unidetox book --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+	$(if $(filter none,$(CLEAN)),,$(BIN)/unidetox clean --quiet --what $(CLEAN) --profile $(PROFILE) $(foreach s,$(SET),--set $(s)))
 
 # A kernel started by JupyterLab runs in notebooks/: UNIDETOX_RUNS_DIR points it at the repository's runs/.
 # jupytext (a server extension of the environment) keeps each notebooks/<name>.ipynb and .py pair in sync on save.

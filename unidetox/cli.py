@@ -10,6 +10,7 @@
     unidetox pipeline    --profile tiny
     unidetox book        --profile tiny
     unidetox verify      --profile tiny
+    unidetox clean       --profile cpu [--dry-run] [--what all|weights|dedup]   (free disk: reproducible weights)
     unidetox plan        --profile paper [--gpu H100-80GB] [--gpus 8] [--strategy fsdp]
     unidetox accelerate-config fsdp     (path of a shipped accelerate configuration)
     unidetox settings    [--markdown]   (every configuration key, its default and its meaning)
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     vf = sub.add_parser("verify", help="check every finished stage of the run store against the sizes and SHA-256 "
                         "its DONE recorded; exit 1 if any is damaged")  # fmt: skip
     _common(vf)
+    cl = sub.add_parser("clean", help="remove model weights that are reproducible and no longer needed (the "
+                        "evaluations that read them are finished); print each path, its size and the total")  # fmt: skip
+    _common(cl)
+    cl.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    cl.add_argument("--what", choices=["all", "weights", "dedup"], default="all",
+                    help="weights: remove consumed weights; dedup: hard-link step snapshots identical to final/; "
+                    "all (default): both")  # fmt: skip
     pl = sub.add_parser("plan", help="offline: each stage's models, parameters, memory per device, FLOPs, time; "
                         "refuses a stage that cannot fit")  # fmt: skip
     _common(pl)
@@ -286,6 +294,10 @@ def _dispatch(profile, args) -> None:
         print(f"study: {st.path} (shared configuration chosen on {st.select_target}: lr={lr:g}, steps={steps})")
     elif args.command == "plan":
         _plan(profile, args)
+    elif args.command == "clean":
+        from unidetox.pipeline.clean import clean_store
+
+        clean_store(profile, what=args.what, dry_run=args.dry_run, quiet=args.quiet)
     elif args.command == "book":
         from unidetox.report.book import build_book
 

@@ -35,6 +35,9 @@ from typing import Any
 from unidetox.errors import UnidetoxError
 
 DONE = "DONE"
+#: written by ``unidetox clean`` into a finished stage: ``{"removed": [relative folders]}``, outputs deliberately
+#: removed (reproducible weights); they are not damage, and the stage retrains when a reader needs them
+CLEANED = "CLEANED"
 FILES = "files"  # the key of DONE that records each output file's size and sha256
 #: files that describe a model folder and may be rewritten after its stage finished (model cards, scores): not
 #: recorded in DONE, so scoring a stage's model never makes the stage look damaged
@@ -240,6 +243,14 @@ class StageDir:
         size and sha256 under ``"files"``."""
         write_json(self.path / DONE, {**(summary or {}), FILES: file_records(self.path)})
 
+    @property
+    def cleaned(self) -> list[str]:
+        """Folders (relative paths) that ``unidetox clean`` removed from this finished stage; [] if none."""
+        try:
+            return list(read_json(self.path / CLEANED).get("removed", []))
+        except (OSError, ValueError, AttributeError):
+            return []
+
     def summary(self) -> dict:
         """What the stage recorded in DONE (timings, counts), without its file records."""
         if not self.done:
@@ -251,15 +262,16 @@ class StageDir:
 
         Sizes are always compared with those DONE recorded; with `hashes`, contents too (reads every byte).
         With `under` (a relative path), only that file or the files of that folder are checked.
-        A DONE written before file records existed has nothing to compare: it is taken as intact.
+        A DONE written before file records existed has nothing to compare: it is taken as intact. Files under the
+        folders :attr:`cleaned` lists were removed on purpose and are not checked.
         """
         try:
             recorded = read_json(self.path / DONE).get(FILES, {})
         except (OSError, ValueError, AttributeError):
             return {DONE: "unreadable"}
-        problems = {}
+        problems, removed = {}, tuple(f"{c}/" for c in self.cleaned)
         for rel, rec in sorted(recorded.items()):
-            if under and rel != under and not rel.startswith(under + "/"):
+            if (under and rel != under and not rel.startswith(under + "/")) or rel.startswith(removed):
                 continue
             p = self.path / rel
             if not p.is_file():
@@ -311,7 +323,7 @@ def file_records(root: str | Path) -> dict[str, dict]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if (p.is_file() and rel.as_posix() != DONE and p.name not in ANNOTATIONS
+        if (p.is_file() and rel.as_posix() not in (DONE, CLEANED) and p.name not in ANNOTATIONS
                 and not any(part.startswith(".") for part in rel.parts)):  # fmt: skip
             out[rel.as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return out

@@ -6,6 +6,7 @@
   every ``cfg.checkpoint_every`` steps (none when it is 0); a new call resumes from it; removed once
   ``final/`` is written, since it is then never read again (it holds three times the model's size);
 - ``steps/<n>/``: ``save_pretrained`` model + tokenizer after optimizer step n, for each n in ``save_at_steps``;
+  the snapshot of the last step shares its files with ``final/`` (hard links, :mod:`unidetox.links`);
 - ``final/``: the final model + tokenizer and ``train_result.json``; when it exists the call returns at once;
 - ``log.jsonl``: one record per ``cfg.log_every`` steps (step, mean loss since the previous record, lr,
   cumulative tokens, elapsed seconds, gradient norm) and, with ``val_texts``, a last record with ``val_loss``.
@@ -39,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from unidetox.config import ScaleConfig, TrainConfig, to_dict
+from unidetox.links import link_identical
 from unidetox.method.batches import batch_indices, micro_batches, pad_batch, shard, token_nll
 from unidetox.method.train_setup import TrainRun, cuda_devices, set_checkpointing, setup_run
 from unidetox.method.train_state import (
@@ -52,7 +54,7 @@ from unidetox.method.train_state import (
     save_resumable,
 )
 from unidetox.models import LoadedModel
-from unidetox.store import JsonlWriter, read_jsonl, write_text
+from unidetox.store import ANNOTATIONS, JsonlWriter, read_jsonl, write_text
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -86,6 +88,7 @@ def train_causal_lm(
     done_result = finished_result(out_dir, lm, fingerprint)
     if done_result is not None:
         shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # a kill can fall between final/ and this cleanup
+        link_identical(out_dir / "final", out_dir / "steps" / str(done_result.steps), skip=ANNOTATIONS)  # and links
         return done_result
     run = setup_run(lm, texts, val_texts, cfg, scale or ScaleConfig(), out_dir, device, save_at_steps, stop_after,
                     fingerprint)  # fmt: skip
@@ -263,6 +266,8 @@ def _save_final(run: TrainRun, state: Progress, elapsed: float, val_loss: float 
               "config": to_dict(run.cfg)}  # fmt: skip
     if run.acc.is_main_process:
         save_pretrained(model, run.tok, final, run.orig_dtype, extra=result, state_dict=full)
+        if run.total in run.save_steps:  # steps/<last> holds the final weights: keep one copy (hard links)
+            link_identical(final, run.out_dir / "steps" / str(run.total), skip=ANNOTATIONS)
         # the resumable state (weights + optimizer: 3x the model) is dead weight once final/ is complete
         shutil.rmtree(run.ckpt, ignore_errors=True)
     run.acc.wait_for_everyone()

@@ -9,7 +9,7 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, untouched
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
-from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, reused, stage_dir, timed
 from unidetox.pipeline.toxic import nothate_texts
 from unidetox.store import (
     StageDir,
@@ -60,15 +60,22 @@ def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...
                  texts_key: str, source: dict, quiet: bool) -> StageDir:  # fmt: skip
     """The detox stage: `target` fine-tuned on `texts`; ``steps/<n>`` for each n of `steps`, ``final/`` always;
     every weights folder gets a model card."""
-    from unidetox.method.train import train_causal_lm
-    from unidetox.report.cards import write_model_card
-
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
               "method": method}  # fmt: skip
     st = stage_dir(profile, "detox", config, {"texts": texts_key})
     label = f"detox {method} {target} lr={train_cfg.learning_rate}"
+    args = (profile, st, label, target, train_cfg, steps, method, texts, source, quiet)
     if reuse(st, label):
-        return st
+        return reused(st, lambda: _train_detox(*args))
+    return _train_detox(*args)
+
+
+def _train_detox(profile: Profile, st: StageDir, label: str, target: str, train_cfg, steps: tuple[int, ...],
+                 method: str, texts: list[str], source: dict, quiet: bool) -> StageDir:  # fmt: skip
+    """Train the detox stage `st` of :func:`_detox_stage`, write its model cards and mark it done."""
+    from unidetox.method.train import train_causal_lm
+    from unidetox.report.cards import write_model_card
+
     summary: dict = {"n_texts": len(texts)}
     with timed(summary):
         lm = load_lm(profile, target)

@@ -26,6 +26,7 @@ from unidetox.errors import UnidetoxError
 from unidetox.measure.evaluate import generation_settings
 from unidetox.method.generate import generate_unit, unit_generator
 from unidetox.models import LoadedModel, load_model, resolve_device
+from unidetox.pipeline.runtime import restore
 from unidetox.report.tables import METHOD_NAMES, short_name
 
 MAX_SAMPLES = 25  # the paper's k; more is not an exploration any more
@@ -70,7 +71,7 @@ class Explorer:
                 profile, target, "unidetox", lr, steps, selection="transferred", grid=True, quiet=quiet
             )
             for label, path in ((METHOD_NAMES["none"], target), (METHOD_NAMES["unidetox"], detoxified.path)):
-                lm = load_model(path, device=device, trust_remote_code=profile.trust_remote_code)
+                lm = load_model(restore(path), device=device, trust_remote_code=profile.trust_remote_code)
                 models.append(Model(target, label, lm))
         cfg = profile.eval
         scorer = load_scorer(cfg.scorer, device=str(device), batch_size=cfg.scorer_batch_size,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -16,9 +18,15 @@ from unidetox.config import Profile, to_dict
 from unidetox.models import load_model, resolve_device
 from unidetox.precision import default_dtype, inference_dtype
 from unidetox.store import (
+    CLEANED,
+    DONE,
     StageDir,
     describe_damage,
 )
+
+#: stage directory -> how to recompute it, for the finished stages reused in this process whose weights
+#: ``unidetox clean`` removed: they are recomputed only when a reader asks for those weights (:func:`restore`)
+_REBUILD: dict[Path, Callable[[], object]] = {}
 
 
 def process_state():
@@ -67,7 +75,36 @@ def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
         summary["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
+def reused(st: StageDir, rebuild: Callable[[], object]) -> StageDir:
+    """A reused stage; if ``unidetox clean`` removed some of its weights, `rebuild` (which reruns the stage) is
+    kept for :func:`restore` to call when a reader needs them."""
+    if st.cleaned:
+        _REBUILD[st.path.absolute()] = rebuild
+    return st
+
+
+def restore(spec: str) -> str:
+    """`spec`, after recomputing the stage it lies in when it is a folder ``unidetox clean`` removed (the stage
+    was reused in this process): call before loading weights from a stage's folder."""
+    path = Path(spec).absolute()
+    if not _REBUILD or path.exists():
+        return spec
+    stage = next((d for d in (path, *path.parents) if d in _REBUILD), None)
+    if stage is not None:
+        rebuild = _REBUILD.pop(stage)
+        st = StageDir(path=stage, stage=stage.parent.name, key=stage.name)
+        log(f"{st.stage}: {spec} was removed by `unidetox clean` and is needed: recomputing {stage}")
+        if is_main_process():
+            (stage / DONE).unlink(missing_ok=True)  # first: a kill from here on leaves an unfinished stage
+            for rel in [*st.cleaned, "final"]:  # final/ too, or training would return at once
+                shutil.rmtree(stage / rel, ignore_errors=True)
+            (stage / CLEANED).unlink(missing_ok=True)
+        rebuild()
+    return spec
+
+
 def load_lm(profile: Profile, spec: str):
+    spec = restore(spec)
     return load_model(spec, device=resolve_device(profile.device), trust_remote_code=profile.trust_remote_code)
 
 
@@ -78,6 +115,7 @@ def eval_dtype(profile: Profile) -> torch.dtype:
 
 def load_eval_lm(profile: Profile, spec: str):
     """:func:`load_lm` in the evaluation dtype (generation, perplexity, MMLU); training and distillation use fp32."""
+    spec = restore(spec)
     return load_model(spec, device=resolve_device(profile.device), dtype=eval_dtype(profile),
                       trust_remote_code=profile.trust_remote_code)  # fmt: skip
 

@@ -15,7 +15,7 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
-from unidetox.pipeline.runtime import begin, log, reuse, settings_key, stage_dir
+from unidetox.pipeline.runtime import begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import (
     FILES,
@@ -370,7 +370,7 @@ def text_type_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[s
 
 
 def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
-    """(label, model path or spec) of the models the political-bias analysis probes."""
+    """(label, model path or spec) of the models the political-bias analysis probes (each path on disk)."""
     from unidetox.report.tables import short_name
 
     st = study(profile, quiet=quiet)
@@ -384,7 +384,7 @@ def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, 
     if "base-samples" in profile.study.baselines:
         out.append((f"{short_name(st.select_target)} + base samples",
                     finetuned(profile, st.select_target, "base-samples", *st.chosen).path))  # fmt: skip
-    return out
+    return [(label, restore(path)) for label, path in out]  # weights `unidetox clean` removed are recomputed
 
 
 def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from unidetox.config import Profile, to_dict
 from unidetox.data.checksums import text_fingerprint
 from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
-from unidetox.pipeline.runtime import begin, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import begin, load_lm, log, reuse, reused, stage_dir, timed
 from unidetox.store import (
     StageDir,
 )
@@ -34,12 +34,17 @@ def nothate_texts(profile: Profile, n: int) -> list[str]:
 
 def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str], quiet: bool) -> StageDir:
     """Fine-tune the base model with the toxic model's training configuration; weights in ``<stage>/final``."""
-    from unidetox.method.train import train_causal_lm
-
     config = {"toxic": to_dict(profile.toxic), "texts": text_fingerprint(train), "val": text_fingerprint(val)}
     st = stage_dir(profile, stage, config)
     if reuse(st, stage):
-        return st
+        return reused(st, lambda: _train_base(profile, st, train, val, quiet))
+    return _train_base(profile, st, train, val, quiet)
+
+
+def _train_base(profile: Profile, st: StageDir, train: list[str], val: list[str], quiet: bool) -> StageDir:
+    """Train the stage `st` of :func:`_finetune_base` and mark it done."""
+    from unidetox.method.train import train_causal_lm
+
     summary: dict = {"n_train": len(train), "n_val": len(val)}
     with timed(summary):
         lm = load_lm(profile, profile.toxic.base_model)
@@ -48,7 +53,7 @@ def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str
                               progress=not quiet, scale=profile.scale)  # fmt: skip
         summary.update(steps=res.steps, val_loss=res.val_loss)
     st.mark_done(summary)
-    log(f"{stage}: wrote {st.path / 'final'}")
+    log(f"{st.stage}: wrote {st.path / 'final'}")
     return st
 
 

@@ -1,0 +1,152 @@
+"""Disk: a step snapshot equal to final/ is stored once; ``unidetox clean`` removes consumed weights under the run
+store's lock, leaves the store valid (reused as it is) and a removed model is retrained only when read."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from unidetox.cli import run
+from unidetox.links import link_identical
+from unidetox.lock import store_lock
+from unidetox.pipeline.clean import human, removable
+from unidetox.store import CLEANED, DONE, StageDir, read_json, sha256_file
+
+
+def _cli(*args, runs):
+    return run([*args, "--profile", "tiny", "--quiet", "--set", f"runs_dir={runs}"])
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _du(root: Path) -> int:
+    """Bytes under `root`, each inode once (``du -sb``)."""
+    seen, total = set(), 0
+    for p in root.rglob("*"):
+        s = p.stat()
+        if p.is_file() and (s.st_dev, s.st_ino) not in seen:
+            seen.add((s.st_dev, s.st_ino))
+            total += s.st_size
+    return total
+
+
+def _detox(runs: Path, method: str, lr: float, target: str = "tiny:gpt2") -> Path:
+    for d in sorted(runs.glob("tiny/detox/*")):
+        c = read_json(d / "config.json")["config"]
+        if (c["method"], c["train"]["learning_rate"], c["target"]) == (method, lr, target):
+            return d
+    raise AssertionError(f"no detox stage {method} {lr} {target}")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("clean-runs")
+    assert _cli("pipeline", runs=runs) == 0
+    return runs
+
+
+def test_link_identical_links_equal_files_only(tmp_path):
+    a, b = tmp_path / "final", tmp_path / "steps" / "4"
+    a.mkdir()
+    b.mkdir(parents=True)
+    for d in (a, b):
+        (d / "model.safetensors").write_bytes(b"\x01" * 1000)
+        (d / "README.md").write_text("card")
+    (a / "config.json").write_text('{"x": 1}')
+    (b / "config.json").write_text('{"x": 2}')  # same size, other bytes: kept as it is
+    freed = link_identical(a, b, skip=frozenset({"README.md"}))
+    assert freed == 1000
+    assert os.path.samefile(a / "model.safetensors", b / "model.safetensors")
+    assert (b / "config.json").read_text() == '{"x": 2}'
+    assert not os.path.samefile(a / "README.md", b / "README.md")
+    assert link_identical(a, b) == 4  # now the identical README too; the weights are already one file
+    assert human(999) == "999 B" and human(1_100_000_000) == "1.1 GB"
+
+
+def test_last_step_snapshot_shares_the_final_weights(runs):
+    st = _detox(runs, "unidetox", 1e-4)
+    records = read_json(st / DONE)["files"]
+    assert records["steps/4/model.safetensors"] == records["final/model.safetensors"]
+    assert os.path.samefile(st / "steps/4/model.safetensors", st / "final/model.safetensors")
+    assert not os.path.samefile(st / "steps/2/model.safetensors", st / "final/model.safetensors")
+
+
+def test_clean_refuses_while_the_store_is_locked(runs, capsys):
+    before = _files(runs / "tiny")
+    with store_lock(runs, "tiny", command="a running pipeline"):
+        assert _cli("clean", "--no-wait", runs=runs) == 2
+    assert "in use by" in capsys.readouterr().err
+    assert _files(runs / "tiny") == before
+
+
+def test_dry_run_removes_nothing_and_lists_sizes(runs, capsys):
+    before = _files(runs / "tiny")
+    assert _cli("clean", "--dry-run", runs=runs) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert _files(runs / "tiny") == before
+    removed = [line for line in out if line.startswith("would remove ")]
+    assert removed and all(line.endswith(("B", "kB", "MB", "GB")) for line in removed)
+    assert out[-1].startswith("clean: would free ")
+
+
+def test_clean_removes_consumed_weights_and_keeps_what_the_book_loads(runs, capsys):
+    size_before = _du(runs / "tiny")
+    assert _cli("clean", runs=runs) == 0
+    out = capsys.readouterr().out
+    sel = read_json(next(runs.glob("tiny/study/*/selection.json")))
+    lr, steps = sel["chosen"]["lr"], sel["chosen"]["steps"]
+    for target in ("tiny:gpt2", "tiny:llama"):  # explore and political bias load the chosen model
+        chosen = _detox(runs, "unidetox", lr, target)
+        assert (chosen / "steps" / str(steps) / "model.safetensors").is_file()
+        assert not (chosen / "final").exists() and "final" in read_json(chosen / CLEANED)["removed"]
+    other = _detox(runs, "nothate", 1e-3)
+    assert not (other / "final").exists() and not (other / "steps/2").exists()
+    assert (other / "log.jsonl").is_file() and (other / DONE).is_file()
+    assert next(runs.glob("tiny/toxic-model/*/final/model.safetensors")).is_file()  # political bias reads it
+    assert not next(runs.glob("tiny/expert-model/*/final"), None)
+    assert f"removed {other / 'final'}: " in out and "clean: freed " in out
+    assert _du(runs / "tiny") < size_before / 2
+    assert _cli("verify", runs=runs) == 0  # removed on purpose: not damage
+
+
+def test_pipeline_after_clean_recomputes_nothing(runs, capsys):
+    before = {p: (p / DONE).stat().st_mtime_ns for p in runs.glob("tiny/*/*") if (p / DONE).is_file()}
+    assert _cli("pipeline", runs=runs) == 0
+    out = capsys.readouterr().out
+    assert "wrote" not in out.replace("results:", "") and "recomputing" not in out
+    assert {p: (p / DONE).stat().st_mtime_ns for p in before} == before
+
+
+def test_a_removed_model_is_retrained_identically_when_read(runs, capsys):
+    from unidetox import pipeline as P
+    from unidetox.profile_loader import load_profile
+
+    st = _detox(runs, "unidetox", 1e-4)
+    recorded = read_json(st / DONE)["files"]["steps/2/model.safetensors"]
+    profile = load_profile("tiny", [f"runs_dir={runs}"])
+    cand = P.finetuned(profile, "tiny:gpt2", "unidetox", 1e-4, 2, grid=True, quiet=True)
+    assert not Path(cand.path).exists()  # reused: nothing retrained until a reader needs the weights
+    P.mmlu(profile, cand, quiet=True)  # not run for this candidate: it needs the weights
+    out = capsys.readouterr().out
+    assert "was removed by `unidetox clean` and is needed" in out
+    assert not (st / CLEANED).exists() and StageDir(st, "detox", st.name).damage() == {}
+    assert sha256_file(Path(cand.path) / "model.safetensors") == recorded["sha256"]
+
+
+def test_weights_that_an_unfinished_stage_reads_are_kept(tmp_path):
+    model = StageDir.create(tmp_path, "tiny", "toxic-model", {"x": 1})
+    (model.path / "final").mkdir()
+    (model.path / "final" / "model.safetensors").write_bytes(b"w")
+    model.mark_done()
+    reader = StageDir.create(tmp_path, "tiny", "distill", {"y": 1}, {"toxic-model": model.key})
+    assert removable(tmp_path / "tiny") == []  # its reader is unfinished: it will resume from these weights
+    reader.mark_done()
+    assert removable(tmp_path / "tiny") == [(model.path, "final")]
+    (model.path / CLEANED).write_text(json.dumps({"removed": ["final"]}))
+    (model.path / "final" / "model.safetensors").unlink()
+    assert model.damage() == {}
