@@ -81,5 +81,7 @@ def test_uninitialised_and_recording_layers_are_left_alone():
     recording = DynamicSlidingWindowLayer(sliding_window=8)
     recording.activate_past_recording()
     recording.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
-    assert reserve(SimpleNamespace(layers=[empty, recording])) == 0
+    full = DynamicSlidingWindowLayer(sliding_window=3)
+    full.update(torch.zeros(1, 1, 4, 2), torch.zeros(1, 1, 4, 2))
+    assert reserve(SimpleNamespace(layers=[empty, recording, full])) == 0
     assert reserve(object()) == 0

@@ -70,8 +70,9 @@ def reserve(cache, room: int = 32) -> int:
     count = 0
     for layer in getattr(cache, "layers", []):
         if type(layer) in kinds and layer.is_initialized and layer.keys is not None and layer.keys.ndim == 4:
-            if getattr(layer, "record_past", False):
-                continue
+            window = getattr(layer, "sliding_window", None)
+            if getattr(layer, "record_past", False) or (window is not None and layer.keys.shape[-2] >= window - 1):
+                continue  # a full sliding window drops its oldest entry at every step: nothing to append in place
             layer.update = _InPlaceUpdate(layer, room)
             count += 1
     return count
