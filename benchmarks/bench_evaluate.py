@@ -1,13 +1,13 @@
 """The evaluator against the official code's pattern, on the same prompts and model.
 
-    python benchmarks/bench_evaluate.py --model packaged:smollm2-135m --prompts 16 --k 10 --tokens 20
+    python benchmarks/bench_evaluate.py --models packaged:smollm2-135m packaged:gemma3-270m --prompts 16 --k 10
 
 (a) `unidetox.measure.evaluate.generate_and_score`: prompts batched with left padding (several prompts x k samples per
     forward pass), KV cache, toxicity scored in batches;
 (b) the official UniDetox evaluator's pattern: one `pipeline("text-generation")` call per prompt with
     `num_return_sequences=k`, the continuation cut from the text, then one toxicity call per continuation.
 Both use the same scorer (default `toxblock`, the offline stand-in for Detoxify) and sampling settings.
-Prints wall seconds for each and their ratio.
+Prints, for each model in `--models` (one JSON object per line), wall seconds for each and their ratio.
 """
 
 from __future__ import annotations
@@ -41,16 +41,9 @@ def official_pattern(lm, prompts, k, tokens, scorer):
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="packaged:smollm2-135m")
-    ap.add_argument("--scorer", default="toxblock")
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--tokens", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=64)
-    args = ap.parse_args()
-    lm = load_model(args.model)
+def compare(spec: str, args) -> dict:
+    """Wall seconds of (a) and (b) on `spec`, and their ratio."""
+    lm = load_model(spec)
     scorer = load_scorer(args.scorer)
     ps = load_toxigen_prompts(DataConfig(), "validation").head(args.prompts).reset_index(drop=True)
     cfg = EvalConfig(samples_per_prompt=args.k, max_new_tokens=args.tokens, seeds=(42,), batch_size=args.batch,
@@ -64,11 +57,23 @@ def main() -> None:
     official_pattern(lm, ps.text.tolist(), args.k, args.tokens, scorer)
     theirs = time.perf_counter() - t0
     n = args.prompts * args.k
-    print(json.dumps({"model": args.model, "scorer": args.scorer, "prompts": args.prompts, "k": args.k,
-                      "new_tokens": args.tokens, "batch": args.batch, "threads": torch.get_num_threads(),
-                      "ours_s": round(ours, 2), "official_pattern_s": round(theirs, 2),
-                      "ours_continuations_per_s": round(n / ours, 1), "speedup": round(theirs / ours, 2)},
-                     indent=2))  # fmt: skip
+    return {"model": spec, "scorer": args.scorer, "prompts": args.prompts, "k": args.k, "new_tokens": args.tokens,
+            "batch": args.batch, "threads": torch.get_num_threads(), "ours_s": round(ours, 2),
+            "official_pattern_s": round(theirs, 2), "ours_continuations_per_s": round(n / ours, 1),
+            "speedup": round(theirs / ours, 2)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=["packaged:smollm2-135m", "packaged:gemma3-270m"])
+    ap.add_argument("--scorer", default="toxblock")
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    for spec in args.models:
+        print(json.dumps(compare(spec, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
-from unidetox.method.sampling import CausalLMSource, SamplingParams, top_k_filter, top_p_filter
+from unidetox.method.sampling import CausalLMSource, SamplingParams, sample, top_k_filter, top_p_filter
 
 
 def test_top_k_by_hand():
@@ -104,3 +104,15 @@ def test_shared_prefill_equals_repeated_rows(tiny_llama):
     torch.testing.assert_close(s0, r0, rtol=1e-5, atol=1e-5)
     nxt = torch.arange(6) + 70
     torch.testing.assert_close(shared.step(nxt), rep.step(nxt), rtol=1e-5, atol=1e-5)
+
+
+def test_temperature_one_draws_as_the_divided_scores():
+    """sample skips ``scores / 1.0``: the same draws as sampling the divided scores (x / 1 == x bit for bit)."""
+    g = torch.Generator().manual_seed(5)
+    scores = torch.log_softmax(torch.randn(6, 300, generator=g) * 4, dim=-1)
+    params = SamplingParams(temperature=1.0, top_k=20, top_p=0.9)
+    assert torch.equal(scores / 1.0, scores)
+    a = sample(scores, params, torch.Generator().manual_seed(9))
+    vals, idx = torch.topk(scores / 1.0, 20, dim=-1)
+    want = torch.multinomial(top_p_filter(vals, 0.9).softmax(-1), 1, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a, idx.gather(-1, want).squeeze(1))

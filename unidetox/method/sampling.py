@@ -12,6 +12,8 @@ from typing import Protocol
 
 import torch
 
+from unidetox.method.kvcache import reserve
+
 
 class ScoreSource(Protocol):
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
@@ -63,6 +65,7 @@ class CausalLMSource:
             self.mask = self.mask.repeat_interleave(repeats, dim=0)
             pos = pos.repeat_interleave(repeats, dim=0)
             scores = scores.repeat_interleave(repeats, dim=0)
+        reserve(self.cache)  # decoding appends to the KV cache in place (same numbers, no copy per token)
         self.next_pos = pos[:, -1] + 1
         return scores
 
@@ -116,7 +119,8 @@ def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Genera
     With top-k on, the nucleus and the draw are computed on the k candidates only (the same
     distribution as filtering the whole vocabulary, without sorting it every step).
     """
-    scores = scores / params.temperature
+    if params.temperature != 1.0:  # x / 1 == x: skip a pass over the whole vocabulary
+        scores = scores / params.temperature
     k = params.top_k
     if 0 < k < scores.shape[-1]:
         vals, idx = torch.topk(scores, k, dim=-1)
