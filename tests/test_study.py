@@ -198,3 +198,17 @@ def test_report_prompts_per_domain_applies_to_the_report_split_only(tmp_path):
     assert prompts_per_domain(eval_overrides(more, prompts_per_domain=1), rep) == 1
     with pytest.raises(ConfigError, match="report_prompts_per_domain"):
         load_profile("tiny", ["study.report_prompts_per_domain=-1"])
+
+
+def test_eval_models_loads_the_shared_models_once(tmp_path, monkeypatch):
+    from unidetox.pipeline import runtime
+
+    profile = load_profile("tiny", [f"runs_dir={tmp_path}"])
+    calls = []
+    monkeypatch.setattr(runtime, "load_eval_lm", lambda prof, spec: calls.append(spec) or object())
+    models = runtime.EvalModels(profile)
+    ppl, target = profile.eval.perplexity_model, profile.detox.targets[0]
+    assert models.load(ppl) is models.load(ppl) and models.load(target) is models.load(target)
+    folder = str(tmp_path / "finetuned")
+    assert models.load(folder) is not models.load(folder)  # a fine-tuned model is never kept
+    assert calls.count(ppl) == 1 and calls.count(folder) == 2

@@ -15,7 +15,17 @@ from unidetox.data.mmlu import load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.models import resolve_device
 from unidetox.pipeline.candidates import Candidate
-from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, process_state, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import (
+    EvalModels,
+    begin,
+    eval_dtype_key,
+    load_eval_lm,
+    log,
+    process_state,
+    reuse,
+    stage_dir,
+    timed,
+)
 from unidetox.store import (
     StageDir,
     atomic_path,
@@ -42,9 +52,9 @@ def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
 
 
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
-             quiet: bool = False) -> StageDir:  # fmt: skip
+             quiet: bool = False, models: EvalModels | None = None) -> StageDir:  # fmt: skip
     """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
-    ``metrics.csv``."""
+    ``metrics.csv``. `models`: the caller's :class:`EvalModels`, to load the shared models once across stages."""
     from unidetox.measure import evaluate as E
     from unidetox.measure.scorers import load_scorer
 
@@ -65,13 +75,14 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     if skipped := ps.attrs.get("empty_prompts_skipped", 0):
         summary["empty_prompts_skipped"] = skipped
         log(f"evaluate {cand.labels()}: {skipped} empty {cfg.prompt_split} prompts skipped")
+    load = models.load if models is not None else functools.partial(load_eval_lm, profile)
     with timed(summary):
-        lm = load_eval_lm(profile, cand.path)
+        lm = load(cand.path)
         make_source = None
         if cand.method == "dexperts":
             from unidetox.method.dexperts import DExpertsSource, check_models
 
-            expert, anti = load_eval_lm(profile, cand.expert), load_eval_lm(profile, cand.antiexpert)
+            expert, anti = load(cand.expert), load(cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
         limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens)
@@ -89,7 +100,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             gens = E.merge(st / "generations.jsonl", state.num_processes)
             ppl = []
             if perplexity:
-                ppl_lm = load_eval_lm(profile, cfg.perplexity_model)
+                ppl_lm = load(cfg.perplexity_model)
                 ppl = E.score_perplexity(ppl_lm, gens, st / "perplexity.jsonl", progress=not quiet)
             rows = E.metric_rows(gens, ppl, cfg)
             for k, v in cand.labels().items():

@@ -120,6 +120,26 @@ def load_eval_lm(profile: Profile, spec: str):
                       trust_remote_code=profile.trust_remote_code)  # fmt: skip
 
 
+class EvalModels:
+    """The models every evaluation of a study reads again, loaded once: the perplexity model and the untouched
+    targets (``eval.perplexity_model``, ``detox.targets``). Any other spec (a fine-tuned model's folder) is loaded
+    afresh by each call, so at most those few models stay in memory. Evaluation only reads a model, so sharing one
+    object between stages changes no output."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self.shared = {profile.eval.perplexity_model, *profile.detox.targets}
+        self._kept: dict = {}
+
+    def load(self, spec: str):
+        """:func:`load_eval_lm` of `spec`, from memory when it is one of the shared models."""
+        if spec not in self.shared:
+            return load_eval_lm(self.profile, spec)
+        if spec not in self._kept:
+            self._kept[spec] = load_eval_lm(self.profile, spec)
+        return self._kept[spec]
+
+
 def eval_dtype_key(profile: Profile) -> dict:
     """The evaluation dtype's part of the evaluate/mmlu stage keys: ``{}`` when it is the dtype those stages used
     before the setting existed (fp32 on CPU, bf16 on CUDA), so those runs keep their keys; else

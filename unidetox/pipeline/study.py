@@ -15,7 +15,7 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
-from unidetox.pipeline.runtime import begin, log, restore, reuse, settings_key, stage_dir
+from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import (
     FILES,
@@ -128,8 +128,9 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     applies = {t: dexperts_applies(profile, t) for t in targets} if "dexperts" in cfg.baselines else {}
 
     val = _validation_candidates(profile, applies, quiet)
+    models = EvalModels(profile)  # the perplexity model and untouched targets, loaded once for every evaluation
     val_stages = [(c, evaluate(profile, c, split=profile.eval.prompt_split, perplexity=cfg.validation_perplexity,
-                               quiet=quiet)) for c in val]  # fmt: skip
+                               quiet=quiet, models=models)) for c in val]  # fmt: skip
     val_rows = candidate_rows(val_stages)
 
     def rows(t: str, method: str) -> pd.DataFrame:
@@ -140,7 +141,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     lam = {t: choose_value(rows(t, "dexperts"), "hparam") for t in targets if applies.get(t)}
 
     rep = _report_candidates(profile, sel, chosen, oracle, lam, quiet)
-    rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet)) for c in rep]
+    rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet, models=models)) for c in rep]
     mmlu_stages = _mmlu_stages(profile, rep, quiet) if cfg.mmlu else {}
     second = cfg.second_scorer
     sec_stages = [(c, rescore(profile, c, s, second, quiet=quiet)) for c, s in rep_stages] if second else []
