@@ -1,6 +1,7 @@
 """The shipped accelerate configurations (package data ``unidetox/scale/accelerate/*.yaml``).
 
-``ddp`` (data parallel), ``fsdp`` (PyTorch FSDP, full sharding), ``zero2`` and ``zero3`` (DeepSpeed ZeRO).
+``ddp`` (data parallel), ``fsdp`` (PyTorch FSDP, full sharding), ``zero2`` and ``zero3`` (DeepSpeed ZeRO) on
+GPUs; ``cpu`` (several processes on one machine without a GPU, gloo backend).
 ``unidetox accelerate-config NAME`` prints a file's path for ``accelerate launch --config_file``; the
 number of processes and machines is given on the ``accelerate launch`` command line.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "accelerate"
-CONFIGS = ("ddp", "fsdp", "zero2", "zero3")
+CONFIGS = ("ddp", "fsdp", "zero2", "zero3", "cpu")
 
 
 def accelerate_config(name: str) -> Path:

@@ -1,0 +1,100 @@
+"""One real evaluation as 1 process x N threads vs N processes x 1 thread on one CPU machine.
+
+    PYTHONPATH=. python benchmarks/bench_processes.py --processes 2
+
+Runs ``unidetox score --profile cpu --model MODEL`` (the ordinary evaluate stage: generation, toxicity, perplexity)
+in a fresh temporary run store for each layout:
+
+(a) one process with ``OMP_NUM_THREADS=N``;
+(b) ``accelerate launch --config_file $(unidetox accelerate-config cpu) --num_processes N`` with
+    ``OMP_NUM_THREADS=1`` in each process (the evaluate stage splits its units of work over the ranks; rank 0
+    then merges them and scores perplexity alone).
+
+Defaults: SmolLM2-135M, 12 ToxiGen validation prompts (3 per domain), k = 3, seed 42, 20 new tokens, toxblock,
+SmolLM2 as its own perplexity model, ``eval.batch_size`` 9 (3 prompts per unit: 4 units to share out). Prints the
+wall seconds of each layout (model loading and process start included) and whether the two evaluations are
+identical: the same stage key, the same records (seed, unit, prompt, sample, continuation, toxicity, perplexity)
+and the same ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from unidetox.measure.evaluate import merge
+from unidetox.scale.accelerate_configs import accelerate_config
+from unidetox.store import read_jsonl
+
+
+def score_command(args, runs_dir: Path) -> list[str]:
+    return [
+        "-m", "unidetox.cli", "score", "--profile", "cpu", "--model", args.model, "--quiet",
+        "--k", str(args.k), "--seeds", "42", "--scorer", "toxblock", "--prompts-per-domain", str(args.per_domain),
+        "--set", f"runs_dir={runs_dir}", "--set", f"eval.batch_size={args.batch}",
+        "--set", f"eval.perplexity_model={args.model}", "--set", f"eval.max_new_tokens={args.tokens}",
+    ]  # fmt: skip
+
+
+def run(cmd: list[str], threads: int) -> float:
+    """Wall seconds of `cmd` with OMP_NUM_THREADS=`threads` (it must succeed)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return dt
+
+
+def evaluation(runs_dir: Path) -> tuple[str, pd.DataFrame, str]:
+    """(stage key, records with their perplexity, metrics.csv text) of the one evaluate stage in `runs_dir`."""
+    (st,) = [p for p in (runs_dir / "cpu" / "evaluate").iterdir() if (p / "metrics.csv").is_file()]
+    ranks = len(list(st.glob("generations.jsonl.rank*")))
+    gens = pd.DataFrame(merge(st / "generations.jsonl", max(ranks, 1)))
+    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
+    keys = ["seed", "unit", "prompt_id", "sample"]
+    recs = gens[[*keys, "continuation", "toxicity"]].merge(ppl[[*keys, "ppl"]], on=keys, how="left")
+    return st.name, recs.sort_values(keys).reset_index(drop=True), (st / "metrics.csv").read_text()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="packaged:smollm2-135m")
+    ap.add_argument("--processes", type=int, default=2, help="N: threads of (a), processes of (b)")
+    ap.add_argument("--per-domain", type=int, default=3, help="ToxiGen validation prompts per domain (4 domains)")
+    ap.add_argument("--k", type=int, default=3, help="continuations per prompt")
+    ap.add_argument("--tokens", type=int, default=20, help="new tokens per continuation")
+    ap.add_argument("--batch", type=int, default=9, help="eval.batch_size: rows per unit of work")
+    args = ap.parse_args()
+    n = args.processes
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config("cpu")),
+              "--num_processes", str(n)]  # fmt: skip
+    print(f"{args.model}, {4 * args.per_domain} prompts x k={args.k}, {args.tokens} new tokens, seed 42, "
+          f"eval.batch_size {args.batch}; cores {os.cpu_count()}, load before "
+          f"{tuple(round(x, 2) for x in os.getloadavg())}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench_processes-") as tmp:
+        a, b = Path(tmp) / "a", Path(tmp) / "b"
+        secs_a = run([sys.executable, *score_command(args, a)], threads=n)
+        print(f"(a) 1 process x {n} threads: {secs_a:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+        secs_b = run([*launch, *score_command(args, b)], threads=1)
+        print(f"(b) {n} processes x 1 thread (accelerate launch, cpu.yaml): {secs_b:.1f} s "
+              f"(load {os.getloadavg()[0]:.2f}); (a) / (b) = {secs_a / secs_b:.2f}")  # fmt: skip
+        (key_a, recs_a, csv_a), (key_b, recs_b, csv_b) = evaluation(a), evaluation(b)
+    same_recs = recs_a.equals(recs_b)
+    print(f"same stage key: {key_a == key_b}; same records ({len(recs_a)} continuations, toxicity, perplexity): "
+          f"{same_recs}; same metrics.csv: {csv_a == csv_b}")  # fmt: skip
+    if not same_recs and len(recs_a) == len(recs_b):
+        diff = (recs_a != recs_b).any(axis=0)
+        print(f"columns that differ: {', '.join(diff[diff].index)}")
+
+
+if __name__ == "__main__":
+    main()
