@@ -6,15 +6,16 @@ Runs ``unidetox score --profile cpu --model MODEL`` (the ordinary evaluate stage
 in a fresh temporary run store for each layout:
 
 (a) one process with ``OMP_NUM_THREADS=N``;
-(b) ``accelerate launch --config_file $(unidetox accelerate-config cpu) --num_processes N`` with
-    ``OMP_NUM_THREADS=1`` in each process (the evaluate stage splits its units of work over the ranks; rank 0
-    then merges them and scores perplexity alone).
+(b) ``torchrun --standalone --nproc-per-node N -m unidetox.cli score ...`` with ``OMP_NUM_THREADS=1`` in each
+    process (accelerate's PartialState sees the torchrun ranks: gloo backend; the evaluate stage splits its units
+    of work over the ranks, then rank 0 merges them and scores perplexity alone). Not ``accelerate launch --cpu
+    --num_processes N``: on one machine without MPI it starts a single process (accelerate 1.15's simple launcher).
 
 Defaults: SmolLM2-135M, 12 ToxiGen validation prompts (3 per domain), k = 3, seed 42, 20 new tokens, toxblock,
 SmolLM2 as its own perplexity model, ``eval.batch_size`` 9 (3 prompts per unit: 4 units to share out). Prints the
-wall seconds of each layout (model loading and process start included) and whether the two evaluations are
-identical: the same stage key, the same records (seed, unit, prompt, sample, continuation, toxicity, perplexity)
-and the same ``metrics.csv``.
+wall seconds of each layout (model loading and process start included; (a) runs first, so it pays any cold
+file cache) and whether the two evaluations are identical: the same stage key, the same records (seed, unit,
+prompt, sample, continuation, toxicity, perplexity) and the same ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.measure.evaluate import merge
-from unidetox.scale.accelerate_configs import accelerate_config
 from unidetox.store import read_jsonl
 
 
@@ -54,15 +54,16 @@ def run(cmd: list[str], threads: int) -> float:
     return dt
 
 
-def evaluation(runs_dir: Path) -> tuple[str, pd.DataFrame, str]:
-    """(stage key, records with their perplexity, metrics.csv text) of the one evaluate stage in `runs_dir`."""
+def evaluation(runs_dir: Path) -> tuple[str, pd.DataFrame, str, int]:
+    """(stage key, records with their perplexity, metrics.csv text, ranks that generated) of the one evaluate stage
+    in `runs_dir`."""
     (st,) = [p for p in (runs_dir / "cpu" / "evaluate").iterdir() if (p / "metrics.csv").is_file()]
     ranks = len(list(st.glob("generations.jsonl.rank*")))
     gens = pd.DataFrame(merge(st / "generations.jsonl", max(ranks, 1)))
     ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
     keys = ["seed", "unit", "prompt_id", "sample"]
     recs = gens[[*keys, "continuation", "toxicity"]].merge(ppl[[*keys, "ppl"]], on=keys, how="left")
-    return st.name, recs.sort_values(keys).reset_index(drop=True), (st / "metrics.csv").read_text()
+    return st.name, recs.sort_values(keys).reset_index(drop=True), (st / "metrics.csv").read_text(), max(ranks, 1)
 
 
 def main() -> None:
@@ -75,8 +76,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=9, help="eval.batch_size: rows per unit of work")
     args = ap.parse_args()
     n = args.processes
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config("cpu")),
-              "--num_processes", str(n)]  # fmt: skip
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)]
     print(f"{args.model}, {4 * args.per_domain} prompts x k={args.k}, {args.tokens} new tokens, seed 42, "
           f"eval.batch_size {args.batch}; cores {os.cpu_count()}, load before "
           f"{tuple(round(x, 2) for x in os.getloadavg())}")  # fmt: skip
@@ -85,9 +85,11 @@ def main() -> None:
         secs_a = run([sys.executable, *score_command(args, a)], threads=n)
         print(f"(a) 1 process x {n} threads: {secs_a:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
         secs_b = run([*launch, *score_command(args, b)], threads=1)
-        print(f"(b) {n} processes x 1 thread (accelerate launch, cpu.yaml): {secs_b:.1f} s "
+        print(f"(b) {n} processes x 1 thread (torchrun): {secs_b:.1f} s "
               f"(load {os.getloadavg()[0]:.2f}); (a) / (b) = {secs_a / secs_b:.2f}")  # fmt: skip
-        (key_a, recs_a, csv_a), (key_b, recs_b, csv_b) = evaluation(a), evaluation(b)
+        (key_a, recs_a, csv_a, _), (key_b, recs_b, csv_b, ranks_b) = evaluation(a), evaluation(b)
+    if ranks_b != n:
+        sys.exit(f"(b) generated on {ranks_b} process(es), not {n}: the launcher did not start {n} ranks")
     same_recs = recs_a.equals(recs_b)
     print(f"same stage key: {key_a == key_b}; same records ({len(recs_a)} continuations, toxicity, perplexity): "
           f"{same_recs}; same metrics.csv: {csv_a == csv_b}")  # fmt: skip

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="every configuration key: type, default, value in each profile, meaning")
     st.add_argument("--markdown", action="store_true", help="print the book's page book/settings.md")
     ac = sub.add_parser("accelerate-config", help="print the path of a shipped accelerate configuration")
-    ac.add_argument("name", choices=["ddp", "fsdp", "zero2", "zero3", "cpu"], help="ddp | fsdp | zero2 | zero3 | cpu")
+    ac.add_argument("name", choices=["ddp", "fsdp", "zero2", "zero3"], help="ddp | fsdp | zero2 | zero3")
     return ap
 
 

@@ -98,6 +98,11 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         state.wait_for_everyone()
         if state.is_main_process:
             gens = E.merge(st / "generations.jsonl", state.num_processes)
+            if state.num_processes > 1:  # one file for every reader (score, study tables, rescore), as from 1 process
+                write_text(
+                    st / "generations.jsonl",
+                    "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in gens),
+                )
             ppl = []
             if perplexity:
                 ppl_lm = load(cfg.perplexity_model)

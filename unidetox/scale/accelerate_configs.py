@@ -1,7 +1,6 @@
 """The shipped accelerate configurations (package data ``unidetox/scale/accelerate/*.yaml``).
 
-``ddp`` (data parallel), ``fsdp`` (PyTorch FSDP, full sharding), ``zero2`` and ``zero3`` (DeepSpeed ZeRO) on
-GPUs; ``cpu`` (several processes on one machine without a GPU, gloo backend).
+``ddp`` (data parallel), ``fsdp`` (PyTorch FSDP, full sharding), ``zero2`` and ``zero3`` (DeepSpeed ZeRO).
 ``unidetox accelerate-config NAME`` prints a file's path for ``accelerate launch --config_file``; the
 number of processes and machines is given on the ``accelerate launch`` command line.
 """
@@ -11,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "accelerate"
-CONFIGS = ("ddp", "fsdp", "zero2", "zero3", "cpu")
+CONFIGS = ("ddp", "fsdp", "zero2", "zero3")
 
 
 def accelerate_config(name: str) -> Path:
