@@ -14,7 +14,7 @@ in a fresh temporary run store for each layout:
 Defaults: SmolLM2-135M, 12 ToxiGen validation prompts (3 per domain), k = 3, seed 42, 20 new tokens, toxblock,
 SmolLM2 as its own perplexity model, ``eval.batch_size`` 9 (3 prompts per unit: 4 units to share out). Prints the
 wall seconds of each layout (model loading and process start included; (a) runs first, so it pays any cold
-file cache) and whether the two evaluations are identical: the same stage key, the same records (seed, unit,
+file cache; ``--b-first`` swaps them) and whether the two evaluations are identical: the same stage key, the same records (seed, unit,
 prompt, sample, continuation, toxicity, perplexity) and the same ``metrics.csv``.
 """
 
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3, help="continuations per prompt")
     ap.add_argument("--tokens", type=int, default=20, help="new tokens per continuation")
     ap.add_argument("--batch", type=int, default=9, help="eval.batch_size: rows per unit of work")
+    ap.add_argument("--b-first", action="store_true", help="run (b) before (a)")
     args = ap.parse_args()
     n = args.processes
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)]
@@ -82,11 +83,15 @@ def main() -> None:
           f"{tuple(round(x, 2) for x in os.getloadavg())}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_processes-") as tmp:
         a, b = Path(tmp) / "a", Path(tmp) / "b"
-        secs_a = run([sys.executable, *score_command(args, a)], threads=n)
-        print(f"(a) 1 process x {n} threads: {secs_a:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
-        secs_b = run([*launch, *score_command(args, b)], threads=1)
-        print(f"(b) {n} processes x 1 thread (torchrun): {secs_b:.1f} s "
-              f"(load {os.getloadavg()[0]:.2f}); (a) / (b) = {secs_a / secs_b:.2f}")  # fmt: skip
+        layouts = {"a": ([sys.executable], n, a), "b": (launch, 1, b)}
+        secs, loads = {}, {}
+        for name in ("b", "a") if args.b_first else ("a", "b"):  # the first pays any cold file cache
+            cmd, threads, runs_dir = layouts[name]
+            secs[name] = run([*cmd, *score_command(args, runs_dir)], threads=threads)
+            loads[name] = os.getloadavg()[0]
+        print(f"(a) 1 process x {n} threads: {secs['a']:.1f} s (load {loads['a']:.2f})")
+        print(f"(b) {n} processes x 1 thread (torchrun): {secs['b']:.1f} s (load {loads['b']:.2f}); "
+              f"(a) / (b) = {secs['a'] / secs['b']:.2f}")  # fmt: skip
         (key_a, recs_a, csv_a, _), (key_b, recs_b, csv_b, ranks_b) = evaluation(a), evaluation(b)
     if ranks_b != n:
         sys.exit(f"(b) generated on {ranks_b} process(es), not {n}: the launcher did not start {n} ranks")
