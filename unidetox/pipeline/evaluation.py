@@ -51,6 +51,19 @@ def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
     return load_toxigen_prompts(profile.data, split, prompts_per_domain=prompts_per_domain(profile, split), seed=0)
 
 
+def _merged_generations(st: StageDir, world_size: int) -> list[dict]:
+    """All ranks' generation records; from several ranks also written to one ``generations.jsonl`` (as one process
+    writes it), which every reader of a finished stage uses (score, study tables, rescore)."""
+    from unidetox.measure import evaluate as E
+
+    gens = E.merge(st / "generations.jsonl", world_size)
+    if world_size > 1:
+        write_text(
+            st / "generations.jsonl", "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in gens)
+        )
+    return gens
+
+
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
              quiet: bool = False, models: EvalModels | None = None) -> StageDir:  # fmt: skip
     """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
@@ -97,12 +110,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         del lm, make_source
         state.wait_for_everyone()
         if state.is_main_process:
-            gens = E.merge(st / "generations.jsonl", state.num_processes)
-            if state.num_processes > 1:  # one file for every reader (score, study tables, rescore), as from 1 process
-                write_text(
-                    st / "generations.jsonl",
-                    "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in gens),
-                )
+            gens = _merged_generations(st, state.num_processes)
             ppl = []
             if perplexity:
                 ppl_lm = load(cfg.perplexity_model)
