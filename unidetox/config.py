@@ -5,8 +5,7 @@ shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidet
 longer than the ~400 lines a module usually needs because every field carries its help text.
 
 >>> from unidetox.profile_loader import load_profile
->>> p = load_profile("tiny", ["distill.alpha=0.2"])
->>> p.distill.alpha
+>>> load_profile("tiny", ["distill.alpha=0.2"]).distill.alpha
 0.2
 """
 
@@ -361,9 +360,7 @@ class StudyConfig:
         default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
     )
     second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
-    report_prompts_per_domain: int = field(
-        default=0, metadata={"help": "prompts per domain on the report split (0 = eval.prompts_per_domain)"}
-    )
+    report_prompts_per_domain: int = field(default=0, metadata={"help": "report prompts per domain; 0 = as eval's"})
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
