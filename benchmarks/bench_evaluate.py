@@ -43,7 +43,8 @@ def official_pattern(lm, prompts, k, tokens, scorer):
 
 def compare(spec: str, args) -> dict:
     """Wall seconds of (a) and (b) on `spec`, and their ratio."""
-    lm = load_model(spec)
+    lm = load_model(spec)  # fp32: the official code's default, for both unless --ours-dtype says otherwise
+    ours_lm = lm if args.ours_dtype == "fp32" else load_model(spec, dtype=torch.bfloat16)
     scorer = load_scorer(args.scorer)
     ps = load_toxigen_prompts(DataConfig(), "validation").head(args.prompts).reset_index(drop=True)
     cfg = EvalConfig(samples_per_prompt=args.k, max_new_tokens=args.tokens, seeds=(42,), batch_size=args.batch,
@@ -51,14 +52,14 @@ def compare(spec: str, args) -> dict:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        generate_and_score(lm, ps, cfg, scorer, Path(d) / "g.jsonl", progress=False)
+        generate_and_score(ours_lm, ps, cfg, scorer, Path(d) / "g.jsonl", progress=False)
         ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     official_pattern(lm, ps.text.tolist(), args.k, args.tokens, scorer)
     theirs = time.perf_counter() - t0
     n = args.prompts * args.k
     return {"model": spec, "scorer": args.scorer, "prompts": args.prompts, "k": args.k, "new_tokens": args.tokens,
-            "batch": args.batch, "threads": torch.get_num_threads(), "ours_s": round(ours, 2),
+            "batch": args.batch, "threads": torch.get_num_threads(), "ours_dtype": args.ours_dtype, "ours_s": round(ours, 2),
             "official_pattern_s": round(theirs, 2), "ours_continuations_per_s": round(n / ours, 1),
             "speedup": round(theirs / ours, 2)}  # fmt: skip
 
@@ -71,6 +72,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--ours-dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="weights of (a); bf16 = what eval.inference_dtype=auto picks on a CPU with native bf16 "
+                    "or a GPU; (b) always runs fp32, the official code's default")  # fmt: skip
     args = ap.parse_args()
     for spec in args.models:
         print(json.dumps(compare(spec, args)), flush=True)
