@@ -69,7 +69,7 @@ display(
         f"chosen on `{study.select_target}`: learning rate **{lr:g}**, **{steps}** steps; "
         f"{len(prof.eval.seeds)} seeds x {prof.eval.samples_per_prompt} samples per prompt; "
         f"toxicity scorer `{prof.eval.scorer}`; perplexity under `{prof.eval.perplexity_model}`; "
-        f"report prompts: split `{prof.study.report_split}`, {prof.eval.prompts_per_domain or 'all'} per domain."
+        f"report prompts: split `{prof.study.report_split}`, {prof.study.report_prompts_per_domain or prof.eval.prompts_per_domain or 'all'} per domain."
     )
 )
 
