@@ -370,6 +370,11 @@ class JsonlWriter:
         return done
 
 
+def write_jsonl(path: str | Path, records: list[dict]) -> None:
+    """`records` as one JSON object per line (UTF-8, sorted keys), atomically."""
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
+
+
 def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
     """Complete records of a JSONL file; with `repair`, truncate a torn trailing line in place."""
     path = Path(path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from unidetox.config import Profile
@@ -13,6 +11,7 @@ from unidetox.store import (
     StageDir,
     check_opened,
     read_jsonl,
+    write_jsonl,
     write_text,
 )
 
@@ -43,7 +42,7 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
     state.wait_for_everyone()
     if state.is_main_process:
         recs = Dist.merge_streams(st / "stream.jsonl", state.num_processes)
-        write_text(st / "texts.jsonl", "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in recs))
+        write_jsonl(st / "texts.jsonl", recs)
         write_text(st / "texts.csv", pd.DataFrame({"Text": [r["text"] for r in recs]}).to_csv(index=False))
         summary["n_texts"] = len(recs)
         st.mark_done(summary)

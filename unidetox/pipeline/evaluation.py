@@ -33,6 +33,7 @@ from unidetox.store import (
     read_jsonl,
     remove_stale_temporaries,
     write_json,
+    write_jsonl,
     write_text,
 )
 
@@ -58,9 +59,7 @@ def _merged_generations(st: StageDir, world_size: int) -> list[dict]:
 
     gens = E.merge(st / "generations.jsonl", world_size)
     if world_size > 1:
-        write_text(
-            st / "generations.jsonl", "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in gens)
-        )
+        write_jsonl(st / "generations.jsonl", gens)
     return gens
 
 
