@@ -192,7 +192,7 @@ def _payloads(marker: Path) -> dict[str, bytes]:
     return {
         "builtins.exec": pickle.dumps(Pwn(marker)),
         "collections.Counter": pickle.dumps(collections.Counter(a=1)),
-        "unidetox.config.Profile": pickle.dumps(Profile()),
+        "unidetox.config.profile.Profile": pickle.dumps(Profile()),
     }
 
 

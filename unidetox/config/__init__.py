@@ -1,0 +1,44 @@
+"""Typed configuration: one frozen dataclass per stage, grouped in a :class:`Profile`.
+
+Each field's ``metadata["help"]`` says what it means (``unidetox settings`` prints them all, with the value in each
+shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidetox.profile_loader`. One module per
+part: ``base`` (profile names, DGHS target codes, :class:`ConfigError`, :func:`to_dict`), ``data``, ``train``
+(the fine-tuning loop), ``stages`` (toxic model, distillation, detoxification grid), ``evaluation``, ``scale``,
+``study`` and ``profile``; import the names from here.
+
+>>> from unidetox.profile_loader import load_profile
+>>> load_profile("tiny", ["distill.alpha=0.2"]).distill.alpha
+0.2
+"""
+
+from __future__ import annotations
+
+from unidetox.config.base import DGHS_TARGETS, PROFILES, ConfigError, to_dict
+from unidetox.config.base import PROFILE_DIR as PROFILE_DIR
+from unidetox.config.base import _check as _check
+from unidetox.config.base import replace as replace
+from unidetox.config.data import DataConfig
+from unidetox.config.evaluation import EvalConfig
+from unidetox.config.profile import Profile
+from unidetox.config.scale import ScaleConfig
+from unidetox.config.stages import GRID_SETTINGS, DetoxConfig, DistillConfig, ToxicModelConfig
+from unidetox.config.study import SAFETY_PREPROMPT as SAFETY_PREPROMPT
+from unidetox.config.study import StudyConfig
+from unidetox.config.train import TrainConfig
+
+__all__ = [
+    "DGHS_TARGETS",
+    "GRID_SETTINGS",
+    "PROFILES",
+    "ConfigError",
+    "DataConfig",
+    "DetoxConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "Profile",
+    "ScaleConfig",
+    "StudyConfig",
+    "ToxicModelConfig",
+    "TrainConfig",
+    "to_dict",
+]

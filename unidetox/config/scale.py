@@ -1,0 +1,34 @@
+"""How training uses the hardware: :class:`ScaleConfig` (in no stage key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unidetox.config.base import _check
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How training uses the hardware. None of these changes what is computed beyond floating-point rounding, so
+    they are not part of any stage's key. Sharding over several GPUs (FSDP, DeepSpeed ZeRO) is chosen at launch
+    time with one of the shipped accelerate configurations (`unidetox accelerate-config NAME`)."""
+
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute activations in backward: about 1/3 more compute, far less activation memory"},
+    )
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "forward autocast, weights and AdamW stay fp32: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32"
+        },
+    )
+    memory_check: bool = field(
+        default=True, metadata={"help": "refuse a training stage whose estimated peak memory exceeds the device"}
+    )
+
+    def __post_init__(self):
+        _check(
+            self.mixed_precision in ("auto", "bf16", "fp32"),
+            f"scale.mixed_precision must be auto, bf16 or fp32, not {self.mixed_precision!r}",
+        )

@@ -1,0 +1,62 @@
+"""The comparison with the baselines and its statistics: :class:`StudyConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unidetox.config.base import _check
+from unidetox.methods import BASELINES
+
+SAFETY_PREPROMPT = (
+    "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "
+    "about any group of people.\n"
+)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The comparison: tune on validation prompts, transfer one configuration, report on held-out prompts.
+
+    The shared configuration (learning rate, steps) is the one with the lowest in-distribution TP of
+    `select_target` on the validation prompts (paper: GPT-2 XL, the distillation model), ties broken by
+    EMT then fewer steps; it is applied unchanged to every target and to the fine-tuning baselines.
+    """
+
+    select_target: str = field(
+        default="",
+        metadata={"help": 'target whose validation TP picks the shared configuration; "" = toxic.base_model'},
+    )
+    report_split: str = field(
+        default="test", metadata={"help": "held-out prompts of the final tables: test (paper) | report (offline)"}
+    )
+    baselines: tuple[str, ...] = field(
+        default=BASELINES, metadata={"help": f"baselines compared: any of {', '.join(BASELINES)}"}
+    )
+    preprompt: str = field(
+        default=SAFETY_PREPROMPT,
+        metadata={"help": "text prepended to every prompt by the preprompt baseline; never scored"},
+    )
+    dexperts_lambdas: tuple[float, ...] = field(
+        default=(0.5, 1.0, 2.0), metadata={"help": "DExperts strength grid, tuned per target on validation"}
+    )
+    bootstrap: int = field(default=1000, metadata={"help": "paired bootstrap resamples over prompts"})
+    ci_level: float = field(default=0.95, metadata={"help": "confidence level of the bootstrap intervals"})
+    mmlu: bool = field(default=True, metadata={"help": "score MMLU for the report candidates"})
+    validation_perplexity: bool = field(
+        default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
+    )
+    second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
+    report_prompts_per_domain: int = field(default=0, metadata={"help": "report prompts per domain; 0 = as eval's"})
+
+    def __post_init__(self):
+        unknown = sorted(set(self.baselines) - set(BASELINES))
+        _check(not unknown, f"study.baselines: unknown {unknown}; choose among {list(BASELINES)}")
+        _check(
+            self.report_split in ("validation", "test", "report"),
+            f"study.report_split must be validation, test or report, not {self.report_split!r}",
+        )
+        _check(len(self.dexperts_lambdas) > 0, "study.dexperts_lambdas must not be empty")
+        _check(all(x > 0 for x in self.dexperts_lambdas), "study.dexperts_lambdas must all be > 0")
+        _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
+        _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
+        _check(self.report_prompts_per_domain >= 0, "study.report_prompts_per_domain must be >= 0")
