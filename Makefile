@@ -5,7 +5,7 @@
 #                             then `unidetox clean`: drop the model weights nothing reads any more (CLEAN=none: keep)
 #   make lab                  JupyterLab on notebooks/, against the same run store (runs/) and data as make book
 #   make notebooks            rewrite the paired notebooks/*.ipynb from the jupytext notebooks/*.py after an edit
-#   make settings             regenerate book/settings.md (every setting, its default and help) from unidetox/config.py
+#   make settings             regenerate book/settings.md (every setting, its default and help) from unidetox/config/
 # Works on a fresh machine with only python3.11: the first call creates .venv and installs the pinned
 # requirements; later calls install nothing unless a requirement file or pyproject.toml changed.
 
