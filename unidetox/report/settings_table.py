@@ -25,7 +25,7 @@ PAGE_HEAD = """# Settings
 
 Every setting of a profile (a YAML file such as `unidetox/profiles/cpu.yaml`, or `--set KEY=VALUE` on any
 command): its type, its default, its value in each shipped profile and what it means (long values are cut). This
-page is generated from the help text of the configuration dataclasses in `unidetox/config.py` by `make settings`
+page is generated from the help text of the configuration dataclasses in `unidetox/config/` by `make settings`
 (`unidetox settings --markdown`); a test fails when it differs from that output. A profile's `name` is the profile
 asked for (`tiny`, `cpu`, `paper`, or a YAML file's name without `.yaml`); a YAML file does not set it. Each detox
 run takes its learning rate and its number of steps from `detox.learning_rates` and `detox.steps`, so
