@@ -101,6 +101,51 @@ display(Markdown("Validation TP (in-distribution), targets × learning rate × s
 grid.round(3)
 
 # %% [markdown]
+# ## How much training the detox needs
+#
+# The paper fine-tunes for thousands of steps of 8 × 256 tokens; a CPU book affords a few dozen steps of a few
+# short texts. The budget curve measures what the budget buys on the distillation model: UniDetox at the shared
+# learning rate, one full fine-tune (its own learning-rate schedule) per budget, each evaluated on the
+# **validation** prompts as the grid is, and compared with the untouched model by paired bootstrap intervals over
+# prompts ({numref}`fig-budget`). The budget to pick is the cheapest one whose EMT(in) cannot be told apart from
+# the best budget's (the interval of their paired difference contains 0); the report prompts play no part in it.
+
+# %% tags=["hide-input"]
+if prof.study.budget_steps:
+    budget = P.silently(P.budget_curve, prof, quiet=True)
+    bt = budget.table
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
+    for ax, metric in zip(axes, ["EMT", "TP"]):
+        sub = bt[bt.metric == metric].sort_values("tokens")
+        ax.errorbar(sub.tokens, sub["diff"], yerr=[sub["diff"] - sub.lo, sub.hi - sub["diff"]], marker="o", capsize=3)
+        ax.axhline(0, color="grey", lw=1)
+        chosen_tokens = budget.chosen_steps * sub.tokens.iloc[0] / sub.steps.iloc[0]
+        ax.axvline(chosen_tokens, color="tab:red", ls=":", lw=1, label=f"study: {budget.chosen_steps} steps")
+        ax.set(xscale="log", xlabel="fine-tuning tokens (at most)", ylabel=f"Δ{metric} (in), validation")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    glue("fig_budget", fig, display=False)
+    plt.close(fig)
+    display(Markdown(PT.budget_sentences(bt, budget.chosen_steps, budget.cheapest, prof.eval.prompts_per_domain)))
+    display(PT.budget_display(bt).style.hide(axis="index"))
+else:
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "budget curve off (study.budget_steps)", ha="center", va="center")
+    glue("fig_budget", fig, display=False)
+    plt.close(fig)
+    display(Markdown("The budget curve is off in this profile (`study.budget_steps` is empty)."))
+
+# %% [markdown]
+# ```{glue:figure} fig_budget
+# :name: fig-budget
+#
+# UniDetox's in-distribution EMT and TP on the distillation model minus the untouched model's, on the validation
+# prompts, against the fine-tuning budget (tokens: steps × batch × maximum length), with 95% paired bootstrap
+# intervals; the dotted line is the study's budget.
+# ```
+
+# %% [markdown]
 # ## Transferred against oracle, on the report prompts
 #
 # A gap near zero means the configuration chosen on the distillation model is as good for that target as the

@@ -212,3 +212,42 @@ def test_eval_models_loads_the_shared_models_once(tmp_path, monkeypatch):
     folder = str(tmp_path / "finetuned")
     assert models.load(folder) is not models.load(folder)  # a fine-tuned model is never kept
     assert calls.count(ppl) == 1 and calls.count(folder) == 2
+
+
+def test_budget_curve_runs_with_the_pipeline_and_reuses_the_grids_run(tiny_study, capsys):
+    from unidetox.measure.compare import paired_ci
+    from unidetox.measure.metrics import IN_DISTRIBUTION
+    from unidetox.pipeline.study import per_prompt_rows
+
+    profile, st = tiny_study
+    assert profile.study.budget_steps == (2, 8)
+    capsys.readouterr()
+    curve = P.budget_curve(profile, quiet=True)  # `unidetox pipeline` (run_all) already made it: only reuse here
+    assert "budget curve: reusing" in capsys.readouterr().out
+    lr, top = st.chosen[0], max(profile.detox.steps)
+    assert (curve.lr, curve.chosen_steps, curve.target) == (lr, st.chosen[1], st.select_target)
+    t = curve.table
+    assert sorted(set(t.steps)) == [2, 4, 8] and set(t.metric) == {"EMT", "TP"}
+    train = profile.detox.train
+    assert (t.tokens == t.steps * train.batch_size * train.max_length).all()
+    assert (t.train_seconds > 0).all()
+    assert curve.cheapest in (2, 4, 8)
+    # the grid's own run at max(detox.steps) is reused: its row is the grid's validation evaluation vs untouched
+    grid = P.finetuned(profile, st.select_target, "unidetox", lr, top, grid=True, quiet=True)
+    split = profile.eval.prompt_split
+    ev = P.evaluate(profile, grid, split=split, perplexity=profile.study.validation_perplexity, quiet=True)
+    base = P.evaluate(profile, P.untouched(st.select_target), split=split,
+                      perplexity=profile.study.validation_perplexity, quiet=True)  # fmt: skip
+    ci = paired_ci(per_prompt_rows(profile, ev), per_prompt_rows(profile, base), n_boot=profile.study.bootstrap)
+    want = ci[(ci.metric == "EMT") & (ci.domain == IN_DISTRIBUTION)].iloc[0]
+    got = t[(t.metric == "EMT") & (t.steps == top)].iloc[0]
+    assert (got["diff"], got.lo, got.hi) == pytest.approx((want["diff"], want.lo, want.hi))
+    # the other budgets are separate fine-tunes with their own schedule, not snapshots of the grid's run
+    other = P.finetuned(profile, st.select_target, "unidetox", lr, 2, quiet=True)
+    assert Path(other.path).parents[1] != Path(grid.path).parents[1]
+
+
+def test_budget_curve_off_is_a_config_error(tmp_path):
+    profile = load_profile("tiny", [f"runs_dir={tmp_path}", "study.budget_steps=[]"])
+    with pytest.raises(ConfigError, match="budget_steps is empty"):
+        P.budget_curve(profile, quiet=True)

@@ -47,6 +47,13 @@ class StudyConfig:
     )
     second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
     report_prompts_per_domain: int = field(default=0, metadata={"help": "report prompts per domain; 0 = as eval's"})
+    budget_steps: tuple[int, ...] = field(
+        default=(),
+        metadata={
+            "help": "training budgets (optimizer steps) of the budget curve: select_target fine-tuned by UniDetox at "
+            "the shared learning rate for each, besides max(detox.steps), on the validation prompts; () = off"
+        },
+    )
 
     def __post_init__(self):
         unknown = sorted(set(self.baselines) - set(BASELINES))
@@ -60,3 +67,4 @@ class StudyConfig:
         _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
         _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
         _check(self.report_prompts_per_domain >= 0, "study.report_prompts_per_domain must be >= 0")
+        _check(all(n >= 1 for n in self.budget_steps), f"study.budget_steps must all be >= 1, got {self.budget_steps}")

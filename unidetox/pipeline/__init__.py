@@ -9,6 +9,7 @@ The public API of the pipeline; each stage lives in the module named for its job
 
 from __future__ import annotations
 
+from unidetox.pipeline.budget import BudgetCurve, budget_curve
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import detox, detox_all, detox_on_texts, finetuned, training_texts
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
@@ -28,9 +29,11 @@ from unidetox.pipeline.study import (
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
 
 __all__ = [
+    "BudgetCurve",
     "Candidate",
     "Pilot",
     "Study",
+    "budget_curve",
     "collect",
     "compass_models",
     "detox",

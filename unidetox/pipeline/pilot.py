@@ -31,11 +31,16 @@ class Pilot:
 
 
 def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) -> list[str]:
-    """Keys of the evaluate stages the book's run makes: those of the study stage at `study_path` and of the
-    toxic-model diagnostics (:func:`unidetox.pipeline.study.toxic_vs_base`; run or reused)."""
+    """Keys of the evaluate stages the book's run makes: those of the study stage at `study_path`, of the budget
+    curve when it is on, and of the toxic-model diagnostics (:func:`unidetox.pipeline.study.toxic_vs_base`); the
+    last two are run or reused."""
+    from unidetox.pipeline.budget import budget_curve, budgets
+
     inputs = read_json(study_path / "config.json").get("inputs", {}).get("stages", "")
     eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
     keys = {k for k in inputs.split(",") if k and (eval_dir / k / DONE).is_file()}
+    if budgets(profile):
+        keys |= set(read_json(budget_curve(profile, quiet=quiet).path / "config.json")["inputs"].values())
     split, ppl = profile.eval.prompt_split, profile.study.validation_perplexity
     for c in (untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)):
         keys.add(evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet).key)

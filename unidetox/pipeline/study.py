@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -150,7 +150,8 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     st = stage_dir(
         profile,
         "study",
-        {"study": settings_key(profile.study, "second_scorer"), "select_target": sel},
+        # the budget curve is its own stage (pipeline/budget.py): its setting stays out of the study's key
+        {"study": settings_key(replace(cfg, budget_steps=()), "second_scorer", "budget_steps"), "select_target": sel},
         {"stages": ",".join(keys)},
     )
     if not reuse(st, "study"):
@@ -397,8 +398,12 @@ def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
 
 
 def run_all(profile: Profile, *, quiet: bool = False) -> Study:
-    """Everything the book reads: the study, the toxic-model diagnostics and the text sets."""
+    """Everything the book reads: the study, the budget curve (when on), the toxic-model diagnostics, the text sets."""
+    from unidetox.pipeline.budget import budget_curve, budgets
+
     out = study(profile, quiet=quiet)
+    if budgets(profile):
+        budget_curve(profile, quiet=quiet)
     toxic_vs_base(profile, quiet=quiet)
     text_sets(profile, quiet=quiet)
     return out

@@ -130,6 +130,49 @@ def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
     return " ".join(out)
 
 
+def _ci(d: float, lo: float, hi: float) -> str:
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def budget_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A budget curve's table (:func:`unidetox.measure.budget.budget_table` plus tokens and train_seconds) as
+    text, one row per budget: steps, tokens, fine-tuning seconds, ΔEMT/ΔTP (in) vs untouched and EMT vs the best."""
+    emt = table[table.metric == "EMT"].set_index("steps").sort_index()
+    tp = table[table.metric == "TP"].set_index("steps")
+    return pd.DataFrame({
+        "steps": emt.index.astype(int),
+        "tokens (at most)": emt.tokens.astype(int).to_numpy(),
+        "fine-tune s": emt.train_seconds.map(lambda v: f"{v:.0f}").to_numpy(),
+        "ΔEMT (in) [95% CI]": [_ci(r["diff"], r.lo, r.hi) for _, r in emt.iterrows()],
+        "ΔTP (in) [95% CI]": [_ci(r["diff"], r.lo, r.hi) for _, r in tp.loc[emt.index].iterrows()],
+        "EMT − best budget [95% CI]": [_ci(r.vs_best, r.vs_best_lo, r.vs_best_hi) for _, r in emt.iterrows()],
+    })  # fmt: skip
+
+
+def budget_sentences(table: pd.DataFrame, chosen: int, cheapest: int, n_per_domain: int) -> str:
+    """What a budget curve says, in Markdown: which budgets detoxify, the best and cheapest-as-good budget, and
+    where the study's `chosen` steps stand."""
+    emt = table[table.metric == "EMT"].set_index("steps").sort_index()
+    sig = [int(n) for n, r in emt.iterrows() if r.hi < 0]
+    best = int(emt["diff"].idxmin())  # the first minimum: ties go to the cheaper budget, as in budget_table
+    n_in = int(emt.n_prompts.iloc[0])
+    out = [f"On {_prompts(n_per_domain)} of the validation split ({n_in} in-distribution prompts),"]
+    if sig:
+        out.append(f"UniDetox lowers EMT(in) significantly at {', '.join(map(str, sig))} steps;")
+    else:
+        out.append("no budget lowers EMT(in) significantly (every interval contains 0);")
+    out.append(f"the lowest EMT(in) is at {best} steps, and the fewest steps whose difference from it has an interval "
+               f"containing 0 is **{cheapest}**.")  # fmt: skip
+    if chosen == cheapest:
+        out.append(f"The study's budget, {chosen} steps, is that cheapest budget.")
+    elif chosen < cheapest:
+        out.append(f"The study's budget, {chosen} steps, is below it: on these prompts a longer fine-tune detoxifies "
+                   "more than the budget the book affords.")  # fmt: skip
+    else:
+        out.append(f"The study's budget, {chosen} steps, is above it: a cheaper fine-tune would do as well here.")
+    return " ".join(out)
+
+
 def transfer_gaps(transfer: pd.DataFrame) -> pd.DataFrame:
     """A :func:`unidetox.report.tables.transfer_table` in long form for a bar chart: columns target, method,
     gap ("TP (in) gap" or "EMT (in) gap"), value, and row ("<target>: <method>")."""
