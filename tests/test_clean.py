@@ -150,3 +150,24 @@ def test_weights_that_an_unfinished_stage_reads_are_kept(tmp_path):
     (model.path / CLEANED).write_text(json.dumps({"removed": ["final"]}))
     (model.path / "final" / "model.safetensors").unlink()
     assert model.damage() == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "lr", "setting"),
+    [("nothate", 1e-3, "detox.train.seed=7"), ("unidetox", 1e-3, "distill.seed=7")],  # the stage's own; upstream
+)
+def test_a_removed_model_read_with_another_profile_is_refused(runs, method, lr, setting):
+    from unidetox.pipeline.runtime import restore
+    from unidetox.profile_loader import load_profile
+    from unidetox.store import StoreError
+
+    st = _detox(runs, method, lr)
+    removed = read_json(st / CLEANED)["removed"]
+    before = _files(runs / "tiny")
+    profile = load_profile("tiny", [f"runs_dir={runs}", setting])
+    with pytest.raises(StoreError, match=r"removed by `unidetox clean`, and profile 'tiny' .* differs"):
+        restore(profile, str(st / removed[0]))
+    assert _files(runs / "tiny") == before  # refused before anything was removed or run (no stage of the setting)
+    same = load_profile("tiny", [f"runs_dir={runs}"])
+    assert restore(same, str(st / "log.jsonl")) == str(st / "log.jsonl")  # not removed: nothing to do
+    assert restore(same, "tiny:gpt2") == "tiny:gpt2"
