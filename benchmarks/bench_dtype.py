@@ -13,8 +13,8 @@ average read just after it (the machine may be shared: read ratios with the load
 int8: the fp32 model with every `nn.Linear` (lm_head included unless `--int8-keep-head`) replaced by dynamic int8
 quantisation (`torch.ao.quantization.quantize_dynamic`, qint8 weights with one scale per tensor, or per output
 channel with `--int8-per-channel`; activations quantised per batch at run time, fp32 in and out; embeddings and
-norms stay fp32). Then `--nll-texts` fixed texts (each ToxiGen validation prompt's
-second half given its first half, as tests/test_inference_dtype.py) are scored in each dtype, and the relative
+norms stay fp32). Then `--nll-texts` fixed texts (each ToxiGen validation prompt's second half given its first
+half: `unidetox.measure.nll_agreement`, as tests/test_inference_dtype.py) are scored in each dtype, and the relative
 difference of the mean NLL per token against fp32 is printed (median and max per text, and over all texts).
 """
 
@@ -25,7 +25,6 @@ import os
 import time
 import warnings
 
-import numpy as np
 import torch
 
 # the perplexity benchmark's snippets (this script's folder is on sys.path when run as a script)
@@ -34,6 +33,7 @@ from bench_perplexity import fixed_continuations
 from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs_shared
+from unidetox.measure.nll_agreement import nll_agreement
 from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
 from unidetox.models import load_model
 from unidetox.precision import cpu_has_native_bf16
@@ -56,25 +56,6 @@ def load_in(spec: str, name: str, per_channel: bool = False, keep_head: bool = F
         warnings.simplefilter("ignore")
         lm.model = quantize_dynamic(lm.model, layers, dtype=torch.qint8)
     return lm
-
-
-def nll_agreement(lms: dict, texts: list[str]) -> dict[str, tuple[float, float, float]]:
-    """{dtype: (median, max, corpus)} relative difference of the mean NLL per token vs fp32 over `texts` (each
-    text's second half of words given its first half)."""
-    prompts, conts = [], []
-    for t in texts:
-        words = t.split()
-        prompts.append(" ".join(words[: len(words) // 2]))
-        conts.append(" " + " ".join(words[len(words) // 2 :]))
-    nll = {}
-    for name, lm in lms.items():
-        scored = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=16)
-        nll[name] = np.array([-s / n for s, n in scored])
-    out = {}
-    for name in lms:
-        rel = np.abs(nll[name] - nll["fp32"]) / nll["fp32"]
-        out[name] = (float(np.median(rel)), float(rel.max()), abs(nll[name].mean() / nll["fp32"].mean() - 1))
-    return out
 
 
 def time_generation(lm, prompts: list[str], rows: int, tokens: int) -> tuple[float, int]:

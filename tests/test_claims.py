@@ -41,6 +41,8 @@ def test_rescore_scores_the_stored_continuations_and_is_cached(evaluated, capsys
     st = P.rescore(profile, cand, ev, "hatesonar", quiet=True)
     old, new = read_jsonl(ev / "generations.jsonl"), read_jsonl(st / "generations.jsonl")
     assert [{**r, "toxicity": 0} for r in old] == [{**r, "toxicity": 0} for r in new]  # no new generations
+    as_evaluate_writes = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in new)
+    assert (st / "generations.jsonl").read_text(encoding="utf-8") == as_evaluate_writes  # the shared JSONL format
     expected = load_scorer("hatesonar").score([r["continuation"] for r in old])
     np.testing.assert_allclose([r["toxicity"] for r in new], expected)
     rows = pd.read_csv(st / "metrics.csv")

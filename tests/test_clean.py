@@ -150,3 +150,47 @@ def test_weights_that_an_unfinished_stage_reads_are_kept(tmp_path):
     (model.path / CLEANED).write_text(json.dumps({"removed": ["final"]}))
     (model.path / "final" / "model.safetensors").unlink()
     assert model.damage() == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "lr", "setting"),
+    [("nothate", 1e-3, "detox.train.seed=7"), ("unidetox", 1e-3, "distill.seed=7")],  # the stage's own; upstream
+)
+def test_a_removed_model_read_with_another_profile_is_refused(runs, method, lr, setting):
+    from unidetox.pipeline.runtime import restore
+    from unidetox.profile_loader import load_profile
+    from unidetox.store import StoreError
+
+    st = _detox(runs, method, lr)
+    removed = read_json(st / CLEANED)["removed"]
+    before = _files(runs / "tiny")
+    profile = load_profile("tiny", [f"runs_dir={runs}", setting])
+    with pytest.raises(StoreError, match=r"removed by `unidetox clean`, and profile 'tiny' .* differs"):
+        restore(profile, str(st / removed[0]))
+    assert _files(runs / "tiny") == before  # refused before anything was removed or run (no stage of the setting)
+    same = load_profile("tiny", [f"runs_dir={runs}"])
+    assert restore(same, str(st / "log.jsonl")) == str(st / "log.jsonl")  # not removed: nothing to do
+    assert restore(same, "tiny:gpt2") == "tiny:gpt2"
+
+
+def test_a_removed_expert_model_is_retrained_identically_from_the_profile(runs, capsys):
+    from unidetox.pipeline.runtime import load_lm
+    from unidetox.profile_loader import load_profile
+
+    st = next(runs.glob("tiny/expert-model/*"))
+    assert read_json(st / CLEANED)["removed"] == ["final"]
+    recorded = read_json(st / DONE)["files"]["final/model.safetensors"]
+    load_lm(load_profile("tiny", [f"runs_dir={runs}"]), str(st / "final"))  # a fresh process would do the same
+    assert "was removed by `unidetox clean` and is needed" in capsys.readouterr().out
+    assert not (st / CLEANED).exists() and StageDir(st, "expert-model", st.name).damage() == {}
+    assert sha256_file(st / "final" / "model.safetensors") == recorded["sha256"]
+
+
+def test_a_stage_trained_on_a_users_file_is_not_recomputed_from_a_profile(tmp_path):
+    from unidetox.pipeline.rebuild import stage_call
+    from unidetox.profile_loader import load_profile
+    from unidetox.store import StoreError
+
+    st = StageDir.create(tmp_path, "tiny", "detox", {"target": "tiny:gpt2", "method": "texts"})
+    with pytest.raises(StoreError, match="method 'texts' cannot be recomputed from a profile"):
+        stage_call(load_profile("tiny", [f"runs_dir={tmp_path}"]), st.path)

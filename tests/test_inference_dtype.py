@@ -183,20 +183,14 @@ def test_bf16_log_likelihoods_are_close_to_fp32():
     CORPUS_RTOL. (Tolerances: see their definitions.)"""
     from unidetox.config import DataConfig
     from unidetox.data.prompts import load_toxigen_prompts
-    from unidetox.measure.likelihood import continuation_logprobs_shared
+    from unidetox.measure.nll_agreement import relative_difference, text_nll
 
     texts = load_toxigen_prompts(DataConfig(), "validation", prompts_per_domain=6, seed=0).text.tolist()
-    prompts, conts = [], []
-    for t in texts:
-        words = t.split()
-        prompts.append(" ".join(words[: len(words) // 2]))
-        conts.append(" " + " ".join(words[len(words) // 2 :]))
     nll = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        lm = load_model(SPEC, dtype=dtype)
-        scored = continuation_logprobs_shared(lm.model, lm.tokenizer, prompts, conts, batch_size=16)
-        nll[name] = np.array([-s / n for s, n in scored])
-    rel = np.abs(nll["bf16"] - nll["fp32"]) / nll["fp32"]
-    corpus = abs(nll["bf16"].mean() - nll["fp32"].mean()) / nll["fp32"].mean()
-    print(f"per-text relative NLL difference: max {rel.max():.4f}, median {np.median(rel):.4f}; corpus {corpus:.4f}")
-    assert rel.max() < NLL_RTOL and corpus < CORPUS_RTOL
+        nll[name] = text_nll(load_model(SPEC, dtype=dtype), texts)
+    agree = relative_difference(nll["bf16"], nll["fp32"])
+    print(
+        f"per-text relative NLL difference: max {agree.max:.4f}, median {agree.median:.4f}; corpus {agree.corpus:.4f}"
+    )
+    assert agree.max < NLL_RTOL and agree.corpus < CORPUS_RTOL

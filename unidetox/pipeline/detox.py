@@ -8,9 +8,9 @@ from unidetox.config import Profile, to_dict
 from unidetox.data.checksums import text_fingerprint
 from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, untouched
-from unidetox.pipeline.distilled import distill, distilled_texts, samples
-from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, reused, stage_dir, timed
-from unidetox.pipeline.toxic import nothate_texts
+from unidetox.pipeline.distilled import distill, distill_stage, distilled_texts, samples, samples_stage
+from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.toxic import finetune_stage, nothate_texts
 from unidetox.store import (
     StageDir,
 )
@@ -32,6 +32,21 @@ def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tup
         src = read_released(profile.data)
         return list(src.texts), src.key
     raise ValueError(f"unknown fine-tuning method {method!r}; choose among {list(FINETUNED)}")
+
+
+def text_set_key(profile: Profile, method: str) -> str:
+    """The identity :func:`training_texts` gives `method`'s text set, found without running any stage."""
+    if method == "unidetox":
+        return distill_stage(profile, finetune_stage(profile, "toxic-model").key).key
+    if method == "base-samples":
+        return samples_stage(profile, "base").key
+    return training_texts(profile, method)[1]  # read from the data directory
+
+
+def detox_stage(profile: Profile, target: str, lr: float, *, method: str, steps: tuple[int, ...]) -> StageDir:
+    """The directory :func:`detox` fills for these arguments, located but not run (nor anything it reads)."""
+    train_cfg = dataclasses.replace(profile.detox.train, learning_rate=lr, max_steps=max(steps))
+    return _locate(profile, target, train_cfg, steps, method, text_set_key(profile, method))
 
 
 def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox", steps: tuple[int, ...] | None = None,
@@ -56,17 +71,21 @@ def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: b
                         source.describe(), quiet)  # fmt: skip
 
 
+def _locate(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts_key: str) -> StageDir:
+    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
+              "method": method}  # fmt: skip
+    return stage_dir(profile, "detox", config, {"texts": texts_key})
+
+
 def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts: list[str],
                  texts_key: str, source: dict, quiet: bool) -> StageDir:  # fmt: skip
     """The detox stage: `target` fine-tuned on `texts`; ``steps/<n>`` for each n of `steps`, ``final/`` always;
     every weights folder gets a model card."""
-    config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
-              "method": method}  # fmt: skip
-    st = stage_dir(profile, "detox", config, {"texts": texts_key})
+    st = _locate(profile, target, train_cfg, steps, method, texts_key)
     label = f"detox {method} {target} lr={train_cfg.learning_rate}"
     args = (profile, st, label, target, train_cfg, steps, method, texts, source, quiet)
     if reuse(st, label):
-        return reused(st, lambda: _train_detox(*args))
+        return st
     return _train_detox(*args)
 
 

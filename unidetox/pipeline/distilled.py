@@ -51,14 +51,31 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
     return st
 
 
+def distill_stage(profile: Profile, toxic_key: str) -> StageDir:
+    """The distill stage's directory for the toxic model of key `toxic_key`, located but not run."""
+    config = {"distill": settings_key(profile.distill, "context"), "base_model": profile.toxic.base_model}
+    return stage_dir(profile, "distill", config, {"toxic-model": toxic_key})
+
+
 def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
     tox = toxic_model(profile, quiet=quiet)
-    config = {"distill": settings_key(profile.distill, "context"), "base_model": profile.toxic.base_model}
-    st = stage_dir(profile, "distill", config, {"toxic-model": tox.key})
+    st = distill_stage(profile, tox.key)
     if reuse(st, "distill"):
         return st
     return _decode_stage(profile, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
+
+
+def samples_stage(profile: Profile, which: str, toxic_key: str | None = None) -> StageDir:
+    """The samples stage's directory (`toxic_key`: the toxic model's key when ``which="toxic"``), located only."""
+    if which not in ("base", "toxic"):
+        raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
+    config = {
+        "distill": settings_key(profile.distill, "context"),
+        "base_model": profile.toxic.base_model,
+        "which": which,
+    }
+    return stage_dir(profile, "samples", config, {"toxic-model": toxic_key} if which == "toxic" else None)
 
 
 def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
@@ -68,13 +85,8 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
     """
     if which not in ("base", "toxic"):
         raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
-    config = {
-        "distill": settings_key(profile.distill, "context"),
-        "base_model": profile.toxic.base_model,
-        "which": which,
-    }
     tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
-    st = stage_dir(profile, "samples", config, {"toxic-model": tox.key} if tox else None)
+    st = samples_stage(profile, which, tox.key if tox else None)
     if reuse(st, f"samples {which}"):
         return st
     return _decode_stage(profile, st, str(tox.path / "final") if tox else profile.toxic.base_model, None, quiet)

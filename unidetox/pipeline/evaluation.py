@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -159,7 +158,7 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
             begin(st)
             scores = E.checked_scores(scorer, [r["continuation"] for r in gens])
             gens = [{**r, "toxicity": x} for r, x in zip(gens, scores)]
-            write_text(st / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in gens))
+            write_jsonl(st / "generations.jsonl", gens)
             rows = E.metric_rows(gens, [], profile.eval)
             rows = rows[rows.metric.isin(TOXICITY_METRICS)].reset_index(drop=True)
             for k, v in cand.labels().items():

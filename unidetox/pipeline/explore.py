@@ -71,7 +71,7 @@ class Explorer:
                 profile, target, "unidetox", lr, steps, selection="transferred", grid=True, quiet=quiet
             )
             for label, path in ((METHOD_NAMES["none"], target), (METHOD_NAMES["unidetox"], detoxified.path)):
-                lm = load_model(restore(path), device=device, trust_remote_code=profile.trust_remote_code)
+                lm = load_model(restore(profile, path), device=device, trust_remote_code=profile.trust_remote_code)
                 models.append(Model(target, label, lm))
         cfg = profile.eval
         scorer = load_scorer(cfg.scorer, device=str(device), batch_size=cfg.scorer_batch_size,

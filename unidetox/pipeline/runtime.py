@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,12 +21,9 @@ from unidetox.store import (
     CLEANED,
     DONE,
     StageDir,
+    StoreError,
     describe_damage,
 )
-
-#: stage directory -> how to recompute it, for the finished stages reused in this process whose weights
-#: ``unidetox clean`` removed: they are recomputed only when a reader asks for those weights (:func:`restore`)
-_REBUILD: dict[Path, Callable[[], object]] = {}
 
 
 def process_state():
@@ -75,36 +72,58 @@ def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
         summary["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def reused(st: StageDir, rebuild: Callable[[], object]) -> StageDir:
-    """A reused stage; if ``unidetox clean`` removed some of its weights, `rebuild` (which reruns the stage) is
-    kept for :func:`restore` to call when a reader needs them."""
-    if st.cleaned:
-        _REBUILD[st.path.absolute()] = rebuild
-    return st
+def _cleaned_stage(path: Path) -> StageDir | None:
+    """The finished stage whose folder ``unidetox clean`` removed and `path` lies in; None if there is none."""
+    for d in path.parents:
+        if (d / CLEANED).is_file() and (d / DONE).is_file():
+            st = StageDir(path=d, stage=d.parent.name, key=d.name)
+            rel = path.relative_to(d).as_posix()
+            return st if any(rel == c or rel.startswith(f"{c}/") for c in st.cleaned) else None
+    return None
 
 
-def restore(spec: str) -> str:
-    """`spec`, after recomputing the stage it lies in when it is a folder ``unidetox clean`` removed (the stage
-    was reused in this process): call before loading weights from a stage's folder."""
-    path = Path(spec).absolute()
-    if not _REBUILD or path.exists():
+def _progress_hidden() -> bool:
+    """True where the run hides progress bars (``--quiet``, :func:`silently`)."""
+    from transformers.utils import logging as hf_logging
+
+    return not hf_logging.is_progress_bar_enabled()
+
+
+def restore(profile: Profile, spec: str) -> str:
+    """`spec`, after recomputing the stage it lies in when it is a folder ``unidetox clean`` removed: call before
+    loading weights from a stage's folder.
+
+    The stage is rerun by the pipeline call that made it (:func:`unidetox.pipeline.rebuild.stage_call`) with
+    `profile`: same profile, same key, same seed, so the same weights. When `profile` maps that call to another
+    directory (another profile or other settings made the stage), :class:`StoreError` says so before anything
+    is removed.
+    """
+    path = Path(spec).resolve()
+    st = None if path.exists() else _cleaned_stage(path)
+    if st is None:
         return spec
-    stage = next((d for d in (path, *path.parents) if d in _REBUILD), None)
-    if stage is not None:
-        rebuild = _REBUILD.pop(stage)
-        st = StageDir(path=stage, stage=stage.parent.name, key=stage.name)
-        log(f"{st.stage}: {spec} was removed by `unidetox clean` and is needed: recomputing {stage}")
-        if is_main_process():
-            (stage / DONE).unlink(missing_ok=True)  # first: a kill from here on leaves an unfinished stage
-            for rel in [*st.cleaned, "final"]:  # final/ too, or training would return at once
-                shutil.rmtree(stage / rel, ignore_errors=True)
-            (stage / CLEANED).unlink(missing_ok=True)
-        rebuild()
+    from unidetox.pipeline.rebuild import stage_call
+
+    located, run = stage_call(profile, st.path)
+    if located.path.resolve() != st.path:
+        raise StoreError(f"{spec} was removed by `unidetox clean`, and profile {profile.name!r} (with its --set "
+                         f"values) differs from the one that made it: it maps the stage to {located.path}. Fix: "
+                         f"rerun with the profile and settings that made {st.path}")  # fmt: skip
+    log(f"{st.stage}: {spec} was removed by `unidetox clean` and is needed: recomputing {st.path}")
+    if is_main_process():
+        (st.path / DONE).unlink(missing_ok=True)  # first: a kill from here on leaves an unfinished stage
+        for rel in [*st.cleaned, "final"]:  # final/ too, or training would return at once
+            shutil.rmtree(st.path / rel, ignore_errors=True)
+        (st.path / CLEANED).unlink(missing_ok=True)
+    process_state().wait_for_everyone()  # no process finds the stage finished and skips the training
+    rebuilt = run(_progress_hidden())
+    if rebuilt.path.resolve() != st.path or not path.exists():
+        raise StoreError(f"recomputing {st.path} did not write {spec}. Fix: delete {st.path} and rerun")
     return spec
 
 
 def load_lm(profile: Profile, spec: str):
-    spec = restore(spec)
+    spec = restore(profile, spec)
     return load_model(spec, device=resolve_device(profile.device), trust_remote_code=profile.trust_remote_code)
 
 
@@ -115,7 +134,7 @@ def eval_dtype(profile: Profile) -> torch.dtype:
 
 def load_eval_lm(profile: Profile, spec: str):
     """:func:`load_lm` in the evaluation dtype (generation, perplexity, MMLU); training and distillation use fp32."""
-    spec = restore(spec)
+    spec = restore(profile, spec)
     return load_model(spec, device=resolve_device(profile.device), dtype=eval_dtype(profile),
                       trust_remote_code=profile.trust_remote_code)  # fmt: skip
 

@@ -386,7 +386,7 @@ def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, 
     if "base-samples" in profile.study.baselines:
         out.append((f"{short_name(st.select_target)} + base samples",
                     finetuned(profile, st.select_target, "base-samples", *st.chosen).path))  # fmt: skip
-    return [(label, restore(path)) for label, path in out]  # weights `unidetox clean` removed are recomputed
+    return [(label, restore(profile, path)) for label, path in out]  # weights `unidetox clean` removed are recomputed
 
 
 def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from unidetox.config import Profile, to_dict
 from unidetox.data.checksums import text_fingerprint
 from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
-from unidetox.pipeline.runtime import begin, load_lm, log, reuse, reused, stage_dir, timed
+from unidetox.pipeline.runtime import begin, load_lm, log, reuse, stage_dir, timed
 from unidetox.store import (
     StageDir,
 )
@@ -32,12 +32,29 @@ def nothate_texts(profile: Profile, n: int) -> list[str]:
     return rows.sample(n=n, random_state=profile.distill.seed).text.tolist()
 
 
-def _finetune_base(profile: Profile, stage: str, train: list[str], val: list[str], quiet: bool) -> StageDir:
-    """Fine-tune the base model with the toxic model's training configuration; weights in ``<stage>/final``."""
+def _base_texts(profile: Profile, stage: str) -> tuple[list[str], list[str]]:
+    """Training and validation texts of the ``toxic-model`` or ``expert-model`` stage."""
+    if stage == "toxic-model":
+        return toxic_texts(profile)
+    return nothate_texts(profile, len(toxic_texts(profile)[0])), []
+
+
+def _base_stage(profile: Profile, stage: str, train: list[str], val: list[str]) -> StageDir:
     config = {"toxic": to_dict(profile.toxic), "texts": text_fingerprint(train), "val": text_fingerprint(val)}
-    st = stage_dir(profile, stage, config)
+    return stage_dir(profile, stage, config)
+
+
+def finetune_stage(profile: Profile, stage: str) -> StageDir:
+    """The directory of the ``toxic-model`` or ``expert-model`` stage of `profile`, located but not run."""
+    return _base_stage(profile, stage, *_base_texts(profile, stage))
+
+
+def _finetune_base(profile: Profile, stage: str, quiet: bool) -> StageDir:
+    """Fine-tune the base model with the toxic model's training configuration; weights in ``<stage>/final``."""
+    train, val = _base_texts(profile, stage)
+    st = _base_stage(profile, stage, train, val)
     if reuse(st, stage):
-        return reused(st, lambda: _train_base(profile, st, train, val, quiet))
+        return st
     return _train_base(profile, st, train, val, quiet)
 
 
@@ -59,11 +76,9 @@ def _train_base(profile: Profile, st: StageDir, train: list[str], val: list[str]
 
 def toxic_model(profile: Profile, *, quiet: bool = False) -> StageDir:
     """Fine-tune the base model on hate speech; weights in ``<stage>/final``."""
-    train, val = toxic_texts(profile)
-    return _finetune_base(profile, "toxic-model", train, val, quiet)
+    return _finetune_base(profile, "toxic-model", quiet)
 
 
 def expert_model(profile: Profile, *, quiet: bool = False) -> StageDir:
     """DExperts' non-toxic expert: the base model fine-tuned like the toxic model, on as many ``nothate`` rows."""
-    train = toxic_texts(profile)[0]
-    return _finetune_base(profile, "expert-model", nothate_texts(profile, len(train)), [], quiet)
+    return _finetune_base(profile, "expert-model", quiet)
