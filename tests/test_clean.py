@@ -13,6 +13,7 @@ from unidetox.cli import run
 from unidetox.links import link_identical
 from unidetox.lock import store_lock
 from unidetox.pipeline.clean import human, removable
+from unidetox.profile_loader import load_profile
 from unidetox.store import CLEANED, DONE, StageDir, read_json, sha256_file
 
 
@@ -36,9 +37,12 @@ def _du(root: Path) -> int:
 
 
 def _detox(runs: Path, method: str, lr: float, target: str = "tiny:gpt2") -> Path:
+    """The detox stage of (method, lr, target); for UniDetox the grid's run (not the budget curve's)."""
+    grid = list(load_profile("tiny").detox.steps)
     for d in sorted(runs.glob("tiny/detox/*")):
         c = read_json(d / "config.json")["config"]
-        if (c["method"], c["train"]["learning_rate"], c["target"]) == (method, lr, target):
+        same = (c["method"], c["train"]["learning_rate"], c["target"]) == (method, lr, target)
+        if same and (method != "unidetox" or c["steps"] == grid):
             return d
     raise AssertionError(f"no detox stage {method} {lr} {target}")
 

@@ -50,8 +50,7 @@ class StudyConfig:
     budget_steps: tuple[int, ...] = field(
         default=(),
         metadata={
-            "help": "training budgets (optimizer steps) of the budget curve: select_target fine-tuned by UniDetox at "
-            "the shared learning rate for each, besides max(detox.steps), on the validation prompts; () = off"
+            "help": "budget curve: steps at which select_target is also fine-tuned (validation prompts); () = off"
         },
     )
 

@@ -25,7 +25,8 @@ from unidetox.store import StageDir, read_json, write_json, write_text
 @dataclass
 class BudgetCurve:
     """``table``: :func:`unidetox.measure.budget.budget_table` rows plus ``tokens`` (at most, steps x batch x
-    max_length) and ``train_seconds`` (wall seconds of that budget's fine-tune as recorded by its stage); ``lr``:
+    max_length) and ``train_seconds`` (wall seconds of that budget's fine-tune, read from its stage's DONE: not in
+    ``curve.csv``, whose bytes a rerun reproduces); ``lr``:
     the shared learning rate; ``chosen_steps``: the study's steps; ``cheapest``: the fewest steps as good as the
     best budget on in-distribution EMT; ``target``: the selection target; ``path``: the stage folder."""
 
@@ -59,7 +60,7 @@ def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | 
     steps = budgets(profile)
     if not steps:
         raise ConfigError("study.budget_steps is empty: the budget curve is off; set e.g. "
-                          "--set 'study.budget_steps=[32,64]'")  # fmt: skip
+                          "--set study.budget_steps=[32,64]")  # fmt: skip
     s = study(profile, quiet=quiet)
     lr, chosen = s.chosen
     sel, top, split = s.select_target, max(profile.detox.steps), profile.eval.prompt_split
@@ -81,10 +82,10 @@ def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | 
                              level=profile.study.ci_level)  # fmt: skip
         t = profile.detox.train
         table["tokens"] = table.steps * t.batch_size * t.grad_accum * t.max_length
-        table["train_seconds"] = table.steps.map({n: _train_seconds(c.path) for n, c in cands.items()})
         write_text(st / "curve.csv", table.to_csv(index=False))
         write_json(st / "choice.json", {"cheapest_as_good": cheapest_as_good(table), "chosen_steps": chosen})
         st.mark_done({"budgets": steps})
         log(f"budget curve: wrote {st.path}")
-    table = pd.read_csv(st / "curve.csv")
+    table = pd.read_csv(st / "curve.csv")  # wall seconds are not outputs (reruns differ): read from the stages
+    table["train_seconds"] = table.steps.map({n: _train_seconds(c.path) for n, c in cands.items()})
     return BudgetCurve(table, lr, chosen, int(read_json(st / "choice.json")["cheapest_as_good"]), sel, st.path)
