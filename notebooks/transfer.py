@@ -122,6 +122,8 @@ if prof.study.budget_steps:
         chosen_tokens = budget.chosen_steps * sub.tokens.iloc[0] / sub.steps.iloc[0]
         ax.axvline(chosen_tokens, color="tab:red", ls=":", lw=1, label=f"study: {budget.chosen_steps} steps")
         ax.set(xscale="log", xlabel="fine-tuning tokens (at most)", ylabel=f"Δ{metric} (in), validation")
+        ax.set_xticks(sub.tokens, labels=[f"{t:,}\n{s} steps" for t, s in zip(sub.tokens, sub.steps)])
+        ax.minorticks_off()
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     glue("fig_budget", fig, display=False)
