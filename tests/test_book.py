@@ -381,6 +381,14 @@ def test_book_builds_every_toc_page(book_repo):
             assert "Traceback" not in page, f"{entry}: an executed cell shows a traceback"
     main = (html / "_generated" / "main_results.html").read_text()
     assert "UniDetox" in main and "DExperts" in main and "n/a" in main  # every method, and the DExperts limit
+    # Markdown a notebook displays is parsed as MyST: the claims table is a table, not a paragraph of pipes, and
+    # the generated sentences' $math$ is math
+    assert "| claim |" not in main and "|---|" not in main
+    claims = main[main.index('id="the-paper-s-claims') :]
+    table = claims[claims.index("<table") : claims.index("</table>")]
+    assert "(a) UniDetox lowers" in table and "verdict" in table
+    repro = (html / "_generated" / "reproducibility.html").read_text()
+    assert "$k = " not in repro and "math notranslate" in repro
 
 
 class _Assets(HTMLParser):
