@@ -91,12 +91,15 @@ def _plain(value):
 
 
 def headline_rows(runs: Path) -> list[dict]:
-    """TP/EMT/PPL rows of every `none`/`unidetox` evaluation stage, with the stage's prompt split; sorted by KEY."""
+    """TP/EMT/PPL rows of every `none`/`unidetox` evaluation stage but the budget curve's, with the stage's prompt
+    split; sorted by KEY."""
     rows = []
     for metrics in sorted(Path(runs).glob("*/evaluate/*/metrics.csv")):
         split = json.loads((metrics.parent / "settings.json").read_text())["prompt_split"]
         frame = pd.read_csv(metrics)
         frame = frame[frame.method.isin(PINNED_METHODS) & frame.metric.isin(PINNED_METRICS)]
+        if "selection" in frame:  # the budget curve's own fine-tunes are not headline numbers (pipeline/budget.py)
+            frame = frame[frame.selection.fillna("") != "budget"]
         for rec in frame.to_dict("records"):
             row = {k: _plain(rec[k]) for k in KEY if k != "split"}
             row["steps"] = None if row["steps"] is None else int(row["steps"])
