@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from unidetox.measure.metrics import IN_DISTRIBUTION
+from unidetox.report.tables import ci_cell
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -269,13 +270,6 @@ def study_claims(study, distillation_model: str, political: pd.DataFrame | None 
                         contrast_cis_second=getattr(study, "contrast_cis_second", None) if second else None)  # fmt: skip
 
 
-def _cell(v, lo=np.nan, hi=np.nan, digits: int = 3) -> str:
-    if pd.isna(v):
-        return ""
-    text = f"{v:+.{digits}f}"
-    return text if pd.isna(lo) else f"{text} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-
 def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: int = 3) -> str:
     """The claims table as a Markdown table: value [interval] under each scorer, verdict, agreement, note."""
     from unidetox.report.tables import short_name
@@ -288,8 +282,8 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
         if r["measure"].startswith("PPL ratio") and not pd.isna(v):
             one = f"{v:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
         else:
-            one = _cell(v, r["lo"], r["hi"], digits)
-        two = _cell(r["second value"], r["second lo"], r["second hi"], digits)
+            one = ci_cell(v, r["lo"], r["hi"], digits)
+        two = ci_cell(r["second value"], r["second lo"], r["second hi"], digits)
         target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
         cells = [f"({r['claim']}) {r['statement']}", target, r["measure"], one, two, f"**{r['verdict']}**",
                  r["scorers agree"], r["note"] if not pd.isna(r["note"]) else ""]  # fmt: skip
@@ -306,7 +300,7 @@ def _row_text(r: pd.Series, digits: int) -> str:
     if r["measure"].startswith("PPL ratio"):
         value = f"{r['value']:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
     else:
-        value = _cell(r["value"], r["lo"], r["hi"], digits)
+        value = ci_cell(r["value"], r["lo"], r["hi"], digits)
     return f"{r['measure']} on {target} {value}: **{r['verdict']}**"
 
 
@@ -322,9 +316,9 @@ def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
                 "base model's plain samples) is not among `study.baselines`.")  # fmt: skip
     if v == NOT_MEASURED:
         return "Whether the contrast matters could not be measured: the contrast's intervals are missing."
-    value = _cell(r["value"], r["lo"], r["hi"], digits)
+    value = ci_cell(r["value"], r["lo"], r["hi"], digits)
     if not pd.isna(r["second value"]):
-        value += f" (second scorer: {_cell(r['second value'], r['second lo'], r['second hi'], digits)})"
+        value += f" (second scorer: {ci_cell(r['second value'], r['second lo'], r['second hi'], digits)})"
     if v == HOLDS:
         return (f"The contrast matters: UniDetox lowers in-distribution EMT more than fine-tuning on plain base-model "
                 f"samples does (UniDetox minus base samples {value}), under every scorer.")  # fmt: skip

@@ -15,7 +15,7 @@ import pandas as pd
 from unidetox.analysis.textstats import STATS_COLUMNS
 from unidetox.analysis.texttype import TEXT_TYPES
 from unidetox.measure.power import PowerPlan
-from unidetox.report.tables import COLUMNS, seed_summary
+from unidetox.report.tables import COLUMNS, ci_cell, seed_summary
 
 # (domain, metric) -> column of the toxicity columns: TP and EMT, in- and out-of-distribution
 TOXICITY_COLUMNS = COLUMNS[:4]
@@ -130,10 +130,6 @@ def power_sentences(plan: PowerPlan, n_pilot: int, k: int, seeds: int) -> str:
     return " ".join(out)
 
 
-def _ci(d: float, lo: float, hi: float) -> str:
-    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-
-
 def budget_display(table: pd.DataFrame) -> pd.DataFrame:
     """A budget curve's table (:func:`unidetox.measure.budget.budget_table` plus tokens and train_seconds) as
     text, one row per budget: steps, tokens, fine-tuning seconds, ΔEMT/ΔTP (in) vs untouched and EMT vs the best."""
@@ -143,9 +139,9 @@ def budget_display(table: pd.DataFrame) -> pd.DataFrame:
         "steps": emt.index.astype(int),
         "tokens (at most)": emt.tokens.astype(int).to_numpy(),
         "fine-tune s": emt.train_seconds.map(lambda v: f"{v:.0f}").to_numpy(),
-        "ΔEMT (in) [95% CI]": [_ci(r["diff"], r.lo, r.hi) for _, r in emt.iterrows()],
-        "ΔTP (in) [95% CI]": [_ci(r["diff"], r.lo, r.hi) for _, r in tp.loc[emt.index].iterrows()],
-        "EMT − best budget [95% CI]": [_ci(r.vs_best, r.vs_best_lo, r.vs_best_hi) for _, r in emt.iterrows()],
+        "ΔEMT (in) [95% CI]": [ci_cell(r["diff"], r.lo, r.hi) for _, r in emt.iterrows()],
+        "ΔTP (in) [95% CI]": [ci_cell(r["diff"], r.lo, r.hi) for _, r in tp.loc[emt.index].iterrows()],
+        "EMT − best budget [95% CI]": [ci_cell(r.vs_best, r.vs_best_lo, r.vs_best_hi) for _, r in emt.iterrows()],
     })  # fmt: skip
 
 

@@ -121,6 +121,15 @@ def _config_text(row: pd.Series) -> str:
     return ""
 
 
+def ci_cell(v: float, lo: float = np.nan, hi: float = np.nan, digits: int = 3) -> str:
+    """``'-0.123 [-0.200, -0.050]'``: a signed value and its interval ('' without a value, no brackets without an
+    interval)."""
+    if pd.isna(v):
+        return ""
+    text = f"{v:+.{digits}f}"
+    return text if pd.isna(lo) else f"{text} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
 def ci_text(table: pd.DataFrame, col: str, digits: int = 3) -> pd.Series:
     """``'-0.123 [-0.2, -0.05]'`` strings of a difference column and its ``lo``/``hi`` bounds ('' when absent)."""
     if col not in table:
