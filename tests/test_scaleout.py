@@ -119,12 +119,15 @@ def test_scale_settings_are_typed_and_checked():
     with pytest.raises(ConfigError, match="did you mean 'gradient_checkpointing'"):
         load_profile("tiny", ["scale.gradient_checkpoint=true"])
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert mixed_precision(ScaleConfig(), cpu) == "no" and mixed_precision(ScaleConfig(), cuda) == "bf16"
+    assert mixed_precision(ScaleConfig(), cuda) == "bf16"
     assert mixed_precision(ScaleConfig(mixed_precision="fp32"), cuda) == "no"
+    assert mixed_precision(ScaleConfig(mixed_precision="bf16"), cpu) == "bf16"
 
 
 def test_scale_settings_are_not_part_of_stage_keys(tmp_path, capsys, one_torch_thread):
-    """Gradient checkpointing and precision change no result beyond rounding: a finished stage is reused across them."""
+    """Gradient checkpointing and fp32 precision on a CPU (the tiny profile's own) change no result beyond rounding: a
+    finished stage is reused across them. (A precision that departs from the device's former default is keyed:
+    tests/test_train_precision.py.)"""
     from unidetox import pipeline as P
 
     a = load_profile("tiny", [f"runs_dir={tmp_path}", "toxic.train.max_steps=1"])
@@ -145,7 +148,7 @@ texts = ["the cat sat on the mat", "a dog ran far away from home today", "hello"
          "seven eight", "nine ten eleven twelve", "the end", "a b c d e f g"]
 cfg = TrainConfig(learning_rate=1e-3, max_steps=3, batch_size=4, max_length=16, seed=3, log_every=1)
 train_causal_lm(load_model("tiny:llama"), texts, cfg, sys.argv[1], device="cpu", progress=False,
-                scale=ScaleConfig(gradient_checkpointing=sys.argv[2] == "1"))
+                scale=ScaleConfig(gradient_checkpointing=sys.argv[2] == "1", mixed_precision="fp32"))
 """
 
 

@@ -74,8 +74,9 @@ def train_causal_lm(
 ) -> TrainResult:
     """Fine-tune `lm.model` in place on `texts` (see the module docstring for the files written).
 
-    device: auto | cpu | cuda (accelerate places the model; bf16 autocast on CUDA, fp32 on CPU; under
-    ``accelerate launch`` each process takes its slice of every global batch). Half-precision weights
+    device: auto | cpu | cuda (accelerate places the model; ``scale.mixed_precision``: bf16 autocast on CUDA and on
+    CPUs with native bf16, else fp32; under ``accelerate launch`` each process takes its slice of every global
+    batch). Half-precision weights
     are trained in fp32 and cast back at the end. `scale`: gradient checkpointing, mixed precision and the memory
     check (the estimate of `unidetox.pipeline.plan` is printed first). If ``out_dir/final`` is complete, its weights are
     loaded into `lm.model` and its result returned without training. `stop_after`: stop after that

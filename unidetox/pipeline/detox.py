@@ -9,7 +9,16 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, untouched
 from unidetox.pipeline.distilled import distill, distill_stage, distilled_texts, samples, samples_stage
-from unidetox.pipeline.runtime import begin, is_main_process, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import (
+    begin,
+    is_main_process,
+    load_lm,
+    log,
+    reuse,
+    stage_dir,
+    timed,
+    train_precision_key,
+)
 from unidetox.pipeline.toxic import finetune_stage, nothate_texts
 from unidetox.store import (
     StageDir,
@@ -73,7 +82,7 @@ def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: b
 
 def _locate(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts_key: str) -> StageDir:
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
-              "method": method}  # fmt: skip
+              "method": method, **train_precision_key(profile)}  # fmt: skip
     return stage_dir(profile, "detox", config, {"texts": texts_key})
 
 

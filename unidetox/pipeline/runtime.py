@@ -159,6 +159,19 @@ class EvalModels:
         return self._kept[spec]
 
 
+def train_precision_key(profile: Profile) -> dict:
+    """The training precision's part of the training stages' keys (toxic, expert, detox): ``{}`` when it is what
+    those stages used before CPUs with native bf16 trained in bf16 (fp32 on CPU, bf16 on CUDA), so those runs keep
+    their keys; else ``{"mixed_precision": "bf16" | "fp32"}``."""
+    from unidetox.method.train_setup import mixed_precision
+
+    device = resolve_device(profile.device)
+    precision = mixed_precision(profile.scale, device)
+    if precision == ("bf16" if device.type == "cuda" else "no"):
+        return {}
+    return {"mixed_precision": "bf16" if precision == "bf16" else "fp32"}
+
+
 def eval_dtype_key(profile: Profile) -> dict:
     """The evaluation dtype's part of the evaluate/mmlu stage keys: ``{}`` when it is the dtype those stages used
     before the setting existed (fp32 on CPU, bf16 on CUDA), so those runs keep their keys; else

@@ -6,7 +6,7 @@ from unidetox.config import Profile, to_dict
 from unidetox.data.checksums import text_fingerprint
 from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
-from unidetox.pipeline.runtime import begin, load_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.runtime import begin, load_lm, log, reuse, stage_dir, timed, train_precision_key
 from unidetox.store import (
     StageDir,
 )
@@ -40,7 +40,8 @@ def _base_texts(profile: Profile, stage: str) -> tuple[list[str], list[str]]:
 
 
 def _base_stage(profile: Profile, stage: str, train: list[str], val: list[str]) -> StageDir:
-    config = {"toxic": to_dict(profile.toxic), "texts": text_fingerprint(train), "val": text_fingerprint(val)}
+    config = {"toxic": to_dict(profile.toxic), "texts": text_fingerprint(train), "val": text_fingerprint(val),
+              **train_precision_key(profile)}  # fmt: skip
     return stage_dir(profile, stage, config)
 
 
