@@ -76,11 +76,11 @@ def train_causal_lm(
 
     device: auto | cpu | cuda (accelerate places the model; ``scale.mixed_precision``: bf16 autocast on CUDA and on
     CPUs with native bf16, else fp32; under ``accelerate launch`` each process takes its slice of every global
-    batch). Half-precision weights
-    are trained in fp32 and cast back at the end. `scale`: gradient checkpointing, mixed precision and the memory
-    check (the estimate of `unidetox.pipeline.plan` is printed first). If ``out_dir/final`` is complete, its weights are
-    loaded into `lm.model` and its result returned without training. `stop_after`: stop after that
-    optimizer step with a checkpoint and no final (time-limited jobs); a later call resumes.
+    batch). Half-precision weights are trained in fp32 and cast back at the end. `scale`: gradient checkpointing,
+    mixed precision and the memory check (the estimate of `unidetox.pipeline.plan` is printed first). If
+    ``out_dir/final`` is complete, its weights are loaded into `lm.model` and its result returned without training.
+    `stop_after`: stop after that optimizer step with a checkpoint and no final (time-limited jobs); a later call
+    resumes.
     """
     out_dir, texts = Path(out_dir), list(texts)
     if not texts:

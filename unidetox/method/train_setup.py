@@ -175,7 +175,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[lis
 
 def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
     """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`: auto = bf16 on CUDA and on
-    CPUs that compute bf16 natively (avx512_bf16 or amx_bf16: SmolLM2-135M trained 1.5-1.65x faster on 2 such cores,
+    CPUs that compute bf16 natively (avx512_bf16 or amx_bf16: SmolLM2-135M trained 1.47-1.65x faster on 2 such cores,
     Gemma-3-270M 1.1x, with the same loss curve within 0.6%; benchmarks/results/bench_train.md), else fp32."""
     if scale.mixed_precision == "auto":
         native = dev.type == "cuda" or (dev.type == "cpu" and cpu_has_native_bf16())
