@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from unidetox.models import TINY_SPECS, load_model
+from unidetox.models import load_model
 from unidetox.scale import costs as C
 from unidetox.scale.shapes import HUB_ARCHS, arch_from_config, arch_of
+from unidetox.tiny_models import TINY_SPECS
 
 
 def numel(model: torch.nn.Module) -> int:

@@ -59,7 +59,7 @@ class HubRecorder:
     def __init__(self, monkeypatch):
         import transformers
 
-        from unidetox.models import tiny_tokenizer
+        from unidetox.tiny_models import tiny_tokenizer
 
         self.calls: list[tuple[str, str, dict]] = []
 

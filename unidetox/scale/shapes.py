@@ -62,12 +62,13 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
     """The shape of model `spec` without loading weights: tiny (built config), packaged/local (config.json),
     the paper's Hub models (`HUB_ARCHS`), other Hub ids (their config from the local cache or the Hub)."""
     from unidetox import models as M
+    from unidetox.tiny_models import TINY_SPECS, tiny_config
 
     if M.is_tiny(spec) or spec.startswith("tiny:"):
         kind = spec.split(":", 1)[1]
-        if spec not in M.TINY_SPECS:
-            raise PlanError(f"unknown tiny model {spec!r}; known: {', '.join(M.TINY_SPECS)}")
-        return arch_from_config(M.tiny_config(kind), f"built in code ({spec})")
+        if spec not in TINY_SPECS:
+            raise PlanError(f"unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
+        return arch_from_config(tiny_config(kind), f"built in code ({spec})")
     if spec in HUB_ARCHS:
         return HUB_ARCHS[spec]
     if spec.startswith("packaged:"):

@@ -208,7 +208,7 @@ def tiny_classifier() -> tuple[torch.nn.Module, Any]:
     """
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from unidetox.models import tiny_tokenizer
+    from unidetox.tiny_models import tiny_tokenizer
 
     tok = tiny_tokenizer("gpt2")
     cfg = GPT2Config(
