@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
+from unidetox.jsonl import read_jsonl
 from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, TOXICITY_METRICS
 from unidetox.measure.scorers import load_scorer
 from unidetox.profile_loader import load_profile
 from unidetox.report import claims as C
 from unidetox.report.tables import verdicts
-from unidetox.store import read_jsonl
 
 
 @pytest.fixture(scope="module")

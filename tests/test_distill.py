@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from unidetox.config import DistillConfig
+from unidetox.jsonl import read_jsonl
 from unidetox.measure.contrast import contrast_per_token
 from unidetox.method import distill as D
 from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample
-from unidetox.store import read_jsonl
 
 
 def _logp(probs):

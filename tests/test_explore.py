@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
+from unidetox.jsonl import read_jsonl
 from unidetox.measure.scorers import load_scorer
 from unidetox.pipeline.explore import (
     COLUMNS,
@@ -25,7 +26,6 @@ from unidetox.pipeline.explore import (
     toxigen_choices,
 )
 from unidetox.profile_loader import load_profile
-from unidetox.store import read_jsonl
 
 PROMPT = "the people who live next door are"
 

@@ -43,6 +43,7 @@ from harness import (
 import unidetox.pipeline as P
 from unidetox.cli import run
 from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig
+from unidetox.jsonl import read_jsonl
 from unidetox.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
 from unidetox.measure.evaluate import EvaluationError, prompt_budget
 from unidetox.method.distill import DistillError, check_length
@@ -51,7 +52,7 @@ from unidetox.method.sampling import CausalLMSource, sample_loop, strip_after_eo
 from unidetox.method.train import TrainError, train_causal_lm
 from unidetox.models import ModelLoadError, load_model, save_model
 from unidetox.profile_loader import load_profile, parse_override
-from unidetox.store import StageDir, atomic_dir, read_json, read_jsonl, write_text
+from unidetox.store import StageDir, atomic_dir, read_json, write_text
 
 
 def tiny(runs: Path, *sets: str) -> list[str]:

@@ -21,6 +21,7 @@ from unidetox.checkpoint import (
     unflatten_state,
 )
 from unidetox.config import ScaleConfig, TrainConfig
+from unidetox.jsonl import read_jsonl
 from unidetox.method.batches import (
     batch_indices,
     epoch_order,
@@ -35,7 +36,6 @@ from unidetox.method.train import train_causal_lm
 from unidetox.method.train_setup import tokenize_texts
 from unidetox.method.train_state import TrainError
 from unidetox.models import load_model
-from unidetox.store import read_jsonl
 
 TEXTS = [
     "The cat sat on the mat.",

@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from unidetox.config import EvalConfig
 from unidetox.errors import UnidetoxError
+from unidetox.jsonl import JsonlWriter, read_jsonl
 from unidetox.measure import metrics
 from unidetox.measure.likelihood import conditional_perplexity
 from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
 from unidetox.models import LoadedModel, model_max_length
-from unidetox.store import JsonlWriter, read_jsonl
 
 
 def _unit_key(record: dict) -> tuple[int, int]:

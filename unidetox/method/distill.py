@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from unidetox.config import DistillConfig
 from unidetox.errors import UnidetoxError
+from unidetox.jsonl import JsonlWriter, read_jsonl
 from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop, strip_after_eos
 from unidetox.models import LoadedModel, ModelLoadError, same_tokenizer, start_token
-from unidetox.store import JsonlWriter, read_jsonl
 
 
 class DistillError(UnidetoxError, ValueError):

@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from unidetox.config import ScaleConfig, TrainConfig, to_dict
+from unidetox.jsonl import JsonlWriter, read_jsonl
 from unidetox.links import link_identical
 from unidetox.method.batches import batch_indices, micro_batches, pad_batch, shard, token_nll
 from unidetox.method.train_setup import TrainRun, cuda_devices, set_checkpointing, setup_run
@@ -54,7 +55,7 @@ from unidetox.method.train_state import (
     save_resumable,
 )
 from unidetox.models import LoadedModel
-from unidetox.store import ANNOTATIONS, JsonlWriter, read_jsonl, write_text
+from unidetox.store import ANNOTATIONS, write_text
 
 # ----------------------------------------------------------------------------- the loop
 

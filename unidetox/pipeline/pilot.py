@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import ConfigError, Profile
+from unidetox.jsonl import read_jsonl
 from unidetox.measure.power import PilotCosts
 from unidetox.pipeline.candidates import toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
 from unidetox.pipeline.study import per_prompt_rows, study
-from unidetox.store import DONE, read_json, read_jsonl
+from unidetox.store import DONE, read_json
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from unidetox.config import Profile
 from unidetox.data.files import DataError
 from unidetox.data.mmlu import check_mmlu_subjects
+from unidetox.jsonl import read_jsonl
 from unidetox.methods import FINETUNED, FINETUNED_BASELINES, METHODS
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
@@ -17,14 +18,7 @@ from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
 from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
-from unidetox.store import (
-    FILES,
-    StageDir,
-    read_json,
-    read_jsonl,
-    write_json,
-    write_text,
-)
+from unidetox.store import FILES, StageDir, read_json, write_json, write_text
 from unidetox.texts import read_released, released_csv
 
 

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from unidetox.errors import UnidetoxError
-from unidetox.store import read_jsonl, sha256_file
+from unidetox.jsonl import read_jsonl
+from unidetox.store import sha256_file
 
 # distribution names, as pip knows them
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "papermill", "jupyter-book", "numpy", "pandas")
