@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from unidetox.measure.metrics import IN_DISTRIBUTION
-from unidetox.report.tables import ci_cell
+from unidetox.report.tables import ci_cell, ratio_cell
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -280,7 +280,7 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
     for _, r in table.iterrows():
         v = r["value"]
         if r["measure"].startswith("PPL ratio") and not pd.isna(v):
-            one = f"{v:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
+            one = ratio_cell(v, r["lo"], r["hi"])
         else:
             one = ci_cell(v, r["lo"], r["hi"], digits)
         two = ci_cell(r["second value"], r["second lo"], r["second hi"], digits)
@@ -298,7 +298,7 @@ def _row_text(r: pd.Series, digits: int) -> str:
     if pd.isna(r["value"]):
         return f"{r['measure']} on {target}: **{r['verdict']}**"
     if r["measure"].startswith("PPL ratio"):
-        value = f"{r['value']:.2f}" + ("" if pd.isna(r["lo"]) else f" [{r['lo']:.2f}, {r['hi']:.2f}]")
+        value = ratio_cell(r["value"], r["lo"], r["hi"])
     else:
         value = ci_cell(r["value"], r["lo"], r["hi"], digits)
     return f"{r['measure']} on {target} {value}: **{r['verdict']}**"

@@ -121,6 +121,14 @@ def _config_text(row: pd.Series) -> str:
     return ""
 
 
+def ratio_cell(v: float, lo: float = np.nan, hi: float = np.nan) -> str:
+    """``'1.11 [0.85, 1.43]'``: an unsigned ratio and its interval, 2 decimals ('' without a value, no brackets
+    without an interval)."""
+    if pd.isna(v):
+        return ""
+    return f"{v:.2f}" if pd.isna(lo) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def ci_cell(v: float, lo: float = np.nan, hi: float = np.nan, digits: int = 3) -> str:
     """``'-0.123 [-0.200, -0.050]'``: a signed value and its interval ('' without a value, no brackets without an
     interval)."""
@@ -206,7 +214,7 @@ def display_main_table(main: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     out["PPL"] = pm("PPL", 1)
     ratio = main.get("PPL ratio", pd.Series(np.nan, index=main.index))
     out["PPL ratio [95% CI]"] = [
-        "" if pd.isna(v) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+        ratio_cell(v, lo, hi)
         for v, lo, hi in zip(ratio, main.get("PPL ratio lo", ratio), main.get("PPL ratio hi", ratio))
     ]
     for col in DIVERSITY_METRICS:
