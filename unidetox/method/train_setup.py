@@ -19,7 +19,7 @@ from unidetox.config import ScaleConfig, TrainConfig
 from unidetox.method.batches import lr_factor, num_training_steps
 from unidetox.method.train_state import TrainError, recover_checkpoint_dir
 from unidetox.models import LoadedModel, resolve_device
-from unidetox.precision import cpu_has_native_bf16
+from unidetox.precision import autocast_bf16
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,9 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[lis
 
 
 def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
-    """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`: auto = bf16 on CUDA and on
-    CPUs that compute bf16 natively (avx512_bf16 or amx_bf16: SmolLM2-135M trained 1.47-1.65x faster on 2 such cores,
-    Gemma-3-270M 1.1x, with the same loss curve within 0.6%; benchmarks/results/bench_train.md), else fp32."""
-    if scale.mixed_precision == "auto":
-        native = dev.type == "cuda" or (dev.type == "cpu" and cpu_has_native_bf16())
-        return "bf16" if native else "no"
-    return "bf16" if scale.mixed_precision == "bf16" else "no"
+    """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`
+    (:func:`unidetox.precision.autocast_bf16`: auto = bf16 on CUDA and on CPUs with native bf16, else fp32)."""
+    return "bf16" if autocast_bf16(scale.mixed_precision, dev) else "no"
 
 
 def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
