@@ -4,7 +4,7 @@ Each field's ``metadata["help"]`` says what it means (``unidetox settings`` prin
 shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidetox.profile_loader`. One module per
 part: ``base`` (profile names, DGHS target codes, :class:`ConfigError`, :func:`to_dict`), ``data``, ``train``
 (the fine-tuning loop), ``stages`` (toxic model, distillation, detoxification grid), ``evaluation``, ``scale``,
-``study`` and ``profile``; import the names from here.
+``study``, ``validity`` and ``profile``; import the names from here.
 
 >>> from unidetox.profile_loader import load_profile
 >>> load_profile("tiny", ["distill.alpha=0.2"]).distill.alpha
@@ -25,6 +25,7 @@ from unidetox.config.stages import GRID_SETTINGS, DetoxConfig, DistillConfig, To
 from unidetox.config.study import SAFETY_PREPROMPT as SAFETY_PREPROMPT
 from unidetox.config.study import StudyConfig
 from unidetox.config.train import TrainConfig
+from unidetox.config.validity import ValidityConfig
 
 __all__ = [
     "DGHS_TARGETS",
@@ -40,5 +41,6 @@ __all__ = [
     "StudyConfig",
     "ToxicModelConfig",
     "TrainConfig",
+    "ValidityConfig",
     "to_dict",
 ]

@@ -25,6 +25,10 @@ class DataConfig:
         default="skg/toxigen-data", metadata={"help": "Hub id of ToxiGen, the evaluation prompts (source=hub)"}
     )
     mmlu_hub_id: str = field(default="cais/mmlu", metadata={"help": "Hub id of MMLU (source=hub)"})
+    wikitext_hub_id: str = field(
+        default="Salesforce/wikitext",
+        metadata={"help": "Hub id of WikiText-2 (config wikitext-2-v1), benign text of the scorer validity (source=hub)"},
+    )
 
     def __post_init__(self):
         _check(self.source in ("local", "hub"), f"data.source must be 'local' or 'hub', not {self.source!r}")

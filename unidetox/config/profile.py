@@ -11,6 +11,7 @@ from unidetox.config.evaluation import EvalConfig
 from unidetox.config.scale import ScaleConfig
 from unidetox.config.stages import DetoxConfig, DistillConfig, ToxicModelConfig
 from unidetox.config.study import StudyConfig
+from unidetox.config.validity import ValidityConfig
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Profile:
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "stage 4: toxicity, perplexity, MMLU"})
     study: StudyConfig = field(
         default_factory=StudyConfig, metadata={"help": "the comparison with the baselines and its statistics"}
+    )
+    validity: ValidityConfig = field(
+        default_factory=ValidityConfig,
+        metadata={"help": "the scorers' validity on data the study does not prompt with (a book page)"},
     )
     scale: ScaleConfig = field(
         default_factory=ScaleConfig, metadata={"help": "how training uses the hardware (in no stage key)"}
