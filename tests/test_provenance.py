@@ -55,20 +55,22 @@ def test_data_checksums_of_a_tiny_data_dir(tmp_path):
         "mmlu/test/virology_test.csv": b"v\n",
         "mmlu/test/college_biology_test.csv": b"c\n",  # subject with an underscore
         "political_compass/statements.json": b"[]",
-        "wikitext2/test.txt": b"not read by the loaders",
+        "wikitext2/test.txt": b"read by the scorer-validity page",
     }
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     prof = load_profile("tiny", [f"data.dir={root}", "eval.mmlu_subjects=[anatomy, college_biology]"])
     table = facts.data_checksums(prof)
-    expected = sorted(set(files) - {"mmlu/test/virology_test.csv", "wikitext2/test.txt"})
+    expected = sorted(set(files) - {"mmlu/test/virology_test.csv"})
     assert table["file"].tolist() == expected
     assert table["sha256"].tolist() == [hashlib.sha256(files[n]).hexdigest() for n in expected]
     assert table["data set"].tolist() == [n.split("/")[0] for n in expected]
     assert table["bytes"].tolist() == [len(files[n]) for n in expected]
     no_mmlu = facts.data_checksums(load_profile("tiny", [f"data.dir={root}", "study.mmlu=false"]))
     assert not any(no_mmlu["file"].str.startswith("mmlu/"))
+    no_validity = facts.data_checksums(load_profile("tiny", [f"data.dir={root}", "validity.enabled=false"]))
+    assert not any(no_validity["file"].str.startswith("wikitext2/"))
     hub = facts.data_checksums(load_profile("tiny", [f"data.dir={root}", "data.source=hub"]))
     assert hub["file"].tolist() == ["political_compass/statements.json"]
 

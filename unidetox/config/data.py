@@ -27,7 +27,9 @@ class DataConfig:
     mmlu_hub_id: str = field(default="cais/mmlu", metadata={"help": "Hub id of MMLU (source=hub)"})
     wikitext_hub_id: str = field(
         default="Salesforce/wikitext",
-        metadata={"help": "Hub id of WikiText-2 (config wikitext-2-v1), benign text of the scorer validity (source=hub)"},
+        metadata={
+            "help": "Hub id of WikiText-2 (config wikitext-2-v1), benign text of the scorer validity (source=hub)"
+        },
     )
 
     def __post_init__(self):

@@ -15,12 +15,13 @@ LOCAL_FILES: dict[str, tuple[str, ...]] = {
     "toxigen": ("toxigen/annotated_*.csv",),
     "mmlu": ("mmlu/dev/*.csv", "mmlu/test/*.csv"),
     "political_compass": ("political_compass/statements.json",),
+    "wikitext2": ("wikitext2/valid.txt", "wikitext2/test.txt"),
 }
 
 
 def data_files(cfg: DataConfig, which: Sequence[str] = ()) -> dict[str, str]:
     """Relative path -> sha256 of each local data file the loaders read (of the data sets in `which`,
-    default all: dghs, toxigen, mmlu, political_compass). Empty for ``source == "hub"``, except the
+    default all: dghs, toxigen, mmlu, political_compass, wikitext2). Empty for ``source == "hub"``, except the
     Political Compass, which is always local."""
     kinds = tuple(which) or tuple(LOCAL_FILES)
     unknown = [k for k in kinds if k not in LOCAL_FILES]

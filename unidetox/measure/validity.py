@@ -50,9 +50,9 @@ MAX_BENIGN_FPR = 0.10
 SELECTION_RULE = (
     f"A scorer is eligible when its false-positive rate is at most {MAX_BENIGN_FPR:.0%} on every benign set "
     "(WikiText-2 sentences, the released distilled text, each target's continuations of WikiText-2 openings). "
-    "Eligible scorers are ranked by their ROC AUC on held-out ToxiGen rows (the kind of text the study scores), "
-    "ties broken by the AUC on DGHS test, and follow the ineligible ones; the first eligible scorer is the primary "
-    "scorer and the next one in this order the second scorer."
+    "Eligible scorers come first, ranked by their ROC AUC on held-out ToxiGen rows (the kind of text the study "
+    "scores), ties broken by the AUC on DGHS test; ineligible scorers follow, ranked the same way. The first scorer, "
+    "when eligible, is the primary scorer, and the next one the second scorer."
 )
 
 AUC, FPR = "AUC", "FPR"  # the measures of the validity table
@@ -116,7 +116,9 @@ def roc_auc(scores, labels) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def auc_interval(scores, labels, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def auc_interval(
+    scores, labels, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """``(auc, lo, hi)``: :func:`roc_auc` and its percentile bootstrap interval at `level`, resampling the toxic and
     the non-toxic rows separately (:func:`unidetox.measure.bootstrap.bootstrap_ci` with the labels as strata)."""
     s, y = _checked(scores, labels)

@@ -27,11 +27,13 @@ from unidetox.pipeline.study import (
     toxic_vs_base,
 )
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
+from unidetox.pipeline.validity import ScorerValidity, scorer_validity
 
 __all__ = [
     "BudgetCurve",
     "Candidate",
     "Pilot",
+    "ScorerValidity",
     "Study",
     "budget_curve",
     "collect",
@@ -55,6 +57,7 @@ __all__ = [
     "rescore",
     "run_all",
     "samples",
+    "scorer_validity",
     "silently",
     "stage_summaries",
     "study",

@@ -392,12 +392,16 @@ def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
 
 
 def run_all(profile: Profile, *, quiet: bool = False) -> Study:
-    """Everything the book reads: the study, the budget curve (when on), the toxic-model diagnostics, the text sets."""
+    """Everything the book reads: the study, the budget curve (when on), the scorers' validity (when on), the
+    toxic-model diagnostics, the text sets."""
     from unidetox.pipeline.budget import budget_curve, budgets
+    from unidetox.pipeline.validity import scorer_validity
 
     out = study(profile, quiet=quiet)
     if budgets(profile):
         budget_curve(profile, quiet=quiet)
+    if profile.validity.enabled:
+        scorer_validity(profile, quiet=quiet)
     toxic_vs_base(profile, quiet=quiet)
     text_sets(profile, quiet=quiet)
     return out

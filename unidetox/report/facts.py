@@ -186,11 +186,14 @@ def file_checksums(paths: Iterable[str | Path], root: str | Path | None = None) 
 
 
 def datasets_used(profile) -> tuple[str, ...]:
-    """The local data sets the book reads for `profile`: DGHS, ToxiGen, MMLU (if scored), Political Compass."""
+    """The local data sets the book reads for `profile`: DGHS, ToxiGen, MMLU (if scored), Political Compass,
+    WikiText-2 (if the scorers' validity is on)."""
     kinds = ["dghs", "toxigen"]
     if profile.study.mmlu:
         kinds.append("mmlu")
     kinds.append("political_compass")
+    if profile.validity.enabled:
+        kinds.append("wikitext2")
     return tuple(kinds)
 
 
