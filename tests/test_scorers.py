@@ -236,7 +236,7 @@ def test_input_validation(tiny):
 
 @pytest.mark.parametrize("spec", ["tiny:x", "toxblock:1", "hatesonar:", "hf", "detox"])
 def test_registry_takes_an_argument_only_where_the_spec_has_one(spec):
-    assert set(SCORERS) == {"hf:", "tiny", "detoxify", "detoxify:", "toxblock", "hatesonar"}
+    assert set(SCORERS) == {"hf:", "tiny", "detoxify", "detoxify:", "toxblock", "hatesonar", "alt-profanity-check"}
     with pytest.raises(ScorerError, match=f"unknown scorer spec '{spec}'"):
         load_scorer(spec)
 

@@ -11,6 +11,9 @@ Specs (``EvalConfig.scorer``):
 - ``detoxify[:<variant>]``: ``detoxify.Detoxify("original")`` (or `<variant>`) when that package and its (downloaded) weights are available.
 - ``hatesonar``: offline; TF-IDF + logistic regression (ONNX) from the PyPI package ``hatesonar==0.1.0``, a
   second scorer sharing no model or data with the others (:mod:`unidetox.measure.scorers.hatesonar`).
+- ``alt-profanity-check``: offline; the calibrated linear SVM over TF-IDF words of the PyPI package
+  ``alt-profanity-check==1.9.1``, read from its joblib files through :func:`unidetox.safe_pickle.safe_load_joblib`
+  (:mod:`unidetox.measure.scorers.profanity`).
 - ``toxblock``: offline; a PyTorch port of the Keras BiLSTM classifier shipped in the PyPI package
   ``tox-block==0.1.2`` (weights read with h5py, tokenizer pickle read through :mod:`unidetox.safe_pickle`;
   :mod:`unidetox.measure.scorers.toxblock`).
@@ -32,9 +35,10 @@ from unidetox.measure.scorers.base import ScorerError, ToxicityScorer, check_bat
 from unidetox.measure.scorers.detoxify import load_detoxify
 from unidetox.measure.scorers.hatesonar import load_hatesonar
 from unidetox.measure.scorers.hf import load_hf, load_tiny
+from unidetox.measure.scorers.profanity import load_profanity
 from unidetox.measure.scorers.toxblock import load_toxblock
 
-SPECS_HELP = "hf:<hub id or local dir>[#<label>], tiny, detoxify, toxblock, hatesonar"
+SPECS_HELP = "hf:<hub id or local dir>[#<label>], tiny, detoxify, toxblock, hatesonar, alt-profanity-check"
 
 #: Spec head -> builder(arg, device, batch_size, trust_remote_code). The head is the spec up to and including its
 #: first ":" (``"hf:"`` for ``hf:unitary/toxic-bert``), or the whole spec when it has none; `arg` is the rest.
@@ -49,6 +53,7 @@ SCORERS: dict[str, Callable[[str, str, int, bool], ToxicityScorer]] = {
     ),
     "toxblock": lambda arg, device, batch_size, trust: load_toxblock(device=device, batch_size=batch_size),
     "hatesonar": lambda arg, device, batch_size, trust: load_hatesonar(batch_size=batch_size),
+    "alt-profanity-check": lambda arg, device, batch_size, trust: load_profanity(batch_size=batch_size),
 }
 
 
