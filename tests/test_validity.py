@@ -292,3 +292,14 @@ def test_validity_settings_check_their_values():
         load_profile("tiny", ["validity.openings=-1"])
     with pytest.raises(ConfigError, match="repeat"):
         load_profile("tiny", ["validity.scorers=[hatesonar, hatesonar]"])
+
+
+def test_a_misspelt_validity_scorer_fails_before_anything_is_written(tmp_path, capsys):
+    from unidetox.cli import run
+
+    runs = tmp_path / "runs"
+    argv = ["pipeline", "--profile", "tiny", "--quiet", "--set", f"runs_dir={runs}", "--set", "validity.scorers=[nope]"]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "validity.scorers[0]: unknown scorer spec 'nope'" in err[0]
+    assert not runs.exists()  # checked with the study's specs, before any stage

@@ -64,14 +64,16 @@ class Study:
 
 def check_specs(profile: Profile) -> None:
     """Refuse a profile naming a scorer or a model that cannot exist (wrong spec syntax, unknown tiny or packaged
-    model, missing local folder), before any work: ``eval.scorer``, ``study.second_scorer``, ``toxic.base_model``,
-    ``detox.targets``, ``eval.perplexity_model``. Hub ids are only checked when they are loaded."""
+    model, missing local folder), before any work: ``eval.scorer``, ``study.second_scorer``, ``validity.scorers``,
+    ``toxic.base_model``, ``detox.targets``, ``eval.perplexity_model``. Hub ids are only checked when loaded."""
     from unidetox.measure.scorers import check_scorer_spec
     from unidetox.models import check_model_spec
 
     check_scorer_spec(profile.eval.scorer, "eval.scorer")
     if profile.study.second_scorer:
         check_scorer_spec(profile.study.second_scorer, "study.second_scorer")
+    for i, spec in enumerate(profile.validity.scorers):
+        check_scorer_spec(spec, f"validity.scorers[{i}]")
     check_model_spec(profile.toxic.base_model, "toxic.base_model")
     for i, t in enumerate(profile.detox.targets):
         check_model_spec(t, f"detox.targets[{i}]")
