@@ -101,6 +101,7 @@ for ax, measure, xlabel in [
     ax.set_yticks(np.arange(len(sets)), labels=[VT.data_label(s) for s in sets], fontsize=8)
     ax.invert_yaxis()
     ax.set(xlabel=xlabel)
+axes[0].set_xlim(0, 1)
 axes[0].axvline(0.5, color="grey", lw=1, ls=":")
 axes[1].axvline(V.MAX_BENIGN_FPR, color="tab:red", lw=1, ls=":")
 if scorers:
