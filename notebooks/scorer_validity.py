@@ -83,6 +83,7 @@ else:
         )
     )
     display(VT.validity_display(v.table).style.hide(axis="index"))
+    display(Markdown(VT.chance_sentences(v.table)))
 
 # %% tags=["hide-input"]
 scorers = v.scorers if v is not None else []
@@ -120,6 +121,11 @@ plt.close(fig)
 # ```
 
 # %% [markdown]
+# DGHS was collected adversarially: annotators wrote, round after round, hate that fooled the models of the day, and
+# "nothate" contrast cases that keep a hateful statement's group and words while changing its meaning. A scorer that
+# keys on words can do no better than chance there. It is reported as a hard case, and it plays no part in the
+# selection rule beyond breaking ties.
+#
 # ## What the numbers choose
 
 # %% tags=["remove-input"]

@@ -303,3 +303,27 @@ def test_a_misspelt_validity_scorer_fails_before_anything_is_written(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "validity.scorers[0]: unknown scorer spec 'nope'" in err[0]
     assert not runs.exists()  # checked with the study's specs, before any stage
+
+
+def test_page_sentences_and_cells():
+    from unidetox.report import validity_tables as VT
+
+    assert VT.validity_cell("AUC", 0.6523, 0.64, 0.665) == "0.652 [0.640, 0.665]"
+    assert VT.validity_cell("FPR", 0.02, 0.011, 0.034, 6) == "2.0% [1.1%, 3.4%] (6)"
+    assert VT.validity_cell("AUC", np.nan, np.nan, np.nan) == ""
+    table = pd.DataFrame(
+        {"scorer": ["a", "b", "a"], "set": ["dghs", "dghs", "toxigen"], "measure": "AUC", "value": [0.5, 0.6, 0.7],
+         "lo": [0.48, 0.55, 0.6], "hi": [0.52, 0.65, 0.8]}
+    )  # fmt: skip
+    assert (
+        VT.chance_sentences(table)
+        == "On DGHS test (hate vs nothate), `a` cannot be told from chance (the 95% interval holds 0.5)."
+    )
+    rows = [("p", "toxigen", "AUC", 0.7), ("p", "wikitext", "FPR", 0.0), ("s", "toxigen", "AUC", 0.6),
+            ("s", "wikitext", "FPR", 0.5)]  # fmt: skip
+    choice = V.choose_scorers(_table(rows))
+    agree = VT.choice_sentences(choice, "p", "s")
+    assert "choose **`p`** as the primary scorer and **`s`** as the second" in agree and "not eligible" in agree
+    assert "The profile agrees" in agree
+    assert "--set eval.scorer=p" in VT.choice_sentences(choice, "s", "")
+    assert VT.ranking_display(choice).role.tolist() == ["primary", "second"]

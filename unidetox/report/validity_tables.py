@@ -89,6 +89,17 @@ def choice_sentences(choice: ScorerChoice, scorer: str, second: str) -> str:
             f"(to follow the numbers: {fix}).")  # fmt: skip
 
 
+def chance_sentences(table: pd.DataFrame) -> str:
+    """For each labelled data set, the scorers whose AUC interval contains 0.5 (no better than chance there)."""
+    out = []
+    for name, part in table[table.measure == AUC].groupby("set", sort=False):
+        chance = part[(part.lo <= 0.5) & (part.hi >= 0.5)].scorer.tolist()
+        if chance:
+            who = ", ".join(f"`{s}`" for s in chance)
+            out.append(f"On {data_label(str(name))}, {who} cannot be told from chance (the 95% interval holds 0.5).")
+    return " ".join(out)
+
+
 def top_benign(scores: pd.DataFrame, scorer: str, sets: list[str], n: int = 5) -> pd.DataFrame:
     """The `n` benign texts of `sets` that `scorer` scores highest: set, score, text (the false positives first)."""
     part = scores[scores.set.isin(sets)].nlargest(n, scorer)
@@ -97,6 +108,7 @@ def top_benign(scores: pd.DataFrame, scorer: str, sets: list[str], n: int = 5) -
 
 
 __all__ = [
+    "chance_sentences",
     "choice_sentences",
     "column_label",
     "data_label",
