@@ -27,10 +27,10 @@
 # - **False-positive rate on benign text**, at the evaluation's threshold (toxic when score > `eval.threshold`):
 #   WikiText-2 sentences, the authors' released distilled text, and each untouched target's own continuations of
 #   WikiText-2 paragraph openings, sampled with the evaluation's settings. The last is the kind of text the study
-#   scores: a scorer's AUC on statements is not its validity on continuations. A scorer trained on ToxiGen
-#   statements (MiniLM + logistic regression) reaches an AUC of 0.83 on held-out statements, yet scores 88% of
-#   untouched SmolLM2's continuations of ToxiGen prompts as toxic: it learned "talks about a group", not "is
-#   hateful".
+#   scores: a scorer's AUC on statements is not its validity on continuations. In a trial while this page was
+#   designed, a scorer trained on the ToxiGen train split (MiniLM embeddings + logistic regression) reached an AUC
+#   of 0.83 on held-out statements, yet scored 88% of untouched SmolLM2's continuations of ToxiGen prompts as
+#   toxic: it had learned "talks about a group", not "is hateful".
 #
 # Every number has its 95% interval and its n: AUCs a bootstrap that resamples the toxic and non-toxic rows
 # separately, false-positive rates the exact (Clopper-Pearson) binomial interval, each continuation coming from its
