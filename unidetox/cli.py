@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -174,6 +175,9 @@ def _detox_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-length", type=int, help="tokens per text; longer texts are cut (paper: 256)")
     g.add_argument("--seed", type=int, help="training seed (paper: 1234)")
     g.add_argument("--out", metavar="DIR", help="also copy the model folder here (a new or empty folder)")
+    p.add_argument("--adapter", choices=["none", "lora"],
+                   help="lora: train a LoRA adapter (peft; settings detox.lora.*) instead of every weight, saved in "
+                        "peft's format (detox.adapter; default: the profile's, none)")  # fmt: skip
 
 
 def _score_parser(sub) -> None:
@@ -187,6 +191,10 @@ def _score_parser(sub) -> None:
     p.add_argument("--seeds", help="comma-separated generation seeds (eval.seeds), e.g. 42,43")
     p.add_argument("--scorer", help="toxicity scorer (eval.scorer): toxblock, hatesonar, detoxify, hf:<id>, tiny")
     p.add_argument("--prompts-per-domain", type=int, help="prompts per domain (eval.prompts_per_domain; 0 = all)")
+    p.add_argument("--chat-template", choices=["off", "auto"],
+                   help="auto: a model whose tokenizer has a chat template is prompted through it, the prompt as the "
+                        "user's turn (eval.chat_template; default: the profile's, off)")  # fmt: skip
+    p.add_argument("--system-prompt", metavar="TEXT", help="chat mode: the system message (eval.system_prompt)")
     p.add_argument("--mmlu", action="store_true", help="also score MMLU (eval.mmlu_* settings)")
     p.add_argument("--json", metavar="FILE", help="write the summary here as JSON")
 
@@ -203,6 +211,8 @@ def _export_parser(sub) -> None:
 def _detox(profile, args) -> None:
     from unidetox import pipeline as P
 
+    if args.adapter is not None:
+        profile = dataclasses.replace(profile, detox=dataclasses.replace(profile.detox, adapter=args.adapter))
     if args.target is None and args.texts is None:
         extra = [f for f in ("text_column", "learning_rate", "steps", "batch_size", "max_length", "seed", "out")
                  if getattr(args, f) is not None]  # fmt: skip
@@ -227,7 +237,8 @@ def _score(profile, args) -> None:
     from unidetox.report.score_tables import format_table
 
     profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
-                             prompts_per_domain=args.prompts_per_domain)  # fmt: skip
+                             prompts_per_domain=args.prompts_per_domain, chat_template=args.chat_template,
+                             system_prompt=args.system_prompt)  # fmt: skip
     summary = score_models(profile, args.model, compare=args.compare, split=args.split, mmlu=args.mmlu,
                            quiet=args.quiet)  # fmt: skip
     if not summary:  # not the main process of a multi-process run

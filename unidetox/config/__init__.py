@@ -24,10 +24,11 @@ from unidetox.config.scale import ScaleConfig
 from unidetox.config.stages import GRID_SETTINGS, DetoxConfig, DistillConfig, ToxicModelConfig
 from unidetox.config.study import SAFETY_PREPROMPT as SAFETY_PREPROMPT
 from unidetox.config.study import StudyConfig
-from unidetox.config.train import TrainConfig
+from unidetox.config.train import ADAPTERS, LoraSettings, TrainConfig
 from unidetox.config.validity import ValidityConfig
 
 __all__ = [
+    "ADAPTERS",
     "DGHS_TARGETS",
     "GRID_SETTINGS",
     "PROFILES",
@@ -36,6 +37,7 @@ __all__ = [
     "DetoxConfig",
     "DistillConfig",
     "EvalConfig",
+    "LoraSettings",
     "Profile",
     "ScaleConfig",
     "StudyConfig",

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from unidetox.config.base import _check
 
 
+#: how a prompt reaches the model: as raw text (off) or through its tokenizer's chat template (auto)
+CHAT_MODES = ("off", "auto")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Stage 4: ToxiGen continuations, toxicity, perplexity, diversity, MMLU."""
@@ -50,6 +54,21 @@ class EvalConfig:
         default="auto",
         metadata={"help": "eval weights: auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16; else fp32) | bf16 | fp32"},
     )
+    chat_template: str = field(
+        default="off",
+        metadata={
+            "help": "off = the prompt is continued as raw text (the paper) | auto = where the model's tokenizer has a "
+            "chat template, the prompt is the user's turn and the continuation the assistant's reply",
+            "choices": list(CHAT_MODES),
+        },
+    )
+    system_prompt: str = field(
+        default="",
+        metadata={
+            "help": 'chat mode: the system message ("" = none, so a template\'s own default applies); the '
+            "preprompt baseline's study.preprompt follows it in the same message"
+        },
+    )
     mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})
     mmlu_shots: int = field(default=1, metadata={"help": "exemplars from MMLU dev per question (official code: 1)"})
     mmlu_per_subject: int = field(default=0, metadata={"help": "MMLU questions per subject (0 = all)"})
@@ -79,4 +98,9 @@ class EvalConfig:
         _check(self.batch_size > 0 and self.scorer_batch_size > 0, "eval batch sizes must be > 0")
         _check(0 <= self.threshold <= 1, "eval.threshold must be in [0, 1]")
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
+        _check(self.chat_template in CHAT_MODES, f"eval.chat_template must be off or auto, not {self.chat_template!r}")
+        _check(
+            not self.system_prompt or self.chat_template != "off",
+            "eval.system_prompt applies in chat mode only: set eval.chat_template=auto too, or leave it empty",
+        )
         _check(self.inference_dtype in ("auto", "bf16", "fp32"), "eval.inference_dtype must be auto, bf16 or fp32")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unidetox.config.base import DGHS_TARGETS, _check
-from unidetox.config.train import TrainConfig
+from unidetox.config.train import ADAPTERS, LoraSettings, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,25 @@ class DetoxConfig:
         default_factory=lambda: TrainConfig(learning_rate=5e-5, max_steps=1, batch_size=8),
         metadata={"help": "fine-tuning of each target; learning_rate and max_steps come from the grid above"},
     )
+    adapter: str = field(
+        default="none",
+        metadata={
+            "help": "none = fine-tune every weight (the paper) | lora = train a LoRA adapter (detox.lora) through "
+            "peft, saved in peft's format; its learning rates are detox.learning_rates",
+            "choices": list(ADAPTERS),
+        },
+    )
+    lora: LoraSettings = field(
+        default_factory=LoraSettings, metadata={"help": "the LoRA adapter trained when detox.adapter = lora"}
+    )
+
+    @property
+    def lora_settings(self) -> LoraSettings | None:
+        """The adapter a detox run trains, None for full fine-tuning."""
+        return self.lora if self.adapter == "lora" else None
 
     def __post_init__(self):
+        _check(self.adapter in ADAPTERS, f"detox.adapter must be one of {', '.join(ADAPTERS)}, not {self.adapter!r}")
         _check(len(self.targets) > 0, "detox.targets must name at least one model")
         _check(len(self.learning_rates) > 0, "detox.learning_rates must not be empty")
         _check(all(lr > 0 for lr in self.learning_rates), "detox.learning_rates must all be > 0")

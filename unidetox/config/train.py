@@ -1,4 +1,5 @@
-"""The one causal-LM fine-tuning loop's settings: :class:`TrainConfig` (toxic model, detoxification, baselines)."""
+"""The one causal-LM fine-tuning loop's settings: :class:`TrainConfig` (toxic model, detoxification, baselines) and
+:class:`LoraSettings` (a LoRA adapter trained instead of every weight, ``detox.adapter=lora``)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,32 @@ class TrainConfig:
         _check(self.scheduler in ("linear", "constant"), "scheduler must be 'linear' or 'constant'")
         _check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
         _check(self.log_every > 0, "log_every must be > 0")
+
+
+#: what a detox run trains: every weight (the paper) or a LoRA adapter
+ADAPTERS = ("none", "lora")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """A LoRA adapter (Hu et al. 2022, through peft): each targeted linear layer computes ``W x + (alpha / r) B A x``
+    with ``W`` frozen and only ``A`` (r x in) and ``B`` (out x r, zero at the start) trained."""
+
+    r: int = field(default=8, metadata={"help": "rank of the update B @ A (peft's r)"})
+    alpha: int = field(default=16, metadata={"help": "the update is scaled by alpha / r (peft's lora_alpha)"})
+    dropout: float = field(
+        default=0.05, metadata={"help": "dropout on each adapter's input while training (peft's lora_dropout)"}
+    )
+    target_modules: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "names of the linear layers that get an adapter; [] = peft's default for the model type "
+            "(GPT-2: c_attn; Falcon: query_key_value; Llama, OPT, Gemma, SmolLM2: q_proj, v_proj)"
+        },
+    )
+
+    def __post_init__(self):
+        _check(self.r > 0, f"lora.r must be > 0, got {self.r}")
+        _check(self.alpha > 0, f"lora.alpha must be > 0, got {self.alpha}")
+        _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
+        _check(all(m.strip() for m in self.target_modules), "lora.target_modules must not hold an empty name")

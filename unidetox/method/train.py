@@ -72,6 +72,7 @@ def train_causal_lm(
     progress: bool = True,
     stop_after: int | None = None,
     scale: ScaleConfig | None = None,
+    lora=None,
 ) -> TrainResult:
     """Fine-tune `lm.model` in place on `texts` (see the module docstring for the files written).
 
@@ -81,19 +82,20 @@ def train_causal_lm(
     mixed precision and the memory check (the estimate of `unidetox.pipeline.plan` is printed first). If
     ``out_dir/final`` is complete, its weights are loaded into `lm.model` and its result returned without training.
     `stop_after`: stop after that optimizer step with a checkpoint and no final (time-limited jobs); a later call
-    resumes.
+    resumes. `lora` (:class:`unidetox.config.LoraSettings`): train a LoRA adapter instead of every weight (peft
+    injects it into `lm.model`, which then computes the fine-tuned model); the saved folders hold the adapter alone.
     """
     out_dir, texts = Path(out_dir), list(texts)
     if not texts:
         raise TrainError("no training texts were given")
-    fingerprint = run_fingerprint(cfg, texts)
+    fingerprint = run_fingerprint(cfg, texts, lora)
     done_result = finished_result(out_dir, lm, fingerprint)
     if done_result is not None:
         shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # a kill can fall between final/ and this cleanup
         link_identical(out_dir / "final", out_dir / "steps" / str(done_result.steps), skip=ANNOTATIONS)  # and links
         return done_result
     run = setup_run(lm, texts, val_texts, cfg, scale or ScaleConfig(), out_dir, device, save_at_steps, stop_after,
-                    fingerprint)  # fmt: skip
+                    fingerprint, lora)  # fmt: skip
     acc = run.acc
     with torch.random.fork_rng(devices=cuda_devices(acc.device)):  # the caller's RNG state is left as it was
         torch.manual_seed(cfg.seed + acc.process_index)
@@ -250,12 +252,13 @@ def _save_step_model(run: TrainRun, done: int) -> None:
 
 
 def _release(run: TrainRun) -> torch.nn.Module:
-    """Unwrap the model from accelerate, checkpointing off, back in its original dtype, in eval mode."""
+    """Unwrap the model from accelerate, checkpointing off, back in its original dtype (a LoRA adapter stays fp32;
+    its base never left its dtype), in eval mode."""
     run.model = run.acc.unwrap_model(run.model, keep_fp32_wrapper=False)
     run.acc.free_memory()
     if run.scale.gradient_checkpointing:
         set_checkpointing(run.model, False)
-    return run.model.to(run.orig_dtype).eval()
+    return (run.model if run.lora is not None else run.model.to(run.orig_dtype)).eval()
 
 
 def _save_final(run: TrainRun, state: Progress, elapsed: float, val_loss: float | None, val_tokens: int) -> TrainResult:

@@ -1,7 +1,9 @@
 """Everything a training run needs before its first step, checked before any work is done.
 
 The accelerator (device, processes, mixed precision), the token ids of the texts, the step plan, and the model
-in fp32 with AdamW and the lr schedule, prepared by accelerate; the result is one :class:`TrainRun`.
+in fp32 with AdamW and the lr schedule, prepared by accelerate; the result is one :class:`TrainRun`. With a LoRA
+adapter (``lora``) the model is wrapped by peft first: its weights stay frozen in the dtype they were loaded in and
+AdamW sees only the adapter's (fp32) parameters; the loop itself is the same.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 class TrainRun:
     """What the loop reads: the accelerator, the prepared model and optimizer, the token ids and the step plan.
 
-    model: as prepared by accelerate (a DDP/FSDP wrapper when distributed); base: the bare model inside it.
-    seqs / val_seqs: token ids per text; total: optimizer steps of the run; stop: the last step of this call.
+    model: as prepared by accelerate (a DDP/FSDP wrapper when distributed); base: the bare model inside it (a peft
+    model under LoRA). seqs / val_seqs: token ids per text; total: optimizer steps of the run; stop: the last step
+    of this call; lora: the adapter's settings (:class:`unidetox.config.LoraSettings`), None for full fine-tuning.
     """
 
     cfg: TrainConfig
@@ -47,6 +50,7 @@ class TrainRun:
     pad_id: int
     fingerprint: str
     orig_dtype: torch.dtype = torch.float32
+    lora: object = None
     model: torch.nn.Module | None = None
     base: torch.nn.Module | None = None
     optimizer: object = None
@@ -61,19 +65,22 @@ class TrainRun:
 
 def setup_run(lm: LoadedModel, texts: list[str], val_texts: Sequence[str], cfg: TrainConfig, scale: ScaleConfig,
               out_dir: Path, device: str, save_at_steps: Sequence[int], stop_after: int | None,
-              fingerprint: str) -> TrainRun:  # fmt: skip
+              fingerprint: str, lora=None) -> TrainRun:  # fmt: skip
     """Accelerator, token ids and step plan (all checked before any work), then model, optimizer and out_dir."""
     from unidetox.scale.hardware import runtime_hardware
     from unidetox.scale.memory import training_line
 
     acc, sharded = _accelerator(device, scale, cfg, stop_after)
+    if sharded and lora is not None:
+        raise TrainError(f"a LoRA adapter is not trained under {acc.distributed_type.value} (its optimizer state is "
+                         "small: nothing to shard); use the ddp configuration or a single process")  # fmt: skip
     plan = _plan(lm, texts, val_texts, cfg, save_at_steps, stop_after, acc.num_processes)
     run = TrainRun(cfg=cfg, scale=scale, out_dir=out_dir, tok=lm.tokenizer, acc=acc, sharded=sharded,
-                   fingerprint=fingerprint, **plan)  # fmt: skip
-    line = training_line(lm.spec, lm.model, cfg, run.total, scale, runtime_hardware(acc))
+                   fingerprint=fingerprint, lora=lora, **plan)  # fmt: skip
+    line = training_line(lm.spec, lm.model, cfg, run.total, scale, runtime_hardware(acc), lora=lora)
     if acc.is_main_process:
         print(line, flush=True)
-    _prepare_model(run, lm.model)
+    _prepare_model(run, lm.model, lm.spec)
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         recover_checkpoint_dir(out_dir)
@@ -127,24 +134,30 @@ def _plan(lm: LoadedModel, texts: list[str], val_texts: Sequence[str], cfg: Trai
     }  # fmt: skip
 
 
-def _prepare_model(run: TrainRun, model: torch.nn.Module) -> None:
-    """Train `model` in fp32 on the accelerator's device with AdamW and the lr schedule; fills run.model etc."""
+def _prepare_model(run: TrainRun, model: torch.nn.Module, spec: str) -> None:
+    """Train `model` in fp32 (under LoRA: its fp32 adapter, `spec`'s weights frozen as loaded) on the accelerator's
+    device with AdamW and the lr schedule; fills run.model etc."""
     from accelerate.utils import DistributedType
+
+    from unidetox.adapters import add_lora
 
     cfg, acc = run.cfg, run.acc
     run.orig_dtype = next(model.parameters()).dtype
-    if run.orig_dtype != torch.float32:
+    if run.orig_dtype != torch.float32 and run.lora is None:
         log.warning("training %s weights in float32 (half-precision AdamW loses small updates)", run.orig_dtype)
         model.float()
     model.to(acc.device)
-    model.train()
     if run.scale.gradient_checkpointing:
         set_checkpointing(model, True)
+    if run.lora is not None:
+        model = add_lora(model, run.lora, spec)
+    model.train()
     if acc.distributed_type == DistributedType.DEEPSPEED:  # no dataloader is prepared: DeepSpeed needs the micro-batch
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = run.micro_bs
+    trained = [p for p in model.parameters() if p.requires_grad]  # all of them, or the adapter's under LoRA
     groups = [
-        {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},  # biases, norms (as HF)
+        {"params": [p for p in trained if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trained if p.ndim < 2], "weight_decay": 0.0},  # biases, norms (as HF)
     ]
     run.raw_opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
+from unidetox.adapters import is_adapter_dir, is_peft_model, load_adapter
 from unidetox.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -71,28 +72,36 @@ class Progress:
         return self.elapsed0 + time.monotonic() - self.t0
 
 
-def run_fingerprint(cfg: TrainConfig, texts: Sequence[str]) -> str:
-    """Hash of what determines the trained weights: the config (less logging/checkpoint cadence) and texts."""
+def run_fingerprint(cfg: TrainConfig, texts: Sequence[str], adapter=None) -> str:
+    """Hash of what determines the trained weights: the config (less logging/checkpoint cadence), the texts and the
+    LoRA `adapter` settings (left out under full fine-tuning, so those runs keep their fingerprints)."""
     c = to_dict(cfg)
     c.pop("checkpoint_every")
     c.pop("log_every")
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
-    return hashlib.sha256(canonical_json({"config": c, "n": len(texts), "texts": h.hexdigest()}).encode()).hexdigest()
+    what = {"config": c, "n": len(texts), "texts": h.hexdigest()}
+    if adapter is not None:
+        what["lora"] = to_dict(adapter)
+    return hashlib.sha256(canonical_json(what).encode()).hexdigest()
 
 
 def save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch.dtype, extra: dict | None = None,
                     state_dict: dict | None = None):  # fmt: skip
     """Atomically write a `from_pretrained`-loadable directory (safetensors) with weights in `dtype`
-    (`state_dict`: the full weights gathered from a sharded model, else the model's own)."""
+    (`state_dict`: the full weights gathered from a sharded model, else the model's own). A peft model writes its
+    adapter alone, in peft's format, in the dtype it trained in (fp32)."""
     try:
         with atomic_dir(path) as tmp:
-            params_dtype = next(model.parameters()).dtype
-            state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
-            if state_dict is not None:
-                state = {k: v.to(dtype) for k, v in state_dict.items()}
-            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            if is_peft_model(model):
+                model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                params_dtype = next(model.parameters()).dtype
+                state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
+                if state_dict is not None:
+                    state = {k: v.to(dtype) for k, v in state_dict.items()}
+                model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             if extra is not None:
                 (tmp / RESULT_FILE).write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -128,7 +137,10 @@ def finished_result(out_dir: Path, lm: LoadedModel, fingerprint: str) -> TrainRe
         raise TrainError(
             f"{final} was trained with another configuration or other texts; use another out_dir or delete it"
         )
-    load_pretrained_weights(lm.model, final)
+    if is_adapter_dir(final):  # a LoRA run: its adapter, injected into lm.model
+        load_adapter(lm.model, final)
+    else:
+        load_pretrained_weights(lm.model, final)
     return TrainResult(
         steps=res["steps"],
         final_dir=final,

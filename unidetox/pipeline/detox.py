@@ -80,9 +80,16 @@ def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: b
                         source.describe(), quiet)  # fmt: skip
 
 
+def adapter_key(profile: Profile) -> dict:
+    """The adapter's part of the detox stage's key: ``{}`` for full fine-tuning (what every detox stage did before
+    ``detox.adapter`` existed, so those keep their keys), else ``{"adapter": "lora", "lora": {r, alpha, ...}}``."""
+    lora = profile.detox.lora_settings
+    return {} if lora is None else {"adapter": "lora", "lora": to_dict(lora)}
+
+
 def _locate(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts_key: str) -> StageDir:
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
-              "method": method, **train_precision_key(profile)}  # fmt: skip
+              "method": method, **train_precision_key(profile), **adapter_key(profile)}  # fmt: skip
     return stage_dir(profile, "detox", config, {"texts": texts_key})
 
 
@@ -104,24 +111,34 @@ def _train_detox(profile: Profile, st: StageDir, label: str, target: str, train_
     from unidetox.method.train import train_causal_lm
     from unidetox.report.cards import write_model_card
 
+    lora = profile.detox.lora_settings
     summary: dict = {"n_texts": len(texts)}
     with timed(summary):
         lm = load_lm(profile, target)
         begin(st)
         res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
-                              progress=not quiet, scale=profile.scale)  # fmt: skip
+                              progress=not quiet, scale=profile.scale, lora=lora)  # fmt: skip
         summary["steps"] = res.steps
+        if lora is not None:
+            summary["trainable_params"] = _adapter_params(lm.model)
     if is_main_process():
         command = f"detox --profile {profile.name}"
         if method == "texts":
-            command += f" --target {target} --texts {source.get('name')}"
+            command += f" --target {target} --texts {source.get('name')}" + (" --adapter lora" if lora else "")
         training = {k: v for k, v in to_dict(train_cfg).items() if k not in ("checkpoint_every", "log_every")}
+        if lora is not None:
+            training |= {"adapter": "lora", **{f"lora_{k}": v for k, v in to_dict(lora).items()}}
         for n, folder in [*((n, st.path / "steps" / str(n)) for n in steps), (res.steps, st.path / "final")]:
             write_model_card(folder, target=target, training_data=source, training=training, command=command,
-                             steps=n)  # fmt: skip
+                             steps=n, adapter="lora" if lora else None)  # fmt: skip
     st.mark_done(summary)
     log(f"{label}: wrote {st.path / ('final' if method == 'texts' else 'steps')}")
     return st
+
+
+def _adapter_params(model) -> int:
+    """Parameters of the LoRA adapter(s) peft injected into `model` (their names hold ``lora_``)."""
+    return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
 
 
 def finetuned(profile: Profile, target: str, method: str, lr: float, steps: int, *, selection: str = "",

@@ -15,7 +15,7 @@ from unidetox.scale import costs as C
 from unidetox.scale.errors import PlanError
 from unidetox.scale.hardware import Hardware
 from unidetox.scale.memory import StagePlan, gib, plan_training
-from unidetox.scale.shapes import arch_of
+from unidetox.scale.shapes import arch_of, lora_params_of
 
 # The paper's toxic-model training set (DGHS train split, hate rows of the 34 targets) is not available offline:
 # the released toxic checkpoint is step 15126 of 3 epochs at batch 4, i.e. 5042 batches of 4 per epoch.
@@ -98,8 +98,10 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
         arch = arch_of(target, trust_remote_code=tr)
         cfg = replace(dt.train, max_steps=max(dt.steps))
         steps = num_training_steps(cfg, profile.distill.num_texts)
-        out.append(plan_training("detox", target, arch, cfg, steps, profile.scale, hw,
-                                 runs=len(dt.learning_rates), saves=len(dt.steps), profile=profile.name))  # fmt: skip
+        lora = dt.lora_settings
+        trainable = None if lora is None else lora_params_of(target, arch, lora, trust_remote_code=tr)
+        out.append(plan_training("detox", target, arch, cfg, steps, profile.scale, hw, runs=len(dt.learning_rates),
+                                 saves=len(dt.steps), profile=profile.name, trainable=trainable))  # fmt: skip
     for target in dt.targets:
         arch = arch_of(target, trust_remote_code=tr)
         out.append(plan_evaluate(profile, target, arch, ppl, hw, 1 + len(dt.learning_rates) * len(dt.steps)))

@@ -45,9 +45,14 @@ NOT_WEIGHTS = {CARD_FILE, CARD_FACTS, SCORE_FILE}  # files unidetox adds to a fo
 
 
 def eval_overrides(profile: Profile, *, k: int | None = None, seeds: str | None = None, scorer: str | None = None,
-                   prompts_per_domain: int | None = None) -> Profile:  # fmt: skip
+                   prompts_per_domain: int | None = None, chat_template: str | None = None,
+                   system_prompt: str | None = None) -> Profile:  # fmt: skip
     """The profile with the ``score`` command's evaluation options applied (None keeps the profile's value)."""
     changes: dict = {}
+    if chat_template is not None:
+        changes["chat_template"] = chat_template
+    if system_prompt is not None:
+        changes["system_prompt"] = system_prompt
     if k is not None:
         changes["samples_per_prompt"] = k
     if seeds is not None:

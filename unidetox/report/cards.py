@@ -97,8 +97,10 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
     """The card's text: YAML header + body, from the facts of :func:`write_model_card` and a score summary."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    data = ModelCardData(license=facts["license"], library_name="transformers", pipeline_tag="text-generation",
-                         tags=["unidetox", "detoxification", "text-generation"], base_model=facts.get("base_model"))  # fmt: skip
+    adapter = facts.get("adapter") == "lora"  # a LoRA adapter in peft's format, not whole weights
+    tags = ["unidetox", "detoxification", "text-generation", *(["lora"] if adapter else [])]
+    data = ModelCardData(license=facts["license"], library_name="peft" if adapter else "transformers",
+                         pipeline_tag="text-generation", tags=tags, base_model=facts.get("base_model"))  # fmt: skip
     src, train = facts["training_data"], facts["training"]
     target = facts["target"]
     lines = [
@@ -124,13 +126,8 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
     else:
         lines += [("Not scored yet: `unidetox score --model <this folder>` measures toxicity and fluency and adds the "
                   "table here."), ""]  # fmt: skip
+    lines += ["## Use", "", *(_use_adapter(facts) if adapter else _USE_MODEL)]
     lines += [
-        "## Use", "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        'model = AutoModelForCausalLM.from_pretrained("<this folder or Hub repo>")',
-        'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo>")',
-        "```", "",
         "## Licence", "",
         f"`{facts['license']}`, carried from the base model. {facts.get('license_note', '')}".rstrip(), "",
         ("Detoxification lowers, but does not remove, the chance of toxic output: do not deploy this model where "
@@ -139,8 +136,33 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
 
+_USE_MODEL = [
+    "```python",
+    "from transformers import AutoModelForCausalLM, AutoTokenizer",
+    'model = AutoModelForCausalLM.from_pretrained("<this folder or Hub repo>")',
+    'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo>")',
+    "```", "",
+]  # fmt: skip
+
+
+def _use_adapter(facts: dict) -> list[str]:
+    """The card's "Use" lines for a LoRA adapter: peft on the base model, merged or not."""
+    base = facts.get("base_model") or "<the base model>"
+    return [
+        (f"A LoRA adapter (peft) of `{facts['target']}`; `unidetox score --model <this folder>` loads it on that "
+        "base. With peft alone:"), "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'base = AutoModelForCausalLM.from_pretrained("{base}")',
+        'model = PeftModel.from_pretrained(base, "<this folder or Hub repo>").merge_and_unload()',
+        'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo>")',
+        "```", "",
+    ]  # fmt: skip
+
+
 def write_model_card(model_dir: str | Path, *, target: str, training_data: dict, training: dict, command: str,
-                     steps: int | None = None) -> None:  # fmt: skip
+                     steps: int | None = None, adapter: str | None = None) -> None:  # fmt: skip
     """Write ``unidetox_card.json`` and ``README.md`` into a model folder (atomically, each).
 
     training_data: ``sha256`` and what describes the source (name, kind, column, n_texts, ...); training: the
@@ -149,6 +171,8 @@ def write_model_card(model_dir: str | Path, *, target: str, training_data: dict,
     model_dir = Path(model_dir)
     facts = {"name": f"{_short(target)}-unidetox", "target": target, "training_data": training_data,
              "training": training, "command": command, "steps": steps, **base_model_info(target)}  # fmt: skip
+    if adapter:
+        facts["adapter"] = adapter
     write_json(model_dir / CARD_FACTS, facts)
     write_text(model_dir / CARD_FILE, render_model_card(facts, read_score(model_dir)))
 

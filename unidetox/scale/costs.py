@@ -7,6 +7,10 @@ Formulas (all per device, bytes unless stated):
   optimizer state ``8P`` (two fp32 moments); ZeRO-2 shards gradients and optimizer state over the
   ``N`` data-parallel devices, ZeRO-3 and FSDP full sharding shard all three (weights, gradients, state / N);
   the peak is at least ``4P``, the full fp32 model each process holds before it is sharded;
+- training a LoRA adapter of ``T`` parameters instead (``trainable=T``): the frozen weights in the dtype they were
+  loaded in (``weight_bytes * P``: bf16 on CUDA, fp32 on CPU), the fp32 adapter ``4T``, its gradients ``4T`` and
+  AdamW state ``8T``; activations and logits as in full fine-tuning (the backward pass still runs through every
+  layer); its FLOPs are counted as full fine-tuning's (an upper bound: no weight gradients of frozen layers);
 - activations of one micro-batch of ``b`` sequences of ``s`` tokens, per transformer layer, for 16-bit
   activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
   eq. 2): ``s*b*h*(34 + 5*a*s/h)`` with ``a`` heads; the MLP's 19*s*b*h part assumes an intermediate size of
@@ -98,6 +102,35 @@ def param_count(a: Arch) -> int:
     return emb + a.layers * _layer_params(a) + final_norm + head
 
 
+def linear_shapes(a: Arch) -> dict[str, list[tuple[int, int]]]:
+    """(in, out) features of every linear layer by its module name (peft matches LoRA targets by it), over all
+    layers, for the families with a formula; ``{}`` for the others. GPT-2's two ``c_proj`` share a name."""
+    h, i, kv = a.hidden, a.intermediate, a.kv_heads * a.head_dim
+    per = {
+        "gpt2": {"c_attn": [(h, 3 * h)], "c_proj": [(h, h), (i, h)], "c_fc": [(h, i)]},
+        "opt": {"q_proj": [(h, h)], "k_proj": [(h, h)], "v_proj": [(h, h)], "out_proj": [(h, h)], "fc1": [(h, i)],
+                "fc2": [(i, h)]},
+        "falcon": {"query_key_value": [(h, h + 2 * kv)], "dense": [(h, h)], "dense_h_to_4h": [(h, i)],
+                   "dense_4h_to_h": [(i, h)]},
+        "llama": {"q_proj": [(h, h)], "k_proj": [(h, kv)], "v_proj": [(h, kv)], "o_proj": [(h, h)],
+                  "gate_proj": [(h, i)], "up_proj": [(h, i)], "down_proj": [(i, h)]},
+    }.get(a.family, {})  # fmt: skip
+    out = {name: shapes * a.layers for name, shapes in per.items()}
+    if out:
+        out["lm_head"] = [(h, a.vocab)]
+    return out
+
+
+def lora_params(a: Arch, r: int, targets: tuple[str, ...]) -> int:
+    """Parameters of a rank-`r` LoRA adapter on the linear layers named `targets`: ``r * (in + out)`` each (A and B).
+    Raises KeyError naming a target the family has no linear layer for (or a family without a formula)."""
+    shapes = linear_shapes(a)
+    total = 0
+    for t in targets:
+        total += sum(r * (n_in + n_out) for n_in, n_out in shapes[t])
+    return total
+
+
 def matmul_params(a: Arch) -> int:
     """Parameters used in matrix products per token: all but the embedding tables, plus the output projection."""
     tables = a.vocab * a.hidden
@@ -176,21 +209,29 @@ def train_memory(
     act_bytes: int = 2,
     gradient_checkpointing: bool = False,
     sharding: Sharding = Sharding(),
+    trainable: int | None = None,
+    weight_bytes: int = 4,
 ) -> TrainMemory:
     """Peak training memory per device: fp32 weights, gradients and AdamW moments (sharded as `sharding`), the
-    activations of one micro-batch of `micro_batch` sequences of `seq` tokens, and the logits."""
+    activations of one micro-batch of `micro_batch` sequences of `seq` tokens, and the logits. `trainable`: a LoRA
+    adapter's parameter count (the base frozen in `weight_bytes` per parameter; not sharded)."""
     p = param_count(a)
     full = layer_activation_bytes(a, micro_batch, seq, act_bytes)
     if gradient_checkpointing:
         act = a.layers * 2 * seq * micro_batch * a.hidden * act_bytes / 2 + full
     else:
         act = a.layers * full
+    logits = micro_batch * seq * a.vocab * (act_bytes + 8)
+    if trainable is not None:
+        t = trainable
+        return TrainMemory(weights=weight_bytes * p + 4 * t, gradients=4 * t, optimizer=8 * t, activations=act,
+                           logits=logits, setup=weight_bytes * p + 4 * t)  # fmt: skip
     return TrainMemory(
         weights=4 * p / sharding.weight_shards,
         gradients=4 * p / sharding.grad_shards,
         optimizer=8 * p / sharding.state_shards,
         activations=act,
-        logits=micro_batch * seq * a.vocab * (act_bytes + 8),
+        logits=logits,
         setup=4 * p,
     )
 
@@ -301,6 +342,8 @@ __all__ = [
     "gpu_from_name",
     "kv_cache_bytes",
     "layer_activation_bytes",
+    "linear_shapes",
+    "lora_params",
     "matmul_params",
     "param_count",
     "train_flops_per_token",

@@ -96,34 +96,50 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
 
 
 def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: int, sc: ScaleConfig,
-                  hw: Hardware, *, runs: int = 1, saves: int = 1, profile: str = "...") -> StagePlan:  # fmt: skip
-    """A fine-tuning stage: `runs` trainings of `spec`, `steps` optimizer steps each, each saving `saves` models."""
+                  hw: Hardware, *, runs: int = 1, saves: int = 1, profile: str = "...",
+                  trainable: int | None = None) -> StagePlan:  # fmt: skip
+    """A fine-tuning stage: `runs` trainings of `spec`, `steps` optimizer steps each, each saving `saves` models;
+    `trainable`: the parameter count of a LoRA adapter trained instead of every weight (its base frozen as loaded:
+    bf16 on CUDA, fp32 on CPU; each save is the fp32 adapter alone)."""
 
     n = hw.sharding.devices
     micro = max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n)))
+    loaded = 2 if hw.cuda else 4  # bytes per weight as unidetox.models loads them
     mem = C.train_memory(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act_bytes(hw, sc.mixed_precision),
-                         gradient_checkpointing=sc.gradient_checkpointing, sharding=hw.sharding)  # fmt: skip
+                         gradient_checkpointing=sc.gradient_checkpointing, sharding=hw.sharding, trainable=trainable,
+                         weight_bytes=loaded)  # fmt: skip
     tokens = steps * cfg.batch_size * cfg.max_length  # upper bound: every sequence at max_length
     flops = runs * tokens * C.train_flops_per_token(arch, cfg.max_length,
                                                     gradient_checkpointing=sc.gradient_checkpointing)  # fmt: skip
     seconds = C.train_seconds(flops, hw.gpu, n) if hw.cuda else math.nan
     p = C.param_count(arch)
-    disk = runs * (saves * p * (2 if hw.cuda else 4))  # saved in the loading dtype (bf16 on CUDA)
-    parts = (f"weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + activations "
+    disk = runs * saves * (p * loaded if trainable is None else 4 * trainable)  # saved in the loading dtype
+    lora = "" if trainable is None else f"LoRA: {num(trainable)} trainable; "
+    parts = (f"{lora}weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + activations "
              f"{gib(mem.activations)} + logits {gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
     fix = ""
-    if mem.total > hw.usable_bytes:
+    if mem.total > hw.usable_bytes and trainable is not None:
+        fix = (f"needs ~{gib(mem.total)} GiB per device, {gib(hw.usable_bytes)} GiB usable. Fix: "
+               + ("--set scale.gradient_checkpointing=true, or " if not sc.gradient_checkpointing else "")
+               + "a smaller micro-batch (batch_size, grad_accum, max_length) or a device with more memory")
+    elif mem.total > hw.usable_bytes:
         fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, mem.total, profile)
     return StagePlan(stage, spec, p, runs, mem.total, parts, flops, seconds, disk, fix, devices=n)
 
 
-def training_line(spec: str, model, cfg: TrainConfig, steps: int, scale: ScaleConfig, hw: Hardware) -> str:
-    """One line with the estimate of training `model` (the loaded module); raises PlanError when it cannot fit
-    (unless scale.memory_check is off)."""
+def training_line(spec: str, model, cfg: TrainConfig, steps: int, scale: ScaleConfig, hw: Hardware,
+                  lora=None) -> str:  # fmt: skip
+    """One line with the estimate of training `model` (the loaded module; `lora`: a LoRA adapter's settings);
+    raises PlanError when it cannot fit (unless scale.memory_check is off)."""
+    from unidetox.adapters import lora_param_count, lora_targets
+
     numel = sum(p.numel() for p in model.parameters())
     arch = arch_from_config(model.config, "the loaded model's config", numel=numel)
-    p = plan_training("train", spec, arch, cfg, steps, scale, hw)
+    trainable = None
+    if lora is not None:
+        trainable = lora_param_count(model, lora.r, lora_targets(model.config.model_type, lora.target_modules))
+    p = plan_training("train", spec, arch, cfg, steps, scale, hw, trainable=trainable)
     line = (f"plan: train {spec} ({num(p.params)} params) on {hw.sharding.devices} x "
             f"{hw.gpu.name if hw.gpu else 'CPU'} ({hw.sharding.strategy}): ~{gib(p.memory)} GiB per device of "
             f"{gib(hw.usable_bytes)} usable ({p.parts}); {num(p.flops)}FLOPs, ~{hours(p.seconds)}")  # fmt: skip

@@ -61,6 +61,13 @@ def arch_from_config(cfg, source: str, numel: int = 0) -> C.Arch:
 def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
     """The shape of model `spec` without loading weights: tiny (built config), packaged/local (config.json),
     the paper's Hub models (`HUB_ARCHS`), other Hub ids (their config from the local cache or the Hub)."""
+    if spec in HUB_ARCHS:
+        return HUB_ARCHS[spec]
+    return arch_from_config(*_config_of(spec, trust_remote_code))
+
+
+def _config_of(spec: str, trust_remote_code: bool):
+    """(transformers config of `spec`, where it comes from), without loading weights."""
     from unidetox import models as M
     from unidetox.tiny_models import TINY_SPECS, tiny_config
 
@@ -68,12 +75,10 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
         kind = spec.split(":", 1)[1]
         if spec not in TINY_SPECS:
             raise PlanError(f"unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
-        return arch_from_config(tiny_config(kind), f"built in code ({spec})")
-    if spec in HUB_ARCHS:
-        return HUB_ARCHS[spec]
+        return tiny_config(kind), f"built in code ({spec})"
     if spec.startswith("packaged:"):
         try:
-            return arch_from_config(M.packaged_config(spec.split(":", 1)[1]), f"GGUF metadata of {spec}")
+            return M.packaged_config(spec.split(":", 1)[1]), f"GGUF metadata of {spec}"
         except M.ModelLoadError as e:
             raise PlanError(str(e)) from None
     from transformers import AutoConfig
@@ -86,8 +91,28 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
             f"the shape of {spec!r} is not known offline ({M.hub_error(spec, e) if isinstance(e, OSError) else e}); "
             f"the plan knows {', '.join(sorted(HUB_ARCHS))}, the tiny and packaged models and local directories"
         ) from None
-    where = f"config.json in {path}" if Path(path).is_dir() else f"config of {spec} (Hub cache)"
-    return arch_from_config(cfg, where)
+    return cfg, f"config.json in {path}" if Path(path).is_dir() else f"config of {spec} (Hub cache)"
 
 
-__all__ = ["HUB_ARCHS", "arch_from_config", "arch_of"]
+def lora_params_of(spec: str, arch: C.Arch, lora, *, trust_remote_code: bool = False) -> int:
+    """Parameters of the LoRA adapter `lora` (:class:`unidetox.config.LoraSettings`) on `spec` (shape `arch`):
+    from the formula of :func:`unidetox.scale.costs.lora_params` where the family has one, else counted on the
+    model instantiated on the `meta` device (no memory)."""
+    from unidetox.adapters import lora_param_count, lora_targets
+
+    targets = lora_targets(arch.family, lora.target_modules)
+    if C.linear_shapes(arch):
+        try:
+            return C.lora_params(arch, lora.r, targets)
+        except KeyError as e:
+            raise PlanError(f"{spec} has no linear layer named {e.args[0]!r} for LoRA. Fix: name existing layers in "
+                            "detox.lora.target_modules (or [] for peft's default)") from None  # fmt: skip
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(_config_of(spec, trust_remote_code)[0])
+    return lora_param_count(model, lora.r, targets)
+
+
+__all__ = ["HUB_ARCHS", "arch_from_config", "arch_of", "lora_params_of"]
