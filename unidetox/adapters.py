@@ -37,7 +37,9 @@ def adapter_base(path: str | Path) -> str:
     try:
         base = json.loads(cfg_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
     except (OSError, ValueError) as e:
-        raise AdapterError(f"cannot read {cfg_path}: {e}. Fix: give a folder written by peft's save_pretrained") from None
+        raise AdapterError(
+            f"cannot read {cfg_path}: {e}. Fix: give a folder written by peft's save_pretrained"
+        ) from None
     if not isinstance(base, str) or not base:
         raise AdapterError(f"{cfg_path} names no base model (base_model_name_or_path). Fix: set it to the base "
                            "model's spec, Hub id or folder")  # fmt: skip

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from unidetox.config.base import _check
 
-
 #: how a prompt reaches the model: as raw text (off) or through its tokenizer's chat template (auto)
 CHAT_MODES = ("off", "auto")
 

@@ -26,7 +26,15 @@ from unidetox.errors import UnidetoxError
 from unidetox.jsonl import JsonlWriter, read_jsonl
 from unidetox.measure import metrics
 from unidetox.measure.likelihood import conditional_perplexity
-from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
+from unidetox.method.generate import (
+    GenerationSettings,
+    chat_template_of,
+    chat_template_sha256,
+    generate_unit,
+    plan_units,
+    prompt_lengths,
+    unit_generator,
+)
 from unidetox.models import LoadedModel, model_max_length
 
 
@@ -38,8 +46,15 @@ class EvaluationError(UnidetoxError, RuntimeError):
     """A failure during evaluation that must not be scored as a number."""
 
 
-def generation_settings(cfg: EvalConfig, prefix: str = "") -> GenerationSettings:
+def uses_chat(cfg: EvalConfig, tokenizer) -> bool:
+    """Chat mode for this model: ``eval.chat_template`` is auto and its tokenizer has a chat template."""
+    return cfg.chat_template == "auto" and chat_template_of(tokenizer) is not None
+
+
+def generation_settings(cfg: EvalConfig, prefix: str = "", chat: bool = False) -> GenerationSettings:
     return GenerationSettings(
+        chat=chat,
+        system_prompt=cfg.system_prompt if chat else "",
         samples_per_prompt=cfg.samples_per_prompt,
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
@@ -50,8 +65,10 @@ def generation_settings(cfg: EvalConfig, prefix: str = "") -> GenerationSettings
     )
 
 
-def prompt_budget(lm: LoadedModel, texts: Sequence[str], prefix: str, max_new_tokens: int) -> tuple[int | None, int]:
-    """(most prompt tokens that fit in the model's context beside `max_new_tokens`, number of prompts longer).
+def prompt_budget(lm: LoadedModel, texts: Sequence[str], prefix: str, max_new_tokens: int,
+                  settings: GenerationSettings | None = None) -> tuple[int | None, int]:  # fmt: skip
+    """(most prompt tokens that fit in the model's context beside `max_new_tokens`, number of prompts longer);
+    `settings`: how prompts are rendered (chat mode), else `prefix` + prompt.
 
     (None, 0) when the model does not state its context. Raises EvaluationError when `max_new_tokens` alone
     fills the context, before any work.
@@ -65,14 +82,18 @@ def prompt_budget(lm: LoadedModel, texts: Sequence[str], prefix: str, max_new_to
             f"eval.max_new_tokens {max_new_tokens} leaves no room for a prompt in {lm.spec}'s context of {context} "
             f"tokens. Fix: --set eval.max_new_tokens={context - 1} or less"
         )
-    lengths = [len(ids) for ids in lm.tokenizer([prefix + t for t in texts])["input_ids"]]
+    lengths = prompt_lengths(lm.tokenizer, texts, settings or GenerationSettings(prefix=prefix))
     return limit, sum(n > limit for n in lengths)
 
 
-def result_settings(cfg: EvalConfig, scorer, n_prompts: int, prefix: str = "") -> dict:
-    """Every setting that moves the numbers, recorded beside every result."""
+def result_settings(cfg: EvalConfig, scorer, n_prompts: int, prefix: str = "", tokenizer=None) -> dict:
+    """Every setting that moves the numbers, recorded beside every result; with the model's `tokenizer`, whether
+    chat mode applied and the SHA-256 of the chat template it rendered."""
+    chat = tokenizer is not None and uses_chat(cfg, tokenizer)
     return {
-        **asdict(generation_settings(cfg, prefix)),
+        **asdict(generation_settings(cfg, prefix, chat)),
+        "chat_template": cfg.chat_template,
+        "chat_template_sha256": chat_template_sha256(tokenizer) if chat else None,
         "seeds": list(cfg.seeds),
         "threshold": cfg.threshold,
         "threshold_rule": "score > threshold",
@@ -116,7 +137,7 @@ def generate_and_score(
     Prompts longer than `max_prompt_tokens` tokens (prefix included) are truncated from the left (see
     :func:`prompt_budget`); the records keep the whole prompt text.
     """
-    settings = generation_settings(cfg, prefix)
+    settings = generation_settings(cfg, prefix, uses_chat(cfg, lm.tokenizer))
     units = [(seed, u, s, e) for seed in cfg.seeds for u, (s, e) in enumerate(plan_units(len(prompts), settings))]
     mine = [x for i, x in enumerate(units) if i % world_size == rank]
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")

@@ -7,15 +7,22 @@ are spread over processes, and a resumed run regenerates nothing that was finish
 A model is evaluated plain, with a fixed prefix prepended to every prompt (the safety pre-prompt
 baseline; the continuation alone is returned), or through any decoding-time score source (e.g.
 DExperts) passed as `make_source`.
+
+Chat mode (``chat``): each prompt is the user's turn of a conversation rendered by the tokenizer's chat template,
+with the generation prompt added, so the continuation is the assistant's reply; a system message holds
+``system_prompt`` and then the prefix (the pre-prompt baseline's text). The rendered text already holds the
+template's special tokens, so it is tokenised without adding any (as ``apply_chat_template`` does).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from unidetox.errors import UnidetoxError
 from unidetox.method.sampling import (
     CausalLMSource,
     SamplingParams,
@@ -36,7 +43,9 @@ class GenerationSettings:
     top_p: float = 0.9
     top_k: int = 50
     batch_size: int = 64  # rows (prompt x sample) per forward pass
-    prefix: str = ""  # prepended to each prompt at generation time, never scored
+    prefix: str = ""  # prepended to each prompt at generation time (chat mode: in the system message), never scored
+    chat: bool = False  # prompts rendered by the tokenizer's chat template (the user's turn)
+    system_prompt: str = ""  # chat mode: the system message, before the prefix
 
     @property
     def params(self) -> SamplingParams:
@@ -67,11 +76,14 @@ def generate_unit(
     A prompt longer than `max_prompt_tokens` tokens (prefix included) is cut from the left: see :func:`fit_left`.
     """
     k = settings.samples_per_prompt
-    texts = [settings.prefix + p for p in prompts]
-    enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+    texts, special = render_prompts(tokenizer, prompts, settings)
+    enc = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt", add_special_tokens=special)
     ids, mask = enc.input_ids, enc.attention_mask
     if max_prompt_tokens is not None and ids.shape[1] > max_prompt_tokens:
-        ids, mask = fit_left(tokenizer, settings.prefix, prompts, max_prompt_tokens)
+        if settings.chat:
+            ids, mask = fit_left_chat(tokenizer, system_message(settings), prompts, max_prompt_tokens)
+        else:
+            ids, mask = fit_left(tokenizer, settings.prefix, prompts, max_prompt_tokens)
     source = make_source() if make_source is not None else CausalLMSource(model)
     new = sample_loop(  # each prompt is encoded once; its KV cache is shared by its k samples
         source,
@@ -100,6 +112,28 @@ def fit_left(tokenizer, prefix: str, prompts: Sequence[str], limit: int) -> tupl
         if len(ids) > limit:
             ids = ids[:head] + ids[len(ids) - (limit - head) :] if head < limit else ids[-limit:]
         rows.append(ids)
+    return _left_padded(tokenizer, rows)
+
+
+def fit_left_chat(tokenizer, system: str, prompts: Sequence[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fit_left` in chat mode: a rendered prompt longer than `limit` tokens keeps the template's text before
+    and after the user's turn whole and loses the first tokens of the prompt (the last `limit` tokens are kept when
+    the template's text alone fills `limit`, or where the template does not copy the prompt verbatim)."""
+    head, found, tail = render_chat(tokenizer, _SLOT, system).partition(_SLOT)
+    h, t = (tokenizer(x, add_special_tokens=False).input_ids for x in (head, tail))
+    room = limit - len(h) - len(t)
+    rows = []
+    for p in prompts:
+        ids = tokenizer(render_chat(tokenizer, p, system), add_special_tokens=False).input_ids
+        if len(ids) > limit:
+            kept = tokenizer(p, add_special_tokens=False).input_ids[-room:] if found and room > 0 else None
+            ids = h + kept + t if kept else ids[-limit:]
+        rows.append(ids)
+    return _left_padded(tokenizer, rows)
+
+
+def _left_padded(tokenizer, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows -> left-padded ``(ids, mask)``."""
     width = max(map(len, rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
@@ -109,3 +143,61 @@ def fit_left(tokenizer, prefix: str, prompts: Sequence[str], limit: int) -> tupl
 
 def unit_generator(device: torch.device | str, seed: int, unit: int) -> torch.Generator:
     return make_generator(device, seed, unit, 7919)
+
+
+# ----------------------------------------------------------------------------- chat templates
+
+_SLOT = "\x00prompt\x00"  # stands for the user's text when the template is split around it
+
+
+class ChatTemplateError(UnidetoxError, ValueError):
+    """A chat template that cannot render the evaluation's conversation."""
+
+
+def chat_template_of(tokenizer) -> str | None:
+    """The tokenizer's chat template (its default one when it names several), None when it has none."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    return template if isinstance(template, str) and template.strip() else None
+
+
+def chat_template_sha256(tokenizer) -> str | None:
+    """SHA-256 of the chat template's text (None without one): recorded with every chat-mode result."""
+    template = chat_template_of(tokenizer)
+    return None if template is None else hashlib.sha256(template.encode("utf-8")).hexdigest()
+
+
+def system_message(settings: GenerationSettings) -> str:
+    """Chat mode's system message: ``system_prompt`` then the prefix (the pre-prompt), each stripped; "" = none."""
+    return "\n\n".join(x.strip() for x in (settings.system_prompt, settings.prefix) if x.strip())
+
+
+def render_chat(tokenizer, prompt: str, system: str = "") -> str:
+    """One conversation as the model reads it: [system], user `prompt`, then the assistant's generation prompt."""
+    from jinja2 import TemplateError  # transformers renders templates with jinja2
+
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except (TemplateError, ValueError, TypeError) as e:  # e.g. a template's raise_exception("System role not
+        raise ChatTemplateError(  # supported"): one clear line instead of a traceback
+            f"the chat template cannot render the evaluation's conversation ({type(e).__name__}: {e}). Fix: "
+            "--set eval.system_prompt='' (a template without a system role), or --set eval.chat_template=off"
+        ) from None
+
+
+def render_prompts(tokenizer, prompts: Sequence[str], settings: GenerationSettings) -> tuple[list[str], bool]:
+    """(the texts the model reads for `prompts`, whether the tokenizer adds its special tokens to them): the prefix
+    and the prompt as raw text, or in chat mode the rendered conversation (whose special tokens are in the text)."""
+    if not settings.chat:
+        return [settings.prefix + p for p in prompts], True
+    system = system_message(settings)
+    return [render_chat(tokenizer, p, system) for p in prompts], False
+
+
+def prompt_lengths(tokenizer, prompts: Sequence[str], settings: GenerationSettings) -> list[int]:
+    """Tokens the model reads for each prompt (prefix or chat template included)."""
+    texts, special = render_prompts(tokenizer, prompts, settings)
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=special)["input_ids"]]

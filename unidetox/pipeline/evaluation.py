@@ -43,6 +43,17 @@ def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
     return load_toxigen_prompts(profile.data, split, prompts_per_domain=prompts_per_domain(profile, split), seed=0)
 
 
+#: evaluation settings that are in the evaluate stage's key only when chat mode is on (they were added later)
+CHAT_SETTINGS = ("chat_template", "system_prompt")
+
+
+def generation_key(cfg) -> dict:
+    """The evaluation settings of the evaluate stage's key: all but MMLU's and the weights' dtype (its own key
+    part), and the chat settings only when ``eval.chat_template`` is not off (so raw-mode stages keep their keys)."""
+    drop = ("inference_dtype", *(CHAT_SETTINGS if cfg.chat_template == "off" else ()))
+    return {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu") and k not in drop}
+
+
 def _merged_generations(st: StageDir, world_size: int) -> list[dict]:
     """All ranks' generation records; from several ranks also written to one ``generations.jsonl`` (as one process
     writes it), which every reader of a finished stage uses (score, study tables, rescore)."""
@@ -64,8 +75,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     split = split or profile.eval.prompt_split
     cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=prompts_per_domain(profile, split))
     ps = prompts(profile, cfg.prompt_split)
-    gen_cfg = {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu") and k != "inference_dtype"}
-    config = {"eval": gen_cfg, "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
+    config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
               "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
     st = stage_dir(profile, "evaluate", config, {"model": cand.key})
     if reuse(st, f"evaluate {cand.labels()}"):
@@ -88,7 +98,11 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             expert, anti = load(cand.expert), load(cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
-        limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens)
+        chat = E.uses_chat(cfg, lm.tokenizer)
+        if chat:
+            summary["chat_template_sha256"] = E.chat_template_sha256(lm.tokenizer)
+        limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens,
+                                        E.generation_settings(cfg, cand.prefix, chat))  # fmt: skip
         if n_long:
             summary["prompts_truncated"] = n_long
             log(f"evaluate {cand.labels()}: {n_long} of {len(ps)} prompts are longer than {limit} tokens (the model's "
@@ -97,6 +111,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
                              rank=state.process_index, world_size=state.num_processes,
                              progress=not quiet and state.is_main_process, max_prompt_tokens=limit)  # fmt: skip
+        tokenizer = lm.tokenizer
         del lm, make_source
         state.wait_for_everyone()
         if state.is_main_process:
@@ -110,7 +125,8 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
                 rows[k] = v
             rows["config_key"] = st.key
             write_text(st / "metrics.csv", rows.to_csv(index=False))
-            write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), cand.prefix), **cand.labels()})
+            write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), cand.prefix, tokenizer),
+                                              **cand.labels()})  # fmt: skip
     if state.is_main_process:
         st.mark_done(summary)
     state.wait_for_everyone()

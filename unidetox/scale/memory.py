@@ -120,9 +120,11 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
     fix = ""
     if mem.total > hw.usable_bytes and trainable is not None:
-        fix = (f"needs ~{gib(mem.total)} GiB per device, {gib(hw.usable_bytes)} GiB usable. Fix: "
-               + ("--set scale.gradient_checkpointing=true, or " if not sc.gradient_checkpointing else "")
-               + "a smaller micro-batch (batch_size, grad_accum, max_length) or a device with more memory")
+        fix = (
+            f"needs ~{gib(mem.total)} GiB per device, {gib(hw.usable_bytes)} GiB usable. Fix: "
+            + ("--set scale.gradient_checkpointing=true, or " if not sc.gradient_checkpointing else "")
+            + "a smaller micro-batch (batch_size, grad_accum, max_length) or a device with more memory"
+        )
     elif mem.total > hw.usable_bytes:
         fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, mem.total, profile)
     return StagePlan(stage, spec, p, runs, mem.total, parts, flops, seconds, disk, fix, devices=n)
