@@ -150,7 +150,9 @@ def _prepare_model(run: TrainRun, model: torch.nn.Module, spec: str) -> None:
     if run.scale.gradient_checkpointing:
         set_checkpointing(model, True)
     if run.lora is not None:
-        model = add_lora(model, run.lora, spec)
+        with torch.random.fork_rng(devices=cuda_devices(acc.device)):  # A's random start: from the run's seed
+            torch.manual_seed(cfg.seed)
+            model = add_lora(model, run.lora, spec)
     model.train()
     if acc.distributed_type == DistributedType.DEEPSPEED:  # no dataloader is prepared: DeepSpeed needs the micro-batch
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = run.micro_bs

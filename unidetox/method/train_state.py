@@ -95,7 +95,7 @@ def save_pretrained(model: torch.nn.Module, tokenizer, path: Path, dtype: torch.
     try:
         with atomic_dir(path) as tmp:
             if is_peft_model(model):
-                model.save_pretrained(tmp, safe_serialization=True)
+                model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
             else:
                 params_dtype = next(model.parameters()).dtype
                 state = None if params_dtype == dtype else {k: v.to(dtype) for k, v in model.state_dict().items()}
