@@ -140,6 +140,9 @@ BAD = [
     ("target-without-texts", lambda t: [], ["needs both --target MODEL and --texts SOURCE"]),
     ("occupied-out-folder", lambda t: ["--texts", str(RELEASED), "--out", str(Path(_write(t / "o" / "f", "x")).parent)],
      ["exists and is not an empty folder"]),
+    ("adapter-without-weights", lambda t: ["--texts", str(RELEASED), "--target", _write(t / "a" / "adapter_config.json",
+     '{"base_model_name_or_path": "tiny:gpt2"}').removesuffix("/adapter_config.json")],
+     ["holds an adapter_config.json but no adapter_model.safetensors"]),
     ("bad-learning-rate", lambda t: ["--texts", str(RELEASED), "--learning-rate", "0"], ["learning_rate must be a finite number > 0"]),
 ]  # fmt: skip
 

@@ -56,16 +56,14 @@ class EvalConfig:
     chat_template: str = field(
         default="off",
         metadata={
-            "help": "off = the prompt is continued as raw text (the paper) | auto = where the model's tokenizer has a "
-            "chat template, the prompt is the user's turn and the continuation the assistant's reply",
+            "help": "off = raw continuation (the paper) | auto = the prompt as the user's turn of the chat template",
             "choices": list(CHAT_MODES),
         },
     )
     system_prompt: str = field(
         default="",
         metadata={
-            "help": 'chat mode: the system message ("" = none, so a template\'s own default applies); the '
-            "preprompt baseline's study.preprompt follows it in the same message"
+            "help": "chat mode: the system message (empty: the template's default); the preprompt baseline adds its text"
         },
     )
     mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})

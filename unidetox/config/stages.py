@@ -98,8 +98,7 @@ class DetoxConfig:
     adapter: str = field(
         default="none",
         metadata={
-            "help": "none = fine-tune every weight (the paper) | lora = train a LoRA adapter (detox.lora) through "
-            "peft, saved in peft's format; its learning rates are detox.learning_rates",
+            "help": "none = fine-tune every weight (the paper) | lora = train a LoRA adapter (detox.lora) with peft",
             "choices": list(ADAPTERS),
         },
     )

@@ -78,8 +78,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] = field(
         default=(),
         metadata={
-            "help": "names of the linear layers that get an adapter; [] = peft's default for the model type "
-            "(GPT-2: c_attn; Falcon: query_key_value; Llama, OPT, Gemma, SmolLM2: q_proj, v_proj)"
+            "help": "linear layers given an adapter; [] = peft's default for the model type (q_proj, v_proj; c_attn)"
         },
     )
 
