@@ -156,3 +156,10 @@ def test_packaged_templates():
     )
     assert smol.eos_token == "<|im_end|>"  # a reply ends at the end of its turn
     assert chat_template_sha256(load_tokenizer("packaged:gemma3-270m")) is None
+
+
+def test_off_reads_as_a_word_not_yaml_false():
+    """YAML 1.1 reads `off` as false: a setting with choices gets its word back (profile files and --set alike)."""
+    assert load_profile("tiny", ["eval.chat_template=off"]).eval.chat_template == "off"
+    with pytest.raises(ConfigError, match="eval.chat_template must be a string, got True"):
+        load_profile("tiny", ["eval.chat_template=true"])  # no choice is spelt as YAML's true

@@ -73,15 +73,31 @@ def _unknown_key(key: str, known: list[str]) -> ConfigError:
     return ConfigError(f"unknown configuration key {key!r}{hint}")
 
 
+#: how YAML 1.1 spells its booleans: a setting whose choices hold one of these gets it back as that word
+YAML_WORDS = {False: ("off", "false", "no"), True: ("on", "true", "yes")}
+
+
+def _as_choice(value: Any, field: dataclasses.Field) -> Any:
+    """YAML reads ``off`` as false: for a setting with ``choices`` (e.g. ``eval.chat_template: off|auto``) a boolean
+    becomes the one choice YAML would have read as it."""
+    choices = field.metadata.get("choices", ())
+    if isinstance(value, bool):
+        words = [c for c in choices if str(c).lower() in YAML_WORDS[value]]
+        if len(words) == 1:
+            return words[0]
+    return value
+
+
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         if key not in names:
             raise _unknown_key(prefix + key, names)
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+        kwargs[key] = _coerce(_as_choice(value, fields[key]), hints[key], prefix + key)
     try:
         return cls(**kwargs)
     except ConfigError as e:  # name the section of a nested check ("toxic.train: max_steps ...")

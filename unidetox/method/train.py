@@ -18,6 +18,11 @@ Step ``s`` (0-based) reads batch ``s % B_e`` of epoch ``s // B_e`` of a permutat
 ``(cfg.seed, epoch)``, where ``B_e = ceil(n_texts / batch_size)``; the last, partial batch of an epoch is
 kept. With ``cfg.epochs`` the run has ``epochs * B_e`` steps (every text seen ``epochs`` times, as HF Trainer).
 
+LoRA (``lora``, :class:`unidetox.config.LoraSettings`): peft injects an adapter into ``lm.model`` (its random start
+seeded by ``cfg.seed``) and only the adapter trains; the base's weights stay frozen in their dtype, and
+``steps/<n>/`` and ``final/`` hold the adapter alone in peft's format (``adapter_config.json``,
+``adapter_model.safetensors``). The loop is the same; the checkpoint holds the whole wrapped model.
+
 Loss: next-token cross entropy summed over the non-padding targets of the whole optimizer batch (all
 processes, all accumulation micro-batches) and divided by their number, so any split of the batch gives
 the same gradient as one big batch. Padding is identified by the attention mask, never by the pad id.
@@ -81,9 +86,7 @@ def train_causal_lm(
     batch). Half-precision weights are trained in fp32 and cast back at the end. `scale`: gradient checkpointing,
     mixed precision and the memory check (the estimate of `unidetox.pipeline.plan` is printed first). If
     ``out_dir/final`` is complete, its weights are loaded into `lm.model` and its result returned without training.
-    `stop_after`: stop after that optimizer step with a checkpoint and no final (time-limited jobs); a later call
-    resumes. `lora` (:class:`unidetox.config.LoraSettings`): train a LoRA adapter instead of every weight (peft
-    injects it into `lm.model`, which then computes the fine-tuned model); the saved folders hold the adapter alone.
+    `stop_after`: stop after that optimizer step with a checkpoint and no final; a later call resumes. `lora`: below.
     """
     out_dir, texts = Path(out_dir), list(texts)
     if not texts:

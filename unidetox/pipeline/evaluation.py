@@ -98,8 +98,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             expert, anti = load(cand.expert), load(cand.antiexpert)
             check_models(lm, expert, anti)
             make_source = functools.partial(DExpertsSource, lm.model, expert.model, anti.model, cand.hparam)
-        chat = E.uses_chat(cfg, lm.tokenizer)
-        if chat:
+        if chat := E.uses_chat(cfg, lm.tokenizer):
             summary["chat_template_sha256"] = E.chat_template_sha256(lm.tokenizer)
         limit, n_long = E.prompt_budget(lm, ps.text.tolist(), cand.prefix, cfg.max_new_tokens,
                                         E.generation_settings(cfg, cand.prefix, chat))  # fmt: skip
@@ -111,8 +110,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
         E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
                              rank=state.process_index, world_size=state.num_processes,
                              progress=not quiet and state.is_main_process, max_prompt_tokens=limit)  # fmt: skip
-        tokenizer = lm.tokenizer
-        del lm, make_source
+        tokenizer, lm, make_source = lm.tokenizer, None, None  # the model's memory is freed before perplexity
         state.wait_for_everyone()
         if state.is_main_process:
             gens = _merged_generations(st, state.num_processes)
