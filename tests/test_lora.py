@@ -228,3 +228,18 @@ def test_adapter_card_header():
     assert "library_name: peft" in card and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert "library_name: transformers" in render_model_card({**facts, "adapter": None})
     assert dataclasses.asdict(LoraSettings()) == {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ()}
+
+
+def test_a_bf16_base_stays_frozen_in_bf16_and_the_adapter_trains_in_fp32(tmp_path, one_torch_thread):
+    """The CUDA case (models load in bf16 there), on CPU: no fp32 copy of the base; the adapter is fp32 and saved so."""
+    from safetensors.torch import load_file
+
+    lm = load_model("tiny:llama", dtype=torch.bfloat16)
+    cfg = TrainConfig(learning_rate=1e-2, max_steps=2, batch_size=2, max_length=16, log_every=1)
+    res = train_causal_lm(lm, TEXTS, cfg, tmp_path, progress=False, lora=LoraSettings(r=4),
+                          scale=ScaleConfig(mixed_precision="bf16"))  # fmt: skip
+    assert all(math.isfinite(x) for x in res.losses)
+    dtypes = {("lora_" in n, p.dtype) for n, p in lm.model.named_parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
+    saved = load_file(str(tmp_path / "final" / "adapter_model.safetensors"))
+    assert saved and all(v.dtype == torch.float32 for v in saved.values())
