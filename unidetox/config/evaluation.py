@@ -63,7 +63,7 @@ class EvalConfig:
     system_prompt: str = field(
         default="",
         metadata={
-            "help": "chat mode: the system message (empty: the template's default); the preprompt baseline adds its text"
+            "help": "chat mode: the system message (empty: the template's default); the preprompt baseline adds to it"
         },
     )
     mmlu_split: str = field(default="validation", metadata={"help": "MMLU split scored (official code: validation)"})

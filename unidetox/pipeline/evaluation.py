@@ -75,8 +75,8 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     split = split or profile.eval.prompt_split
     cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=prompts_per_domain(profile, split))
     ps = prompts(profile, cfg.prompt_split)
-    config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text), "prefix": cand.prefix,
-              "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
+    config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text),
+              "prefix": cand.prefix, "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
     st = stage_dir(profile, "evaluate", config, {"model": cand.key})
     if reuse(st, f"evaluate {cand.labels()}"):
         return st

@@ -115,8 +115,8 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
     p = C.param_count(arch)
     disk = runs * saves * (p * loaded if trainable is None else 4 * trainable)  # saved in the loading dtype
     lora = "" if trainable is None else f"LoRA: {num(trainable)} trainable; "
-    parts = (f"{lora}weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + activations "
-             f"{gib(mem.activations)} + logits {gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
+    parts = (f"{lora}weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + "
+             f"activations {gib(mem.activations)} + logits {gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
     fix = ""
     if mem.total > hw.usable_bytes and trainable is not None:
