@@ -10,6 +10,7 @@ template, the continuation its assistant reply; with `eval.system_prompt` empty 
 message applies): the untouched model, the safety pre-prompt baseline (raw: `study.preprompt` before the prompt;
 chat: `study.preprompt` as the system message) and the model detoxified by full fine-tuning.
 
+No perplexity is computed beyond the stages `bench_lora.py` made (raw mode, untouched and detoxified).
 Writes a Markdown table: TP per domain and in-/out-of-distribution, and EMT in-/out-of-distribution, each with its
 95% bootstrap CI over prompts (resampled within domains); the paired difference to the untouched model of the same
 mode; the chat template's SHA-256 as recorded by the evaluation; CPU model and load average before and after.
@@ -65,7 +66,9 @@ def main() -> None:
         prof = dataclasses.replace(raw, eval=dataclasses.replace(raw.eval, chat_template=mode))
         pp = {}
         for name, cand in models.items():
-            st = P.evaluate(prof, cand, split=split, quiet=True)
+            # perplexity only where bench_lora.py computed it (raw mode, untouched and UniDetox: reused stages)
+            reused = mode == "off" and name != "safety pre-prompt"
+            st = P.evaluate(prof, cand, split=split, perplexity=reused, quiet=True)
             hashes[mode] = json.loads((st / "settings.json").read_text()).get("chat_template_sha256")
             pp[name] = per_prompt_rows(prof, st)
             ci = _ci(pp[name], None, n_boot=study.bootstrap, level=study.ci_level).set_index(["metric", "domain"])
