@@ -91,7 +91,7 @@ def main() -> None:
          f"{config[1]} steps. Chat template SHA-256 (recorded in each evaluation's settings.json): "
          f"`{hashes.get('auto')}`."), "",
         (f"{time.strftime('%d %b %Y')}, {cpu_model()}, {os.cpu_count()} cores; load average (1/5/15 min) {before} "
-         f"before, {after} after (other jobs shared the machine); {minutes:.1f} min wall, reused stages included."),
+         f"before, {after} after (the script's own threads included); {minutes:.1f} min wall, reused stages included."),
         "", "## Toxicity with 95% bootstrap CIs over prompts", "",
         f"| mode | model | {head} |", "|---|---|" + "---|" * len(COLUMNS),
     ]  # fmt: skip

@@ -103,7 +103,7 @@ def ci_cell(row: pd.Series | None, scale: float = 1.0) -> str:
     return f"{row['diff'] * scale:+.3f} [{row['lo'] * scale:+.3f}, {row['hi'] * scale:+.3f}]"
 
 
-def report(profile: Profile, cands: dict[str, P.Candidate]) -> tuple[list[dict], dict]:
+def report(profile: Profile, cands: dict[str, P.Candidate]) -> tuple[list[dict], dict, dict]:
     """Report-prompt rows: per model TP/EMT in-distribution, difference to untouched with CIs, PPL ratio."""
     split, cfg = profile.study.report_split, profile.study
     stages = {name: P.evaluate(profile, c, split=split, quiet=True) for name, c in cands.items()}
@@ -120,7 +120,19 @@ def report(profile: Profile, cands: dict[str, P.Candidate]) -> tuple[list[dict],
             row["ppl_ratio"] = ppl_ratio_ci(table, base, n_boot=cfg.bootstrap, level=cfg.ci_level)
         out.append(row)
     means = {name: pd.read_csv(st / "metrics.csv") for name, st in stages.items()}
-    return out, means
+    return out, means, pp
+
+
+def head_to_head(profile: Profile, pp: dict) -> list[str]:
+    """Markdown rows of LoRA minus full fine-tuning, paired over the report prompts (TP, EMT, PPL ratio)."""
+    cfg = profile.study
+    lora, full = pp["LoRA"], pp["full fine-tuning"]
+    d = paired_ci(lora, full, n_boot=cfg.bootstrap, level=cfg.ci_level)
+    rows = ["| metric | domain | LoRA − full fine-tuning [95% CI] |", "|---|---|---|"]
+    rows += [f"| {r.metric} | {r.domain} | {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] |" for _, r in d.iterrows()
+             if r.metric in ("TP", "EMT")]  # fmt: skip
+    ratio, lo, hi, _ = ppl_ratio_ci(lora, full, n_boot=cfg.bootstrap, level=cfg.ci_level)
+    return [*rows, f"| PPL ratio LoRA / full | all | {ratio:.3f} [{lo:.3f}, {hi:.3f}] |"]
 
 
 def seed_mean(tidy: pd.DataFrame, metric: str, domain: str = IN_DISTRIBUTION) -> float:
@@ -142,7 +154,7 @@ def main() -> None:
     full_cand, full_cfg, full_val = chosen(full, "full fine-tuning")
     lora_cand, lora_cfg, lora_val = chosen(lora, "LoRA")
     cands = {"untouched": P.untouched(TARGET), "full fine-tuning": full_cand, "LoRA": lora_cand}
-    table, tidy = report(full, cands)
+    table, tidy, pp = report(full, cands)
     after, minutes = load(), (time.perf_counter() - t0) / 60
     numel = sum(p.numel() for p in load_lm(full, TARGET).model.parameters())
     facts = {"full fine-tuning": train_facts(full_cand) | {"trainable": numel}, "LoRA": train_facts(lora_cand)}
@@ -160,8 +172,8 @@ def main() -> None:
          f"({full.study.report_prompts_per_domain} per domain, k={full.eval.samples_per_prompt}, seeds "
          f"{list(full.eval.seeds)}, scorer {full.eval.scorer}, perplexity under {full.eval.perplexity_model})."), "",
         (f"{time.strftime('%d %b %Y')}, {cpu_model()}, {os.cpu_count()} cores, torch threads "
-         f"{__import__('torch').get_num_threads()}; load average (1/5/15 min) {before} before, {after} after (other "
-         f"jobs shared the machine); {minutes:.1f} min wall for the whole script, stages it reused included."), "",
+         f"{__import__('torch').get_num_threads()}; load average (1/5/15 min) {before} before, {after} after (the "
+         f"script's own threads included); {minutes:.1f} min wall for the whole script, stages it reused included."), "",
         "## Report prompts", "",
         ("| model | chosen on validation (lr, steps) | TP in-dist. | Δ TP vs untouched [95% CI] | EMT in-dist. | "
          "Δ EMT [95% CI] | PPL ratio [95% CI] | training seconds (grid run) | trainable parameters |"),
@@ -180,6 +192,7 @@ def main() -> None:
             f"| {name} | {cfg_cell} | {seed_mean(tidy[name], 'TP'):.3f} | {ci_cell(r.get('dTP'))} | "
             f"{seed_mean(tidy[name], 'EMT'):.3f} | {ci_cell(r.get('dEMT'))} | {ratio_cell} | {secs} | {trainable} |"
         )
+    lines += ["", "## LoRA against full fine-tuning, paired over the report prompts", "", *head_to_head(full, pp)]
     lines += ["", "## Validation grids (in-distribution, mean over seeds)", ""]
     for name, val in (("full fine-tuning", full_val), ("LoRA", lora_val)):
         lines += [f"{name}:", "", "| lr | steps | TP | EMT |", "|---:|---:|---:|---:|"]
