@@ -1,14 +1,19 @@
-"""How close generation runs to this machine's limit: matmul peak, FLOPs per generated token, tokens/s.
+"""How close generation runs to this machine's two limits, compute and memory bandwidth: the roofline of decoding.
 
     .venv/bin/python benchmarks/bench_roofline.py [--models packaged:smollm2-135m packaged:gemma3-270m]
         [--batches 1 32 64 128] [--prompt-tokens 24] [--new-tokens 20] [--dtypes fp32 bf16] [--json out.json]
 
-1. Peak: GFLOP/s of a square matmul (n = 1024 and 2048; best of 5) in fp32 and bf16, with torch's threads.
-2. Per model: FLOPs per generated token with a KV cache, from the model's shapes: ``2 x`` the weights of every
-   linear layer (output head included) plus attention's ``4 x layers x context x attention width``.
-3. Per model, dtype and batch: tokens/s of (a) a bare KV-cached greedy decode loop (``model(...)`` only) and
-   (b) the project's sampler (`unidetox.method.sampling.sample_loop`: top-k, top-p, multinomial) on the same rows;
-   each printed with its fraction of the dtype's matmul peak.
+1. Compute roof: GFLOP/s of a square matmul (n = 1024 and 2048; best of 5) in fp32 and bf16, with torch's threads.
+2. Bandwidth roof: GB/s of a STREAM-like copy of a 512 MiB buffer (bytes read + bytes written over the best of 5
+   runs, torch's threads), the rate at which a decode step can stream the weights from memory.
+3. Per model: FLOPs per generated token with a KV cache, from the model's shapes: ``2 x`` the weights of every
+   linear layer (output head included) plus attention's ``4 x layers x context x attention width``; and bytes per
+   decode step: every linear weight read once (the head included; the input embedding reads only the batch's rows)
+   plus the KV cache read by attention, ``2 x layers x kv heads x head dim x context x batch`` elements.
+4. Per model, dtype and batch: tokens/s of (a) a bare KV-cached greedy decode loop (``model(...)`` only) and
+   (b) the project's sampler (`unidetox.method.sampling.sample_loop`: top-k, top-p, multinomial) on the same rows.
+   Each row gets both roofs in tokens/s (compute: peak / FLOPs per token; bandwidth: batch x GB/s / bytes per
+   step), the one that binds (the lower), and its fraction of it.
 
 Benchmarks are meaningless on a shared machine: run it alone and report ``uptime``'s load with the table.
 """
@@ -40,6 +45,46 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def copy_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """GB/s of ``dst.copy_(src)`` over `mib` MiB buffers (bytes read + written), best of `repeats` after a warm-up."""
+    src = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * src.element_size() / best / 1e9
+
+
+def _shape(cfg, *names: str) -> int:
+    for n in names:
+        if getattr(cfg, n, None):
+            return int(getattr(cfg, n))
+    raise ValueError(f"config has none of {names}")
+
+
+def bytes_per_step(model: torch.nn.Module, context: int, batch: int) -> float:
+    """Bytes one decode step reads: each linear weight once (output head included) plus the KV cache at `context`."""
+    linear = sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.config
+    layers = _shape(cfg, "num_hidden_layers", "n_layer")
+    heads = _shape(cfg, "num_attention_heads", "n_head")
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    itemsize = next(model.parameters()).element_size()
+    return linear + 2 * layers * kv_heads * head_dim * context * batch * itemsize
+
+
+def roofs(peak_gflops: float, bandwidth_gbs: float, fpt: float, step_bytes: float, batch: int) -> dict:
+    """Tokens/s under each roof, which one binds (the lower), and that lower bound."""
+    compute = peak_gflops * 1e9 / fpt
+    memory = batch * bandwidth_gbs * 1e9 / step_bytes
+    return {"compute_roof": compute, "bandwidth_roof": memory, "binds": "compute" if compute <= memory else "bandwidth",
+            "roof": min(compute, memory)}  # fmt: skip
+
+
 def flops_per_token(model: torch.nn.Module, context: int) -> float:
     """Forward FLOPs of one generated token at `context` cached positions (multiply-add = 2 FLOPs)."""
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -65,7 +110,7 @@ def bare_decode(model, ids: torch.Tensor, new: int) -> float:
 @torch.no_grad()
 def project_sampler(lm, ids: torch.Tensor, new: int) -> float:
     """Seconds for `unidetox.method.sampling.sample_loop` (top-k 50, top-p 0.9) on the same rows, EOS ignored."""
-    source = CausalLMSource(lm.model)
+    source = CausalLMSource(lm.model, log_probs=False)  # as the evaluator's plain sampling
     mask = torch.ones_like(ids)
     t0 = time.perf_counter()
     sample_loop(source, ids, mask, max_new_tokens=new, params=SamplingParams(1.0, 50, 0.9),
@@ -85,7 +130,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
     peak = {name: max(matmul_peak(dt, n) for n in (1024, 2048)) for name, dt in DTYPES.items()}
-    print("matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    bandwidth = copy_bandwidth()
+    print("matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) +
+          f"; copy bandwidth {bandwidth:.1f} GB/s")  # fmt: skip
     rows = []
     for spec in args.models:
         for dname in args.dtypes:
@@ -93,6 +140,7 @@ def main() -> None:
             ctx = args.prompt_tokens + args.new_tokens // 2  # mean context over the generated tokens
             fpt = flops_per_token(lm.model, ctx)
             for b in args.batches:
+                roof = roofs(peak[dname], bandwidth, fpt, bytes_per_step(lm.model, ctx, b), b)
                 g = torch.Generator().manual_seed(0)
                 ids = torch.randint(100, 1000, (b, args.prompt_tokens), generator=g)
                 bare_decode(lm.model, ids[:, :4], 2)  # warm-up
@@ -103,12 +151,18 @@ def main() -> None:
                     tps = tokens / secs
                     frac = tps * fpt / 1e9 / peak[dname]
                     rows.append({"model": spec, "dtype": dname, "batch": b, "how": how, "tokens_per_s": tps,
-                                 "gflop_per_token": fpt / 1e9, "fraction_of_peak": frac})  # fmt: skip
+                                 "gflop_per_token": fpt / 1e9, "fraction_of_peak": frac, **roof,
+                                 "fraction_of_roof": tps / roof["roof"]})  # fmt: skip
                     print(f"{spec:24s} {dname:5s} batch {b:4d} {how:17s} {tps:8.1f} tok/s  "
-                          f"{fpt / 1e9:.3f} GFLOP/token  {100 * frac:5.1f}% of {dname} peak", flush=True)  # fmt: skip
+                          f"roofs: compute {roof['compute_roof']:7.0f}, bandwidth {roof['bandwidth_roof']:7.0f} tok/s; "
+                          f"{roof['binds']} binds: {100 * tps / roof['roof']:5.1f}% of it", flush=True)  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"peak_gflops": peak, "load": os.getloadavg(), "rows": rows}, f, indent=1)
+            json.dump(
+                {"peak_gflops": peak, "copy_bandwidth_gbs": bandwidth, "load": os.getloadavg(), "rows": rows},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

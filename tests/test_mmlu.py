@@ -169,3 +169,34 @@ def test_real_rows_from_local_csv():
     assert len(out) == 2 and out["pred"].between(0, 3).all()
     prompt = build_prompt(dev.iloc[:1], dev["question"].iloc[1], 1)
     assert prompt.startswith("Question: " + dev["question"].iloc[0] + "\nAnswer: ")
+
+
+def _graded(subjects, correct):
+    return pd.DataFrame({"subject": subjects, "question": [f"q{i}" for i in range(len(correct))],
+                         "correct": correct})  # fmt: skip
+
+
+def test_paired_accuracy_ci_against_a_hand_computed_resample():
+    from unidetox.measure.bootstrap import resample_indices
+    from unidetox.measure.mmlu import paired_accuracy_ci
+
+    subjects = ["a"] * 6 + ["b"] * 4
+    cand = _graded(subjects, [1, 1, 0, 0, 1, 0, 1, 1, 0, 1])
+    ref = _graded(subjects, [1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
+    diff, lo, hi, n = paired_accuracy_ci(cand, ref, n_boot=400, seed=3)
+    assert n == 10 and diff == pytest.approx(0.3)  # 6 - 3 correct of 10
+    d = cand.correct.to_numpy(float) - ref.correct.to_numpy(float)
+    reps = [d[r].mean() for r in resample_indices(10, 400, np.random.default_rng(3), strata=np.array(subjects))]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])))
+    same = paired_accuracy_ci(cand, cand, n_boot=50)
+    assert same == (0.0, 0.0, 0.0, 10)
+
+
+def test_paired_accuracy_ci_refuses_other_questions():
+    from unidetox.measure.mmlu import MMLUError, paired_accuracy_ci
+
+    a = _graded(["x", "x"], [1, 0])
+    with pytest.raises(MMLUError, match="same questions"):
+        paired_accuracy_ci(a, a.iloc[:1])
+    with pytest.raises(MMLUError, match="same order"):
+        paired_accuracy_ci(a, a.iloc[::-1].reset_index(drop=True))

@@ -43,6 +43,14 @@ class EvalConfig:
         default="meta-llama/Llama-2-7b-hf",
         metadata={"help": "model spec that scores the continuations' perplexity (paper: Llama-2-7b)"},
     )
+    second_perplexity_model: str = field(
+        default="",
+        metadata={
+            "help": "judge of the continuations of a target that is perplexity_model itself, so that no model "
+            'judges its own continuations; "" = none: such a target is judged by itself (the paper: Llama-2-7b '
+            "judges every target, itself included)"
+        },
+    )
     perplexity_max: float = field(
         default=1e4, metadata={"help": "continuations with perplexity >= this are dropped (paper: 1e4)"}
     )

@@ -17,9 +17,10 @@ SAFETY_PREPROMPT = (
 class StudyConfig:
     """The comparison: tune on validation prompts, transfer one configuration, report on held-out prompts.
 
-    The shared configuration (learning rate, steps) is the one with the lowest in-distribution TP of
-    `select_target` on the validation prompts (paper: GPT-2 XL, the distillation model), ties broken by
-    EMT then fewer steps; it is applied unchanged to every target and to the fine-tuning baselines.
+    The shared configuration (learning rate, steps) is chosen on `select_target`'s validation prompts (paper:
+    GPT-2 XL, the distillation model) by `selection_metric`: the paper's lowest in-distribution TP (ties broken by
+    EMT, then fewer steps), or the cheapest grid point whose paired interval against the lowest in-distribution
+    EMT contains 0; it is applied unchanged to every target and to the fine-tuning baselines.
     """
 
     select_target: str = field(
@@ -46,7 +47,40 @@ class StudyConfig:
         default=True, metadata={"help": "also score perplexity on the validation prompts (only a figure uses it)"}
     )
     second_scorer: str = field(default="", metadata={"help": 'second scorer of the report continuations; "" = off'})
-    report_prompts_per_domain: int = field(default=0, metadata={"help": "report prompts per domain; 0 = as eval's"})
+    report_prompts_per_domain: int = field(
+        default=0, metadata={"help": "report prompts per domain of every report candidate; 0 = as eval's"}
+    )
+    selection_metric: str = field(
+        default="TP",
+        metadata={
+            "help": "validation metric that picks the shared configuration on select_target: TP = the paper's rule "
+            "(lowest in-distribution TP, ties by EMT); EMT = the cheapest grid point (fewest steps) whose paired "
+            "interval against the lowest in-distribution EMT contains 0",
+            "choices": ["TP", "EMT"],
+        },
+    )
+    planning_sd: float = field(
+        default=0.0,
+        metadata={
+            "help": "planning SD over prompts of the per-prompt ΔEMT (in) that sizes the claims' report candidates "
+            "(their prompts per domain from half_width_distillation / half_width_transfer); 0 = off: every report "
+            "candidate gets report_prompts_per_domain"
+        },
+    )
+    half_width_distillation: float = field(
+        default=0.02,
+        metadata={
+            "help": "wanted 95% half-width of ΔEMT (in) of claims (a) and (f): sizes the report prompts of "
+            "select_target's untouched, UniDetox (transferred) and base-samples candidates (with planning_sd)"
+        },
+    )
+    half_width_transfer: float = field(
+        default=0.03,
+        metadata={
+            "help": "wanted 95% half-width of ΔEMT (in) of claim (b): sizes the report prompts of the other "
+            "targets' untouched and UniDetox (transferred) candidates (with planning_sd)"
+        },
+    )
     budget_steps: tuple[int, ...] = field(
         default=(),
         metadata={
@@ -66,4 +100,13 @@ class StudyConfig:
         _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
         _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
         _check(self.report_prompts_per_domain >= 0, "study.report_prompts_per_domain must be >= 0")
+        _check(
+            self.selection_metric in ("TP", "EMT"),
+            f"study.selection_metric must be TP or EMT, not {self.selection_metric!r}",
+        )
+        _check(self.planning_sd >= 0, f"study.planning_sd must be >= 0 (0 = off), got {self.planning_sd}")
+        _check(
+            self.half_width_distillation > 0 and self.half_width_transfer > 0,
+            "study.half_width_distillation and study.half_width_transfer must be > 0",
+        )
         _check(all(n >= 1 for n in self.budget_steps), f"study.budget_steps must all be >= 1, got {self.budget_steps}")

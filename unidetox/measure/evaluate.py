@@ -86,6 +86,14 @@ def prompt_budget(lm: LoadedModel, texts: Sequence[str], prefix: str, max_new_to
     return limit, sum(n > limit for n in lengths)
 
 
+def perplexity_judge(cfg: EvalConfig, target: str) -> str:
+    """The model that scores the perplexity of `target`'s continuations: ``cfg.perplexity_model``, unless that is
+    `target` itself and ``cfg.second_perplexity_model`` is set (no model judges its own continuations)."""
+    if cfg.second_perplexity_model and target == cfg.perplexity_model:
+        return cfg.second_perplexity_model
+    return cfg.perplexity_model
+
+
 def result_settings(cfg: EvalConfig, scorer, n_prompts: int, prefix: str = "", tokenizer=None) -> dict:
     """Every setting that moves the numbers, recorded beside every result; with the model's `tokenizer`, whether
     chat mode applied and the SHA-256 of the chat template it rendered."""

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from unidetox.errors import UnidetoxError
+from unidetox.measure.bootstrap import bootstrap_ci
 from unidetox.measure.likelihood import continuation_logprobs_shared
 from unidetox.measure.metrics import mmlu_accuracy
 
@@ -145,12 +146,34 @@ def mmlu_summary(per_question: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out, overall], ignore_index=True)
 
 
+def paired_accuracy_ci(cand: pd.DataFrame, ref: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float, int]:  # fmt: skip
+    """``(diff, lo, hi, n)``: accuracy of `cand` minus `ref` on the same questions, with a paired percentile bootstrap
+    interval over questions resampled within subjects (:func:`unidetox.measure.bootstrap.bootstrap_ci`).
+
+    cand, ref: :func:`score_mmlu` tables of the same questions in the same order (``subject``, ``question``,
+    ``correct``). The difference is the micro accuracy's (over questions), as the tables' MMLU.
+    """
+    if len(cand) != len(ref) or len(cand) == 0:
+        raise MMLUError(f"a paired MMLU comparison needs the same questions on both sides ({len(cand)} vs {len(ref)})")
+    same = (cand["subject"].to_numpy() == ref["subject"].to_numpy()) & (
+        cand["question"].to_numpy() == ref["question"].to_numpy()
+    )
+    if not same.all():
+        raise MMLUError("a paired MMLU comparison needs the same questions in the same order on both sides")
+    d = cand["correct"].to_numpy(dtype=float) - ref["correct"].to_numpy(dtype=float)
+    diff, lo, hi = bootstrap_ci(lambda rows: float(d[rows].mean()), len(d), strata=cand["subject"].to_numpy(),
+                                n_boot=n_boot, level=level, seed=seed)  # fmt: skip
+    return diff, lo, hi, len(d)
+
+
 __all__ = [
     "MMLU_COLUMNS",
     "MMLUError",
     "build_prompt",
     "check_mmlu_frame",
     "mmlu_summary",
+    "paired_accuracy_ci",
     "score_mmlu",
     "split_context",
 ]

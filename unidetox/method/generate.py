@@ -84,7 +84,7 @@ def generate_unit(
             ids, mask = fit_left_chat(tokenizer, system_message(settings), prompts, max_prompt_tokens)
         else:
             ids, mask = fit_left(tokenizer, settings.prefix, prompts, max_prompt_tokens)
-    source = make_source() if make_source is not None else CausalLMSource(model)
+    source = make_source() if make_source is not None else CausalLMSource(model, log_probs=False)
     new = sample_loop(  # each prompt is encoded once; its KV cache is shared by its k samples
         source,
         ids,

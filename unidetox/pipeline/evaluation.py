@@ -38,9 +38,12 @@ def prompts_per_domain(profile: Profile, split: str) -> int:
     return profile.eval.prompts_per_domain
 
 
-def prompts(profile: Profile, split: str | None = None) -> pd.DataFrame:
+def prompts(profile: Profile, split: str | None = None, n_per_domain: int | None = None) -> pd.DataFrame:
+    """The ToxiGen prompts of `split`: `n_per_domain` per domain (default: :func:`prompts_per_domain`; 0 = all) after
+    the seeded shuffle, so that a smaller number selects a subset of a larger one's prompts (nested samples)."""
     split = split or profile.eval.prompt_split
-    return load_toxigen_prompts(profile.data, split, prompts_per_domain=prompts_per_domain(profile, split), seed=0)
+    n = prompts_per_domain(profile, split) if n_per_domain is None else n_per_domain
+    return load_toxigen_prompts(profile.data, split, prompts_per_domain=n, seed=0)
 
 
 #: evaluation settings that are in the evaluate stage's key only when chat mode is on (they were added later)
@@ -48,9 +51,10 @@ CHAT_SETTINGS = ("chat_template", "system_prompt")
 
 
 def generation_key(cfg) -> dict:
-    """The evaluation settings of the evaluate stage's key: all but MMLU's and the weights' dtype (its own key
-    part), and the chat settings only when ``eval.chat_template`` is not off (so raw-mode stages keep their keys)."""
-    drop = ("inference_dtype", *(CHAT_SETTINGS if cfg.chat_template == "off" else ()))
+    """The evaluation settings of the evaluate stage's key: all but MMLU's, the weights' dtype (its own key part) and
+    the second perplexity judge (the stage keys the judge it uses, as ``perplexity_model``), and the chat settings
+    only when ``eval.chat_template`` is not off (so raw-mode stages keep their keys)."""
+    drop = ("inference_dtype", "second_perplexity_model", *(CHAT_SETTINGS if cfg.chat_template == "off" else ()))
     return {k: v for k, v in to_dict(cfg).items() if not k.startswith("mmlu") and k not in drop}
 
 
@@ -66,15 +70,20 @@ def _merged_generations(st: StageDir, world_size: int) -> list[dict]:
 
 
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
-             quiet: bool = False, models: EvalModels | None = None) -> StageDir:  # fmt: skip
+             quiet: bool = False, models: EvalModels | None = None, n_prompts: int | None = None) -> StageDir:  # fmt: skip
     """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
-    ``metrics.csv``. `models`: the caller's :class:`EvalModels`, to load the shared models once across stages."""
+    ``metrics.csv``. `models`: the caller's :class:`EvalModels`, to load the shared models once across stages.
+    `n_prompts`: prompts per domain (default: :func:`prompts_per_domain`). The continuations' perplexity is judged
+    by :func:`unidetox.measure.evaluate.perplexity_judge` of the candidate's target."""
     from unidetox.measure import evaluate as E
     from unidetox.measure.scorers import load_scorer
 
     split = split or profile.eval.prompt_split
-    cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=prompts_per_domain(profile, split))
-    ps = prompts(profile, cfg.prompt_split)
+    n = prompts_per_domain(profile, split) if n_prompts is None else n_prompts
+    judge = E.perplexity_judge(profile.eval, cand.target)  # in the key as perplexity_model: its only effect
+    cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=n, perplexity_model=judge,
+                              second_perplexity_model="")  # fmt: skip
+    ps = prompts(profile, cfg.prompt_split, n)
     config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text),
               "prefix": cand.prefix, "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
     st = stage_dir(profile, "evaluate", config, {"model": cand.key})

@@ -140,14 +140,15 @@ def load_eval_lm(profile: Profile, spec: str):
 
 
 class EvalModels:
-    """The models every evaluation of a study reads again, loaded once: the perplexity model and the untouched
-    targets (``eval.perplexity_model``, ``detox.targets``). Any other spec (a fine-tuned model's folder) is loaded
+    """The models every evaluation of a study reads again, loaded once: the perplexity judges and the untouched
+    targets (``eval.perplexity_model``, ``eval.second_perplexity_model``, ``detox.targets``). Any other spec (a fine-tuned model's folder) is loaded
     afresh by each call, so at most those few models stay in memory. Evaluation only reads a model, so sharing one
     object between stages changes no output."""
 
     def __init__(self, profile: Profile):
         self.profile = profile
-        self.shared = {profile.eval.perplexity_model, *profile.detox.targets}
+        judges = (profile.eval.perplexity_model, profile.eval.second_perplexity_model)
+        self.shared = {*(j for j in judges if j), *profile.detox.targets}
         self._kept: dict = {}
 
     def load(self, spec: str):
@@ -183,11 +184,16 @@ def eval_dtype_key(profile: Profile) -> dict:
 
 
 def settings_key(cfg, *added_later: str) -> dict:
-    """A settings dataclass as stage config, without the fields in `added_later` while they are empty: a setting
-    added after stages were run keeps those stages' keys until someone sets it."""
+    """A settings dataclass as stage config, without the fields in `added_later` while they hold their declared
+    default: a setting added after stages were run keeps those stages' keys until someone sets it."""
+    import dataclasses
+
     out = to_dict(cfg)
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
     for name in added_later:
-        if not out[name]:
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if not out[name] or out[name] == to_dict(default):
             del out[name]
     return out
 

@@ -1,0 +1,89 @@
+"""Where a sampling step's time goes outside the model: each operation of the sampler timed on real logits.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python benchmarks/profile_sampler.py
+        [--models packaged:smollm2-135m packaged:gemma3-270m] [--batches 64 128] [--dtype bf16] [--repeats 20]
+
+For each model and batch: one forward of ``batch`` rows of 24 random tokens (``logits_to_keep=1``) gives real
+next-token logits ``(B, V)`` in the evaluation dtype; then each step of a sampler is timed on them (median of
+`repeats` runs, milliseconds): the bare loop's ``argmax``; the float conversion, ``log_softmax`` and ``topk``
+over the whole vocabulary; the top-p filter, softmax and draw on the k candidates; and the whole
+:func:`unidetox.method.sampling.sample` on the raw logits (what plain sampling now does) and on float log-probs
+(what it did before). The model's own decode step at that batch is timed beside them, for scale.
+
+Benchmarks are meaningless on a shared machine: run it alone and report ``uptime``'s load with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from unidetox.method.sampling import SamplingParams, make_generator, sample, top_p_filter
+from unidetox.models import load_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["packaged:smollm2-135m", "packaged:gemma3-270m"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[64, 128])
+    ap.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    params = SamplingParams(1.0, 50, 0.9)
+    for spec in args.models:
+        lm = load_model(spec, dtype=DTYPES[args.dtype])
+        for b in args.batches:
+            ids = torch.randint(100, 1000, (b, 24), generator=torch.Generator().manual_seed(0))
+            out = lm.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache, logits = out.cache, out.logits[:, -1, :]
+            tok = logits.argmax(-1, keepdim=True)
+
+            def step():
+                lm.model(input_ids=tok, cache=cache, use_cache=True, logits_to_keep=1)
+                cache.crop(-1)  # the same context length at every timed step
+
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            vals = torch.topk(logits, 50, dim=-1).values.float()
+            g = make_generator("cpu", 0)
+            rows = {
+                "model decode step": lambda: step(),
+                "argmax (the bare loop)": lambda: logits.argmax(-1),
+                "float()": lambda: logits.float(),
+                "log_softmax(float)": lambda: torch.log_softmax(logits.float(), dim=-1),
+                "topk 50 (raw logits)": lambda: torch.topk(logits, 50, dim=-1),
+                "topk 50 (float log-probs)": lambda: torch.topk(logp, 50, dim=-1),
+                "top-p + softmax + draw on 50": lambda: torch.multinomial(
+                    top_p_filter(vals, 0.9).softmax(-1), 1, generator=g
+                ),
+                "sample(raw logits)": lambda: sample(logits, params, g),
+                "sample(log_softmax(float)) (before)": lambda: sample(
+                    torch.log_softmax(logits.float(), dim=-1), params, g
+                ),
+            }
+            print(f"\n{spec} {args.dtype} batch {b}, vocabulary {logits.shape[-1]}:")
+            for name, fn in rows.items():
+                print(f"  {name:38s} {median_ms(fn, args.repeats):8.2f} ms", flush=True)
+    print(f"\nload {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
