@@ -21,11 +21,10 @@ import statistics
 import time
 
 import torch
+from bench_roofline import DTYPES, bare_decode
 
 from unidetox.method.sampling import SamplingParams, make_generator, sample, top_p_filter
 from unidetox.models import load_model
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -39,6 +38,35 @@ def median_ms(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
+def timings(lm, batch: int, repeats: int) -> dict[str, float]:
+    """Median milliseconds of the model's decode step and of each sampler operation at `batch` rows."""
+    ids = torch.randint(100, 1000, (batch, 24), generator=torch.Generator().manual_seed(0))
+    logits = lm.model(input_ids=ids, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    vals = torch.topk(logits, 50, dim=-1).values.float()
+    params, g = SamplingParams(1.0, 50, 0.9), make_generator("cpu", 0)
+    steps = 10
+    rows = {
+        "model decode step (bare loop / steps)": lambda: bare_decode(lm.model, ids, steps) / steps * 1000,
+        "argmax (the bare loop)": lambda: logits.argmax(-1),
+        "float()": lambda: logits.float(),
+        "log_softmax(float)": lambda: torch.log_softmax(logits.float(), dim=-1),
+        "topk 50 (raw logits)": lambda: torch.topk(logits, 50, dim=-1),
+        "topk 50 (float log-probs)": lambda: torch.topk(logp, 50, dim=-1),
+        "top-p + softmax + draw on 50": lambda: torch.multinomial(top_p_filter(vals, 0.9).softmax(-1), 1, generator=g),
+        "sample(raw logits) (now)": lambda: sample(logits, params, g),
+        "sample(log_softmax(float)) (before)": lambda: sample(torch.log_softmax(logits.float(), dim=-1), params, g),
+    }
+    out = {}
+    for name, fn in rows.items():
+        if name.startswith("model"):
+            fn()
+            out[name] = statistics.median(fn() for _ in range(max(1, repeats // 5)))
+        else:
+            out[name] = median_ms(fn, repeats)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["packaged:smollm2-135m", "packaged:gemma3-270m"])
@@ -48,40 +76,12 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    params = SamplingParams(1.0, 50, 0.9)
     for spec in args.models:
         lm = load_model(spec, dtype=DTYPES[args.dtype])
         for b in args.batches:
-            ids = torch.randint(100, 1000, (b, 24), generator=torch.Generator().manual_seed(0))
-            out = lm.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            cache, logits = out.cache, out.logits[:, -1, :]
-            tok = logits.argmax(-1, keepdim=True)
-
-            def step():
-                lm.model(input_ids=tok, cache=cache, use_cache=True, logits_to_keep=1)
-                cache.crop(-1)  # the same context length at every timed step
-
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            vals = torch.topk(logits, 50, dim=-1).values.float()
-            g = make_generator("cpu", 0)
-            rows = {
-                "model decode step": lambda: step(),
-                "argmax (the bare loop)": lambda: logits.argmax(-1),
-                "float()": lambda: logits.float(),
-                "log_softmax(float)": lambda: torch.log_softmax(logits.float(), dim=-1),
-                "topk 50 (raw logits)": lambda: torch.topk(logits, 50, dim=-1),
-                "topk 50 (float log-probs)": lambda: torch.topk(logp, 50, dim=-1),
-                "top-p + softmax + draw on 50": lambda: torch.multinomial(
-                    top_p_filter(vals, 0.9).softmax(-1), 1, generator=g
-                ),
-                "sample(raw logits)": lambda: sample(logits, params, g),
-                "sample(log_softmax(float)) (before)": lambda: sample(
-                    torch.log_softmax(logits.float(), dim=-1), params, g
-                ),
-            }
-            print(f"\n{spec} {args.dtype} batch {b}, vocabulary {logits.shape[-1]}:")
-            for name, fn in rows.items():
-                print(f"  {name:38s} {median_ms(fn, args.repeats):8.2f} ms", flush=True)
+            print(f"\n{spec} {args.dtype} batch {b}, vocabulary {lm.model.config.vocab_size}:")
+            for name, ms in timings(lm, b, args.repeats).items():
+                print(f"  {name:40s} {ms:8.2f} ms", flush=True)
     print(f"\nload {os.getloadavg()[0]:.2f}")
 
 

@@ -45,8 +45,11 @@ def _aligned(per_prompt: Mapping[Point, pd.DataFrame]) -> tuple[list[Point], np.
         raise MetricError("the grid points were evaluated on different prompts; evaluate them on the same ones")
     if set(frames[0].domain) != set(IN_DOMAINS):
         raise MetricError(f"choosing a configuration needs prompts of every in-distribution domain {IN_DOMAINS}")
-    return points, frames[0].domain.to_numpy(), np.stack([f.num.to_numpy(float) for f in frames]), np.stack(
-        [f.den.to_numpy(float) for f in frames]
+    return (
+        points,
+        frames[0].domain.to_numpy(),
+        np.stack([f.num.to_numpy(float) for f in frames]),
+        np.stack([f.den.to_numpy(float) for f in frames]),
     )
 
 
