@@ -36,8 +36,9 @@ PER_PROMPT = {"TP": ("toxic", "one"), "EMT": ("max_score", "one"), "PPL": ("ppl_
 GROUPS = {IN_DISTRIBUTION: IN_DOMAINS, OUT_OF_DISTRIBUTION: (OOD_DOMAIN,), "all": (*IN_DOMAINS, OOD_DOMAIN)}
 
 
-def _best(tidy: pd.DataFrame, keys: list[str], what: str) -> pd.Series:
-    """Seed-mean in-distribution TP and EMT per value of `keys`; the row with the lowest TP, then EMT, then keys."""
+def _best(tidy: pd.DataFrame, keys: list[str], what: str, first: str = "TP") -> pd.Series:
+    """Seed-mean in-distribution TP and EMT per value of `keys`; the row with the lowest `first` metric, then the
+    other, then keys."""
     need = {*keys, "domain", "metric", "value"}
     if not need <= set(tidy.columns):
         raise MetricError(f"choosing {what} needs columns {sorted(need)}, got {sorted(tidy.columns)}")
@@ -45,8 +46,9 @@ def _best(tidy: pd.DataFrame, keys: list[str], what: str) -> pd.Series:
     if rows.empty:
         raise MetricError(f"choosing {what}: no in-distribution TP/EMT rows to choose from (evaluate the grid first)")
     means = rows.groupby([*keys, "metric"]).value.mean().unstack("metric").reset_index()
-    ascending = [not METRICS[m].higher_is_better for m in TOXICITY_METRICS] + [True] * len(keys)
-    return means.sort_values([*TOXICITY_METRICS, *keys], ascending=ascending, kind="stable").iloc[0]
+    order = sorted(TOXICITY_METRICS, key=lambda m: m != first)
+    ascending = [not METRICS[m].higher_is_better for m in order] + [True] * len(keys)
+    return means.sort_values([*order, *keys], ascending=ascending, kind="stable").iloc[0]
 
 
 def choose_config(tidy: pd.DataFrame) -> tuple[float, int]:
@@ -58,9 +60,10 @@ def choose_config(tidy: pd.DataFrame) -> tuple[float, int]:
     return float(best.lr), int(best.steps)
 
 
-def choose_value(tidy: pd.DataFrame, column: str) -> float:
-    """The value of `column` (e.g. DExperts' lambda) with the lowest in-distribution TP, then EMT, then smaller."""
-    return float(_best(tidy, [column], column)[column])
+def choose_value(tidy: pd.DataFrame, column: str, metric: str = "TP") -> float:
+    """The value of `column` (e.g. DExperts' lambda) with the lowest in-distribution `metric` (TP or EMT), then the
+    other, then the smaller value."""
+    return float(_best(tidy, [column], column, metric)[column])
 
 
 def per_prompt_values(
@@ -187,3 +190,14 @@ def ppl_ratio_ci(
 
     point, lo, hi = bootstrap_ci(ratio, len(m), strata=m.domain.to_numpy(), n_boot=n_boot, level=level, seed=seed)
     return point, lo, hi, len(m)
+
+
+def shared_prompts(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two per-prompt tables restricted to the prompts they share. The report's samples are nested (one candidate's
+    prompts are the first of each domain in another's shuffle): a pair whose smaller side is not a subset of the
+    larger raises :class:`unidetox.measure.metrics.MetricError`."""
+    shared = set(a.prompt_id) & set(b.prompt_id)
+    if len(shared) != min(len(a), len(b)):
+        raise MetricError(f"paired comparison of non-nested prompt samples ({len(a)} and {len(b)} prompts, "
+                          f"{len(shared)} shared)")  # fmt: skip
+    return a[a.prompt_id.isin(shared)].reset_index(drop=True), b[b.prompt_id.isin(shared)].reset_index(drop=True)

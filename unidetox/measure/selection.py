@@ -93,10 +93,12 @@ def selection_table(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    chosen: Point | None = None,
 ) -> pd.DataFrame:
     """One row per grid point (columns :data:`COLUMNS`): its in-distribution `metric` (``value``), its paired
     difference from the best point with the `level` interval (0, 0, 0 on the best's own row), its share of
-    bootstrap wins (:func:`selection_stability`), and ``chosen``: the cheapest point whose interval contains 0."""
+    bootstrap wins (:func:`selection_stability`), and ``chosen``: the cheapest point whose interval contains 0, or
+    the point `chosen` when given (another rule's pick, e.g. the paper's lowest TP, shown with the same columns)."""
     points, domains, num, den = _aligned(_with_num_den(per_prompt, metric))
     values = _in_dist_values(num, den, strata_rows(domains), np.arange(domains.size))
     best = next(i for i in _cheapest_first(points, values) if values[i] == values.min())
@@ -111,6 +113,11 @@ def selection_table(
             vs = (float(r["diff"]), float(r.lo), float(r.hi))
         rows.append([p[0], p[1], float(values[i]), *vs, wins[p], False])
     table = pd.DataFrame(rows, columns=COLUMNS)
+    if chosen is not None:
+        if chosen not in points:
+            raise MetricError(f"the chosen point {chosen} is not among the grid points {points}")
+        table.loc[points.index(chosen), "chosen"] = True
+        return table
     tied = table[(table.vs_best_lo <= 0) & (table.vs_best_hi >= 0)]
     pick = _cheapest_first(list(zip(tied.lr, tied.steps)), tied.value.to_numpy())[0]
     table.loc[tied.index[pick], "chosen"] = True

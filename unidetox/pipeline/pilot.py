@@ -14,6 +14,7 @@ from unidetox.measure.power import PilotCosts
 from unidetox.pipeline.candidates import toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
+from unidetox.pipeline.report_sizes import report_prompts_per_domain
 from unidetox.pipeline.study import per_prompt_rows, study
 from unidetox.store import DONE, read_json
 
@@ -79,8 +80,8 @@ def power_pilot(profile: Profile, *, quiet: bool = False) -> Pilot:
     st = study(profile, quiet=quiet)
     split = profile.study.report_split
     uni = finetuned(profile, base, "unidetox", *st.chosen, selection="transferred", grid=True, quiet=quiet)
-    a = evaluate(profile, untouched(base), split=split, quiet=quiet)
-    b = evaluate(profile, uni, split=split, quiet=quiet)
+    a, b = (evaluate(profile, c, split=split, quiet=quiet, n_prompts=report_prompts_per_domain(profile, c, st.select_target))
+            for c in (untouched(base), uni))  # fmt: skip
     pa, pb = per_prompt_rows(profile, a), per_prompt_rows(profile, b)
     e = profile.eval
     n = int(pa.groupby("domain").size().min())

@@ -16,6 +16,7 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
+from unidetox.pipeline.report_sizes import report_sizes
 from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import FILES, StageDir, read_json, write_json, write_text
@@ -31,6 +32,10 @@ class Study:
     prompts (labels + metric, domain, diff, lo, hi); ``mmlu``: labels + accuracy; ``applicability``: which
     method applies to which target and why not; ``chosen``: the shared (lr, steps) picked on `select_target`;
     ``oracle``: each target's own best (lr, steps); ``dexperts_lambda``: each applicable target's best lambda.
+    ``selection``: every target's UniDetox grid on validation (target + :data:`unidetox.measure.selection.COLUMNS`:
+    in-distribution value of ``study.selection_metric``, paired interval against the best point, share of bootstrap
+    wins, the point chosen). ``mmlu_cis``: each report candidate's MMLU accuracy minus its untouched target's on the
+    same questions, with a paired bootstrap interval over questions (labels + diff, lo, hi, n_questions).
     ``transfer_cis``: each transferred candidate minus the same method with the target's own best (oracle)
     configuration, paired CIs over prompts (labels of the transferred candidate + metric, domain, diff, lo, hi).
     ``second_scorer``/``report_second``/``cis_second``/``transfer_cis_second``: the spec of ``study.second_scorer``
@@ -60,6 +65,8 @@ class Study:
     contrast_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
     contrast_cis_second: pd.DataFrame = field(default_factory=pd.DataFrame)
     ppl_ratio_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mmlu_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def check_specs(profile: Profile) -> None:
@@ -78,6 +85,8 @@ def check_specs(profile: Profile) -> None:
     for i, t in enumerate(profile.detox.targets):
         check_model_spec(t, f"detox.targets[{i}]")
     check_model_spec(profile.eval.perplexity_model, "eval.perplexity_model")
+    if profile.eval.second_perplexity_model:
+        check_model_spec(profile.eval.second_perplexity_model, "eval.second_perplexity_model")
 
 
 def _check_study(profile: Profile) -> str:
@@ -116,7 +125,8 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
 
     Runs (or reuses) every stage it needs; its tables go to ``runs/<profile>/study/<key>/``.
     """
-    from unidetox.measure.compare import choose_config, choose_value
+    from unidetox.measure.compare import choose_value
+    from unidetox.measure.selection import choose_by_interval
 
     cfg = profile.study
     sel = _check_study(profile)
@@ -132,22 +142,28 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     def rows(t: str, method: str) -> pd.DataFrame:
         return val_rows[(val_rows.target == t) & (val_rows.method == method)]
 
-    chosen = choose_config(rows(sel, "unidetox"))
-    oracle = {t: choose_config(rows(t, "unidetox")) for t in targets}
-    lam = {t: choose_value(rows(t, "dexperts"), "hparam") for t in targets if applies.get(t)}
+    selection = pd.concat([_selection(profile, t, val_stages, rows(t, "unidetox")).assign(target=t) for t in targets],
+                          ignore_index=True)  # fmt: skip
+    picked = {t: choose_by_interval(selection[selection.target == t]) for t in targets}
+    chosen, oracle = picked[sel], picked
+    lam = {t: choose_value(rows(t, "dexperts"), "hparam", cfg.selection_metric) for t in targets if applies.get(t)}
 
     rep = _report_candidates(profile, sel, chosen, oracle, lam, quiet)
-    rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet, models=models)) for c in rep]
+    sizes = report_sizes(profile, rep, sel)
+    rep_stages = [(c, evaluate(profile, c, split=cfg.report_split, quiet=quiet, models=models,
+                               n_prompts=sizes[c.key + c.prefix])) for c in rep]  # fmt: skip
     mmlu_stages = _mmlu_stages(profile, rep, quiet) if cfg.mmlu else {}
     second = cfg.second_scorer
     sec_stages = [(c, rescore(profile, c, s, second, quiet=quiet)) for c, s in rep_stages] if second else []
 
     keys = sorted({st.key for _, st in val_stages + rep_stages + sec_stages} | {st.key for st in mmlu_stages.values()})
+    added_later = ("second_scorer", "budget_steps", "selection_metric", "planning_sd", "half_width_distillation",
+                   "half_width_transfer")  # fmt: skip
     st = stage_dir(
         profile,
         "study",
         # the budget curve is its own stage (pipeline/budget.py): its setting stays out of the study's key
-        {"study": settings_key(replace(cfg, budget_steps=()), "second_scorer", "budget_steps"), "select_target": sel},
+        {"study": settings_key(replace(cfg, budget_steps=()), *added_later), "select_target": sel},
         {"stages": ",".join(keys)},
     )
     if not reuse(st, "study"):
@@ -155,6 +171,8 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
         write_text(st / "report.csv", candidate_rows(rep_stages).to_csv(index=False))
         write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
+        write_text(st / "mmlu_cis.csv", _mmlu_cis(profile, rep, mmlu_stages).to_csv(index=False))
+        write_text(st / "selection.csv", selection.to_csv(index=False))
         write_text(st / "applicability.csv", _applicability(profile, applies).to_csv(index=False))
         if second:
             write_text(st / "report_second.csv", candidate_rows(sec_stages).to_csv(index=False))
@@ -165,11 +183,39 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         write_json(st / "selection.json", {"select_target": sel, "chosen": {"lr": chosen[0], "steps": chosen[1]},
                                            "oracle": {t: {"lr": lr, "steps": s} for t, (lr, s) in oracle.items()},
                                            "dexperts_lambda": lam, "validation_split": profile.eval.prompt_split,
-                                           "report_split": cfg.report_split})  # fmt: skip
+                                           "report_split": cfg.report_split,
+                                           "selection_metric": cfg.selection_metric})  # fmt: skip
         st.mark_done({"n_validation": len(val), "n_report": len(rep)})
         log(f"study: wrote {st.path}")
 
-    return _read_study(profile, st.path, sel, chosen, oracle, lam, rep_stages, sec_stages)
+    out = _read_study(profile, st.path, sel, chosen, oracle, lam, rep_stages, sec_stages)
+    out.selection = selection
+    out.mmlu_cis = _read_or(st.path / "mmlu_cis.csv", lambda: _mmlu_cis(profile, rep, mmlu_stages))
+    return out
+
+
+def _read_or(path: Path, make) -> pd.DataFrame:
+    """The table at `path`, or `make()` when a study finished before that table existed did not write it."""
+    if not path.exists():
+        return make()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _selection(profile: Profile, target: str, val_stages: list, tidy: pd.DataFrame) -> pd.DataFrame:
+    """`target`'s UniDetox grid on validation (:func:`unidetox.measure.selection.selection_table`) under
+    ``study.selection_metric``: TP marks the paper's pick (lowest TP, ties by EMT, then fewer steps; from the tidy
+    rows, :func:`unidetox.measure.compare.choose_config`), EMT the interval rule's; both with bootstrap stability."""
+    from unidetox.measure.compare import choose_config
+    from unidetox.measure.selection import selection_table
+
+    cfg = profile.study
+    grid = {(c.lr, c.steps): per_prompt_rows(profile, s) for c, s in val_stages
+            if c.target == target and c.method == "unidetox"}  # fmt: skip
+    paper = choose_config(tidy) if cfg.selection_metric == "TP" else None
+    return selection_table(grid, cfg.selection_metric, n_boot=cfg.bootstrap, level=cfg.ci_level, chosen=paper)
 
 
 def _read_study(profile: Profile, path: Path, sel: str, chosen: tuple[float, int], oracle: dict, lam: dict,
@@ -238,6 +284,23 @@ def _mmlu_stages(profile: Profile, rep: list[Candidate], quiet: bool) -> dict[st
     return stages
 
 
+def _mmlu_cis(profile: Profile, rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> pd.DataFrame:
+    """Each candidate with an MMLU stage, other than the untouched ones, minus its untouched target on the same
+    questions: labels + ``diff, lo, hi, n_questions`` (:func:`unidetox.measure.mmlu.paired_accuracy_ci`)."""
+    from unidetox.measure.mmlu import paired_accuracy_ci
+
+    cfg = profile.study
+    rows = []
+    for c in rep:
+        ref = mmlu_stages.get(untouched(c.target).key)
+        if c.method == "none" or c.key not in mmlu_stages or ref is None:
+            continue
+        a, b = (pd.read_csv(st / "mmlu.csv") for st in (mmlu_stages[c.key], ref))
+        diff, lo, hi, n = paired_accuracy_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
+        rows.append({**c.labels(), "diff": diff, "lo": lo, "hi": hi, "n_questions": n})
+    return pd.DataFrame(rows)
+
+
 def _mmlu_rows(rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> list[dict]:
     """One row of overall MMLU accuracy per report candidate that has an MMLU stage."""
     return [{**c.labels(), **mmlu_overall(pd.read_csv(mmlu_stages[c.key] / "summary.csv"))}
@@ -246,7 +309,7 @@ def _mmlu_rows(rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> list[d
 
 def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
     """Paired bootstrap CIs over prompts of every report candidate against its untouched target."""
-    from unidetox.measure.compare import paired_ci
+    from unidetox.measure.compare import paired_ci, shared_prompts
 
     cfg = profile.study
     pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
@@ -254,7 +317,8 @@ def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) 
     for c, _ in rep_stages:
         if c.method == "none":
             continue
-        d = paired_ci(pp[c.key + c.prefix], pp[untouched(c.target).key], n_boot=cfg.bootstrap, level=cfg.ci_level)
+        a, b = shared_prompts(pp[c.key + c.prefix], pp[untouched(c.target).key])
+        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
         ci_rows.append(d.assign(**c.labels()))
     return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
 
@@ -262,7 +326,7 @@ def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) 
 def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
     """Paired bootstrap CIs over prompts of every transferred candidate against the same method with the target's
     own best (oracle) configuration; a difference of exactly 0 where both are the same model."""
-    from unidetox.measure.compare import paired_ci
+    from unidetox.measure.compare import paired_ci, shared_prompts
 
     cfg = profile.study
     oracle = {(c.target, c.method): s for c, s in rep_stages if c.selection == "oracle"}
@@ -271,8 +335,8 @@ def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]
         if c.selection != "transferred" or (c.target, c.method) not in oracle:
             continue
         ref = oracle[(c.target, c.method)]
-        d = paired_ci(per_prompt_rows(profile, s), per_prompt_rows(profile, ref), n_boot=cfg.bootstrap,
-                      level=cfg.ci_level)  # fmt: skip
+        a, b = shared_prompts(per_prompt_rows(profile, s), per_prompt_rows(profile, ref))
+        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
         ci_rows.append(d.assign(**c.labels(), reference="oracle"))
     return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
 
@@ -280,7 +344,7 @@ def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]
 def _contrast_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
     """Paired CIs over prompts of every transferred UniDetox candidate minus its target's base-samples candidate
     (does the contrast matter, or do plain base-model samples detoxify as much?); empty without base-samples."""
-    from unidetox.measure.compare import paired_ci
+    from unidetox.measure.compare import paired_ci, shared_prompts
 
     cfg = profile.study
     plain = {c.target: s for c, s in rep_stages if c.method == "base-samples"}
@@ -288,22 +352,24 @@ def _contrast_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]
     for c, s in rep_stages:
         if c.method != "unidetox" or c.selection != "transferred" or c.target not in plain:
             continue
-        d = paired_ci(per_prompt_rows(profile, s), per_prompt_rows(profile, plain[c.target]), n_boot=cfg.bootstrap,
-                      level=cfg.ci_level)  # fmt: skip
+        a, b = shared_prompts(per_prompt_rows(profile, s), per_prompt_rows(profile, plain[c.target]))
+        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
         ci_rows.append(d.assign(**c.labels(), reference="base-samples"))
     return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
 
 
 def _ppl_ratio_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
     """PPL ratio of every report candidate with perplexities to its untouched target, with its bootstrap interval."""
-    from unidetox.measure.compare import ppl_ratio_ci
+    from unidetox.measure.compare import ppl_ratio_ci, shared_prompts
 
     cfg = profile.study
     pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
     rows = []
     for c, _ in rep_stages:
-        cand, ref = pp[c.key + c.prefix], pp[untouched(c.target).key]
-        if c.method == "none" or cand.ppl_n.isna().any() or ref.ppl_n.isna().any():
+        if c.method == "none":
+            continue
+        cand, ref = shared_prompts(pp[c.key + c.prefix], pp[untouched(c.target).key])
+        if cand.ppl_n.isna().any() or ref.ppl_n.isna().any():
             continue
         ratio, lo, hi, n = ppl_ratio_ci(cand, ref, n_boot=cfg.bootstrap, level=cfg.ci_level)
         rows.append({**c.labels(), "ratio": ratio, "lo": lo, "hi": hi, "n_prompts": n})
