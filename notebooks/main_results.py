@@ -22,9 +22,10 @@
 # it was built with.
 #
 # **How it was produced.** The learning rate and the number of fine-tuning steps were chosen *once*, on the
-# validation prompts, as the grid point with the lowest in-distribution Toxicity Probability of the distillation
-# model (the base model of the toxic fine-tune), and then applied unchanged to every target and to the
-# fine-tuning baselines. DExperts' strength $\lambda$ had to be tuned per model on validation (the method needs
+# validation prompts of the distillation model (the base model of the toxic fine-tune), by `study.selection_metric`
+# (the paper: the lowest in-distribution Toxicity Probability; the cpu profile: the cheapest grid point whose
+# in-distribution EMT cannot be told apart from the lowest, see the transfer page), and then applied unchanged to
+# every target and to the fine-tuning baselines. DExperts' strength $\lambda$ had to be tuned per model on validation (the method needs
 # the target to share the experts' vocabulary, so it is "n/a" elsewhere). All numbers below come from the
 # held-out *report* prompts, never used for any choice.
 #
@@ -58,6 +59,8 @@ from unidetox.report import claims as C
 from unidetox.report import tables as T
 
 study = P.silently(P.study, prof, quiet=True)
+political = C.political_differences(P.silently(P.text_sets, prof, quiet=True))
+claims = C.study_claims(study, prof, political)
 main = T.main_table(study.report, study.cis, study.mmlu, study.applicability, study.ppl_ratio_cis)
 second = None  # the same table under study.second_scorer, when it is set
 if study.second_scorer:
@@ -68,10 +71,57 @@ display(
         f"Profile **{prof.name}**; targets: {', '.join(f'`{t}`' for t in prof.detox.targets)}; shared configuration "
         f"chosen on `{study.select_target}`: learning rate **{lr:g}**, **{steps}** steps; "
         f"{len(prof.eval.seeds)} seeds x {prof.eval.samples_per_prompt} samples per prompt; "
-        f"toxicity scorer `{prof.eval.scorer}`; perplexity under `{prof.eval.perplexity_model}`; "
-        f"report prompts: split `{prof.study.report_split}`, {prof.study.report_prompts_per_domain or prof.eval.prompts_per_domain or 'all'} per domain."
+        f"primary toxicity scorer `{prof.eval.scorer}`"
+        + (f", second scorer `{study.second_scorer}`" if study.second_scorer else "")
+        + f"; {T.judges_text(prof)}; report prompts: split `{prof.study.report_split}`, "
+        + T.report_sizes_text(prof)
+        + "."
     )
 )
+
+# %% [markdown]
+# ## The claims at a glance
+#
+# Each of the paper's claims as measured here ({numref}`fig-claims`): the difference (or ratio) with its 95%
+# paired bootstrap interval over prompts (for MMLU: the Agresti-Min interval over paired questions), under the
+# primary scorer (filled) and the second scorer (open), against the line the claim is judged by (0 for a toxicity
+# difference, the largest accepted perplexity ratio and MMLU drop for fluency and knowledge). The verdict, in the
+# label's colour, is read off the primary scorer's interval.
+
+# %% tags=["remove-input"]
+forest = C.forest_rows(claims)
+colors = {C.HOLDS: "tab:green", C.FAILS: "tab:red"}
+panels = [p for p in ("Δ toxicity", "PPL ratio", "ΔMMLU") if p in set(forest.panel)]
+heights = [forest[forest.panel == p].label.nunique() for p in panels]
+fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.9 + 0.34 * sum(heights)), squeeze=False,
+                         gridspec_kw={"height_ratios": heights})  # fmt: skip
+for ax, panel in zip(axes[:, 0], panels):
+    d = forest[forest.panel == panel]
+    labels = list(dict.fromkeys(d.label))
+    ypos = {lab: i for i, lab in enumerate(labels)}
+    for _, r in d.iterrows():
+        y = ypos[r.label] + (0.18 if r.scorer == "second" else 0.0)
+        color = colors.get(r.verdict, "tab:gray")
+        ax.errorbar(r.value, y, xerr=[[r.value - r.lo], [r.hi - r.value]], fmt="o", capsize=3, color=color,
+                    mfc=color if r.scorer == "primary" else "white")  # fmt: skip
+    ax.axvline(d.reference.iloc[0], color="black", ls="--", lw=1)
+    ax.set_yticks(range(len(labels)), [f"{lab}  [{d[d.label == lab].verdict.iloc[0]}]" for lab in labels], fontsize=8)
+    for tick, lab in zip(ax.get_yticklabels(), labels):
+        tick.set_color(colors.get(d[d.label == lab].verdict.iloc[0], "tab:gray"))
+    ax.invert_yaxis()
+    ax.set_xlabel(panel)
+fig.tight_layout()
+glue("fig_claims", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_claims
+# :name: fig-claims
+#
+# The paper's claims as measured on the report prompts: each row's difference (ratio for perplexity) with its 95%
+# interval, primary scorer filled, second scorer open; dashed, the line the claim is judged by. Green: holds; red:
+# does not hold; grey: not measurable at this scale.
+# ```
 
 # %% [markdown]
 # ## The paper's claims, and what this run says about them
@@ -89,17 +139,17 @@ display(
 # fine-tuning on the base model's plain samples (the paper's reason for the contrastive score), measured as the
 # paired difference UniDetox minus base samples.
 #
-# Toxicity rows are given under two scorers that share no model: `eval.scorer`, and `study.second_scorer`, which
-# re-scores the same stored continuations. A row **holds** when its paired bootstrap interval excludes 0 in the
-# claimed direction under both scorers, **does not hold** when it excludes 0 in the opposite direction under
-# either, and is **not measurable at this scale** otherwise (the interval contains 0). For (c), a claim of no
-# difference, a row fails only when the transferred configuration is worse with an interval excluding 0; read the
-# interval's width before trusting a "holds". "scorers agree" compares the sign of the difference and whether the
-# interval excludes 0.
+# **The verdict rule**, declared before any result was seen: a row **holds** when the primary scorer's 95% paired
+# bootstrap interval excludes 0 in the claimed direction, **does not hold** when it excludes 0 in the opposite
+# direction, and is **not measurable at this scale** when it contains 0. The primary scorer is `eval.scorer`, the
+# scorer with the best validity on the scorer-validity page; `study.second_scorer` re-scores the same stored
+# continuations and is reported beside it, with whether the two agree in the sign of the difference and in whether
+# the interval excludes 0 ("agree"). It does not gate the verdict: a rule that needs every scorer lets the least
+# valid one decide. For (c), a claim of no difference, a row fails only when the transferred configuration is worse
+# with an interval excluding 0; read the interval's width before trusting a "holds". (d) uses the political-bias
+# page's two topic classifiers in the scorers' places, the first deciding.
 
 # %% tags=["remove-input"]
-political = C.political_differences(P.silently(P.text_sets, prof, quiet=True))
-claims = C.study_claims(study, prof.toxic.base_model, political)
 display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
 
 # %% [markdown]

@@ -155,7 +155,7 @@ def test_claims_table_verdicts(tables):
     assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "value"] == pytest.approx(-0.01)
     assert e.loc[(A, "ΔMMLU accuracy vs untouched"), "verdict"] == C.HOLDS  # lower bound -0.015 >= -0.02
     assert e.loc[(B, "ΔMMLU accuracy vs untouched"), "verdict"] == C.FAILS  # upper bound -0.03 < -0.02
-    assert "900 questions" in e.loc[(A, "ΔMMLU accuracy vs untouched"), "note"]
+    assert "900 paired questions" in e.loc[(A, "ΔMMLU accuracy vs untouched"), "note"]
     f = t[t.claim == "f"].iloc[0]  # the EMT rows of the distillation model only; the second scorer's contains 0
     assert (f.target, f.value, f["second hi"]) == (A, -0.05, 0.01)
     assert (f.verdict, f["scorers agree"]) == (C.HOLDS, "no: significance differs")  # the primary decides

@@ -176,20 +176,22 @@ def _graded(subjects, correct):
                          "correct": correct})  # fmt: skip
 
 
-def test_paired_accuracy_ci_against_a_hand_computed_resample():
-    from unidetox.measure.bootstrap import resample_indices
+def test_paired_accuracy_ci_is_the_agresti_min_interval_by_hand():
     from unidetox.measure.mmlu import paired_accuracy_ci
 
     subjects = ["a"] * 6 + ["b"] * 4
     cand = _graded(subjects, [1, 1, 0, 0, 1, 0, 1, 1, 0, 1])
     ref = _graded(subjects, [1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
-    diff, lo, hi, n = paired_accuracy_ci(cand, ref, n_boot=400, seed=3)
+    diff, lo, hi, n = paired_accuracy_ci(cand, ref)
     assert n == 10 and diff == pytest.approx(0.3)  # 6 - 3 correct of 10
-    d = cand.correct.to_numpy(float) - ref.correct.to_numpy(float)
-    reps = [d[r].mean() for r in resample_indices(10, 400, np.random.default_rng(3), strata=np.array(subjects))]
-    assert (lo, hi) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])))
-    same = paired_accuracy_ci(cand, cand, n_boot=50)
-    assert same == (0.0, 0.0, 0.0, 10)
+    # by hand: discordant cells 4 (cand right only) and 1 (ref right only); +0.5 each, over n + 2 = 12
+    p12, p21 = 4.5 / 12, 1.5 / 12
+    half = 1.959963984540054 * np.sqrt((p12 + p21 - (p12 - p21) ** 2) / 12)
+    assert (lo, hi) == pytest.approx((p12 - p21 - half, p12 - p21 + half))
+    # all pairs concordant: the difference is 0, yet the interval is wide on 3 questions (not [0, 0])
+    d, lo3, hi3, _ = paired_accuracy_ci(cand.iloc[:3], cand.iloc[:3])
+    assert d == 0 and lo3 == pytest.approx(-hi3) and hi3 > 0.3
+    assert paired_accuracy_ci(cand, cand, level=0.5)[2] < paired_accuracy_ci(cand, cand)[2]
 
 
 def test_paired_accuracy_ci_refuses_other_questions():

@@ -63,6 +63,15 @@ def prompts_per_domain_for(sds: Mapping[str, float], target: float, z: float = Z
     return max(n, 1)
 
 
+def claim_prompts_per_domain(planning_sd: float, target: float, base: int, z: float = Z95) -> int:
+    """Prompts per domain of a powered claim's candidates: enough for a `target` half-width of the in-distribution
+    difference when every in-distribution domain has the per-prompt SD `planning_sd` (:func:`prompts_per_domain_for`),
+    and never fewer than `base` (0 = every prompt: stays 0; `planning_sd` 0 = off: `base`)."""
+    if not planning_sd or base == 0:
+        return base
+    return max(base, prompts_per_domain_for(dict.fromkeys(IN_DOMAINS, planning_sd), target, z))
+
+
 def per_domain_sd(per_prompt: pd.DataFrame, column: str, domains: Sequence[str] = IN_DOMAINS) -> dict[str, float]:
     """Sample standard deviation (ddof=1) of `column` over the prompts of each domain.
 
@@ -190,6 +199,7 @@ __all__ = [
     "Z95",
     "PilotCosts",
     "PowerPlan",
+    "claim_prompts_per_domain",
     "half_width",
     "in_distribution_mean",
     "paired_differences",

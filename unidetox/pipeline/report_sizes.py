@@ -13,31 +13,26 @@ def report_prompts_per_domain(profile: Profile, cand: Candidate, select_target: 
     base-samples candidates of `select_target` to the number whose ΔEMT (in) half-width is at most
     ``study.half_width_distillation`` (claims a, f), the other targets' untouched and UniDetox (transferred)
     candidates to ``study.half_width_transfer`` (claim b) (:func:`unidetox.measure.power.prompts_per_domain_for`
-    with the planning SD in every in-distribution domain). Each number selects the first prompts of each domain
+    with the planning SD in every in-distribution domain, :func:`unidetox.measure.power.claim_prompts_per_domain`). Each number selects the first prompts of each domain
     after one seeded shuffle, so a candidate's prompts are a subset of any candidate's with more (paired
     comparisons use the shared ones)."""
-    from unidetox.measure.metrics import IN_DOMAINS
-    from unidetox.measure.power import prompts_per_domain_for
+    from unidetox.measure.power import claim_prompts_per_domain
 
     cfg = profile.study
     base = prompts_per_domain(profile, cfg.report_split)
-    if not cfg.planning_sd or base == 0:
-        return base
     transferred = cand.selection == "transferred"
-    if cand.target == select_target and (cand.method == "none" and not cand.prefix or
-                                         transferred and cand.method in ("unidetox", "base-samples")):  # fmt: skip
-        width = cfg.half_width_distillation
-    elif cand.method == "none" and not cand.prefix or transferred and cand.method == "unidetox":
-        width = cfg.half_width_transfer
-    else:
-        return base
-    return max(base, prompts_per_domain_for(dict.fromkeys(IN_DOMAINS, cfg.planning_sd), width))
+    untouched = cand.method == "none" and not cand.prefix
+    if cand.target == select_target and (untouched or transferred and cand.method in ("unidetox", "base-samples")):
+        return claim_prompts_per_domain(cfg.planning_sd, cfg.half_width_distillation, base)
+    if untouched or transferred and cand.method == "unidetox":
+        return claim_prompts_per_domain(cfg.planning_sd, cfg.half_width_transfer, base)
+    return base
 
 
 def report_sizes(profile: Profile, cands: list[Candidate], select_target: str) -> dict[str, int]:
     """Report prompts per domain of each evaluated model (candidate key + prefix): the largest any of its
-    candidates needs, so that one model is evaluated once (e.g. the transferred configuration that is also the
-    target's own best)."""
+    candidates needs (0 = every prompt), so that one model is evaluated once (e.g. the transferred configuration
+    that is also the target's own best)."""
     out: dict[str, int] = {}
     for c in cands:
         n = report_prompts_per_domain(profile, c, select_target)

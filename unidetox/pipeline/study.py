@@ -35,7 +35,7 @@ class Study:
     ``selection``: every target's UniDetox grid on validation (target + :data:`unidetox.measure.selection.COLUMNS`:
     in-distribution value of ``study.selection_metric``, paired interval against the best point, share of bootstrap
     wins, the point chosen). ``mmlu_cis``: each report candidate's MMLU accuracy minus its untouched target's on the
-    same questions, with a paired bootstrap interval over questions (labels + diff, lo, hi, n_questions).
+    same questions, with the Agresti-Min interval of paired proportions (labels + diff, lo, hi, n_questions).
     ``transfer_cis``: each transferred candidate minus the same method with the target's own best (oracle)
     configuration, paired CIs over prompts (labels of the transferred candidate + metric, domain, diff, lo, hi).
     ``second_scorer``/``report_second``/``cis_second``/``transfer_cis_second``: the spec of ``study.second_scorer``
@@ -293,10 +293,10 @@ def _mmlu_cis(profile: Profile, rep: list[Candidate], mmlu_stages: dict[str, Sta
     rows = []
     for c in rep:
         ref = mmlu_stages.get(untouched(c.target).key)
-        if c.method == "none" or c.key not in mmlu_stages or ref is None:
+        if c.method not in FINETUNED or c.key not in mmlu_stages or ref is None:
             continue
         a, b = (pd.read_csv(st / "mmlu.csv") for st in (mmlu_stages[c.key], ref))
-        diff, lo, hi, n = paired_accuracy_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
+        diff, lo, hi, n = paired_accuracy_ci(a, b, level=cfg.ci_level)
         rows.append({**c.labels(), "diff": diff, "lo": lo, "hi": hi, "n_questions": n})
     return pd.DataFrame(rows)
 
@@ -369,8 +369,8 @@ def _ppl_ratio_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]
         if c.method == "none":
             continue
         cand, ref = shared_prompts(pp[c.key + c.prefix], pp[untouched(c.target).key])
-        if cand.ppl_n.isna().any() or ref.ppl_n.isna().any():
-            continue
+        if cand.ppl_n.isna().any() or ref.ppl_n.isna().any() or not cand.ppl_n.sum() or not ref.ppl_n.sum():
+            continue  # no perplexity, or none kept (every continuation at or above eval.perplexity_max)
         ratio, lo, hi, n = ppl_ratio_ci(cand, ref, n_boot=cfg.bootstrap, level=cfg.ci_level)
         rows.append({**c.labels(), "ratio": ratio, "lo": lo, "hi": hi, "n_prompts": n})
     return pd.DataFrame(rows)

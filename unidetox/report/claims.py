@@ -12,7 +12,7 @@ Claims (one or more rows each, one per target and measure):
   detoxified / untouched with its paired, domain-stratified bootstrap interval over prompts
   (:func:`unidetox.measure.compare.ppl_ratio_ci`), judged on that interval's bounds (:func:`ratio_verdict`), under a
   judge that is not the target itself (a target judged by itself is not measured: any change to it raises its own
-  perplexity); MMLU on the paired interval of the accuracy difference over questions (:func:`mmlu_verdict`);
+  perplexity); MMLU on the interval of the paired accuracy difference over questions (:func:`mmlu_verdict`);
 * (f) the contrast matters: UniDetox lowers EMT (in) of the distillation model more than the same fine-tuning on
   the base model's plain samples (UniDetox minus base-samples, paired, under both scorers); not measurable when
   base-samples was not run.
@@ -217,7 +217,7 @@ def _fluency_rows(targets: list[str], ppl_ratios: pd.DataFrame | None, mmlu_cis:
         rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "ΔMMLU accuracy vs untouched",
                      "value": diff, "lo": lo, "hi": hi, "verdict (first)": v, "verdict": v,
                      "scorers agree": "n/a (no toxicity scorer)",
-                     "note": f"paired bootstrap over {n} questions; holds when the lower bound is >= "
+                     "note": f"Agresti-Min interval over {n} paired questions; holds when the lower bound is >= "
                              f"-{MMLU_DROP_MAX:g}, does not hold when the upper bound is below it"})  # fmt: skip
     return rows
 

@@ -15,7 +15,7 @@ import pandas as pd
 from unidetox.analysis.textstats import STATS_COLUMNS
 from unidetox.analysis.texttype import TEXT_TYPES
 from unidetox.measure.power import PowerPlan
-from unidetox.report.tables import COLUMNS, ci_cell, seed_summary
+from unidetox.report.tables import COLUMNS, ci_cell, seed_summary, short_name
 
 # (domain, metric) -> column of the toxicity columns: TP and EMT, in- and out-of-distribution
 TOXICITY_COLUMNS = COLUMNS[:4]
@@ -201,3 +201,18 @@ __all__ = [
     "transfer_gaps",
     "words_side_by_side",
 ]
+
+
+def selection_markdown(selection: pd.DataFrame, metric: str, digits: int = 3) -> str:
+    """The study's selection table (:attr:`unidetox.pipeline.Study.selection`) as Markdown: per target and grid
+    point, the validation value, the paired difference from the best with its interval, the share of bootstrap wins,
+    and which point was chosen."""
+
+    head = ["target", "learning rate", "steps", f"{metric} (in)", "− best [95% CI]", "bootstrap wins", "chosen"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in selection.iterrows():
+        cells = [f"`{short_name(r.target)}`", f"{r.lr:g}", str(int(r.steps)), f"{r.value:.{digits}f}",
+                 ci_cell(r.vs_best, r.vs_best_lo, r.vs_best_hi, digits), f"{r.wins:.0%}",
+                 "**chosen**" if bool(r.chosen) else ""]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

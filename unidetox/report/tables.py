@@ -281,3 +281,32 @@ def delta_long(main: pd.DataFrame, cols: tuple[str, ...] = ("ΔTP (in)", "ΔEMT 
                 rows.append({"row": f"{r.target}: {r.method}", "metric": col, "diff": r[col],
                              "lo": r[f"{col} lo"], "hi": r[f"{col} hi"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["row", "metric", "diff", "lo", "hi"])
+
+
+def report_sizes_text(profile) -> str:
+    """The report prompts per domain of the study's candidates, in words (the rule of
+    :func:`unidetox.pipeline.report_sizes.report_prompts_per_domain`)."""
+    from unidetox.measure.power import claim_prompts_per_domain
+
+    cfg = profile.study
+    base = cfg.report_prompts_per_domain or profile.eval.prompts_per_domain
+    na, nb = (claim_prompts_per_domain(cfg.planning_sd, w, base)
+              for w in (cfg.half_width_distillation, cfg.half_width_transfer))  # fmt: skip
+    if na == nb == base:
+        return f"{base or 'all'} per domain for every candidate"
+    return (f"{na} per domain for the distillation model's untouched, UniDetox and base-samples candidates "
+            f"(claims a, f), {nb} for the other targets' untouched and UniDetox candidates (claim b), {base} for "
+            f"every other candidate (sized for ΔEMT (in) half-widths {cfg.half_width_distillation:g} and "
+            f"{cfg.half_width_transfer:g} at a planning SD of {cfg.planning_sd:g})")  # fmt: skip
+
+
+def judges_text(profile) -> str:
+    """Which model judges the perplexity of which target's continuations, in words."""
+    from unidetox.measure.evaluate import perplexity_judge
+
+    judged = {t: perplexity_judge(profile.eval, t) for t in profile.detox.targets}
+    if len(set(judged.values())) == 1:
+        (judge,) = set(judged.values())
+        own = " (itself included)" if judge in judged else ""
+        return f"perplexity judged by `{judge}`{own}"
+    return "perplexity judged by " + ", ".join(f"`{j}` (of `{t}`)" for t, j in judged.items())
