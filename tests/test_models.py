@@ -78,3 +78,52 @@ def test_cuda_request_without_gpu_is_clear():
         pytest.skip("a GPU is present")
     with pytest.raises(M.ModelLoadError, match="no CUDA GPU"):
         M.resolve_device("cuda")
+
+
+def test_tokenizers_of_local_folders_are_shared_by_content(tiny_gpt2, tiny_llama, tmp_path):
+    import shutil
+
+    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "other"
+    tiny_gpt2.model.save_pretrained(a)
+    tiny_gpt2.tokenizer.save_pretrained(a)
+    shutil.copytree(a, b)  # a fine-tuned copy: the same tokenizer files
+    tiny_llama.model.save_pretrained(other)
+    tiny_llama.tokenizer.save_pretrained(other)
+    first = M.load_tokenizer(str(a))
+    assert M.load_tokenizer(str(b)) is first and M.load_tokenizer(str(a)) is first
+    assert M.load_tokenizer(str(other)) is not first
+    assert M.tokenizer_files_key(a) == M.tokenizer_files_key(b) != M.tokenizer_files_key(other)
+    (b / "tokenizer_config.json").write_text((b / "tokenizer_config.json").read_text().replace("}", ', "x": 1}', 1))
+    changed = M.load_tokenizer(str(b))
+    assert changed is not first and changed("hello").input_ids == first("hello").input_ids
+
+
+def test_the_tokenizer_cache_keeps_the_most_recently_used():
+    cache = M._TokenizerCache(size=2)
+    built = []
+
+    def make(name):
+        def build():
+            built.append(name)
+            return object()
+
+        return build
+
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        folders = []
+        for i in range(3):
+            f = pathlib.Path(d) / str(i)
+            f.mkdir()
+            (f / "tokenizer.json").write_text(str(i))
+            folders.append(f)
+        x0 = cache.get(folders[0], False, make(0))
+        cache.get(folders[1], False, make(1))
+        assert cache.get(folders[0], False, make(0)) is x0  # used again: now the most recent
+        cache.get(folders[2], False, make(2))  # evicts 1, the least recently used
+        assert cache.get(folders[0], False, make(0)) is x0
+        cache.get(folders[1], False, make(1))
+        assert built == [0, 1, 2, 1]
+        assert cache.get(folders[0], True, make("trust")) is not x0  # trust_remote_code is part of the key

@@ -253,22 +253,68 @@ def hub_error(spec: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"cannot load {spec!r}: {msg}")
 
 
+#: Files of a model folder that make its tokenizer (what :func:`tokenizer_files_key` hashes).
+TOKENIZER_FILE_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "chat_template", "vocab", "merges")
+
+
+def tokenizer_files_key(folder: Path) -> str:
+    """SHA-256 over the names and bytes of a folder's tokenizer files (:data:`TOKENIZER_FILE_PREFIXES`)."""
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.name.startswith(TOKENIZER_FILE_PREFIXES):
+            h.update(f.name.encode() + b"\0")
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+class _TokenizerCache:
+    """The last few tokenizers this process built from local folders, by the SHA-256 of their files.
+
+    Every fine-tuned copy of a model carries the same tokenizer files, and building a large tokenizer is slow
+    (Gemma-3's 262k-token ``tokenizer.json``, 33 MB of JSON, takes about 10 s; the book loads some 30 models), so
+    copies share one instance. The instance is shared: callers must not change it (none in the package does).
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self.kept: dict[tuple[str, bool], object] = {}
+
+    def get(self, folder: Path, trust_remote_code: bool, build):
+        key = (tokenizer_files_key(folder), trust_remote_code)
+        if key not in self.kept:
+            self.kept[key] = build()
+            while len(self.kept) > self.size:
+                self.kept.pop(next(iter(self.kept)))
+        else:
+            self.kept[key] = self.kept.pop(key)  # most recently used last
+        return self.kept[key]
+
+
+_TOKENIZERS = _TokenizerCache()
+
+
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
-    """The tokenizer of `spec`, with a pad token (EOS when the model has none)."""
+    """The tokenizer of `spec`, with a pad token (EOS when the model has none). Tokenizers of local folders are
+    shared within a process by the content of their files (:class:`_TokenizerCache`): do not modify the result."""
     if is_tiny(spec):
         return tiny_tokenizer(spec.split(":")[1])
     from transformers import AutoTokenizer
 
     path = resolve_spec(spec)
+
+    def build():
+        try:
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except (OSError, HFValidationError) as e:
+            raise hub_error(spec, e) from None
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
     if Path(path).is_dir():
         _check_local_dir(Path(path))
-    try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, HFValidationError) as e:
-        raise hub_error(spec, e) from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+        return _TOKENIZERS.get(Path(path), trust_remote_code, build)
+    return build()
 
 
 def load_model(
