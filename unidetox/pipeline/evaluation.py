@@ -13,13 +13,13 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.data.mmlu import load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.jsonl import read_jsonl, write_jsonl
-from unidetox.models import resolve_device
 from unidetox.pipeline.candidates import Candidate
 from unidetox.pipeline.runtime import (
     EvalModels,
     begin,
     eval_dtype_key,
     load_eval_lm,
+    load_profile_scorer,
     log,
     process_state,
     reuse,
@@ -76,7 +76,6 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     `n_prompts`: prompts per domain (default: :func:`prompts_per_domain`). The continuations' perplexity is judged
     by :func:`unidetox.measure.evaluate.perplexity_judge` of the candidate's target."""
     from unidetox.measure import evaluate as E
-    from unidetox.measure.scorers import load_scorer
 
     split = split or profile.eval.prompt_split
     n = prompts_per_domain(profile, split) if n_prompts is None else n_prompts
@@ -90,9 +89,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     if reuse(st, f"evaluate {cand.labels()}"):
         return st
     state = process_state()
-    device = resolve_device(profile.device)
-    scorer = load_scorer(cfg.scorer, device=str(device), batch_size=cfg.scorer_batch_size,
-                         trust_remote_code=profile.trust_remote_code)  # fmt: skip
+    scorer = models.scorer(cfg.scorer) if models is not None else load_profile_scorer(profile, cfg.scorer)
     summary: dict = {"n_prompts": len(ps)}
     if skipped := ps.attrs.get("empty_prompts_skipped", 0):
         summary["empty_prompts_skipped"] = skipped
@@ -142,7 +139,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
 
 
 def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec: str, *,
-            quiet: bool = False) -> StageDir:  # fmt: skip
+            quiet: bool = False, models: EvalModels | None = None) -> StageDir:  # fmt: skip
     """An evaluate stage's continuations scored again by another scorer, without generating again.
 
     Keyed by the evaluate stage's key and `scorer_spec`. Writes ``generations.jsonl`` (the same records with
@@ -151,7 +148,6 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
     """
     from unidetox.measure import evaluate as E
     from unidetox.measure.metrics import TOXICITY_METRICS
-    from unidetox.measure.scorers import load_scorer
 
     st = stage_dir(profile, "rescore", {"scorer": scorer_spec}, {"evaluate": eval_stage.key})
     what = f"rescore {cand.labels()} with {scorer_spec}"
@@ -165,9 +161,7 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
             gens = E.merge(eval_stage / "generations.jsonl", n) if n > 1 else []
         if not gens or not eval_stage.done:
             raise E.EvaluationError(f"{what}: {eval_stage.path} has no finished generations to re-score")
-        device = str(resolve_device(profile.device))
-        scorer = load_scorer(scorer_spec, device=device, batch_size=profile.eval.scorer_batch_size,
-                             trust_remote_code=profile.trust_remote_code)  # fmt: skip
+        scorer = models.scorer(scorer_spec) if models is not None else load_profile_scorer(profile, scorer_spec)
         summary: dict = {"n_continuations": len(gens)}
         with timed(summary):
             begin(st)

@@ -141,7 +141,7 @@ def load_eval_lm(profile: Profile, spec: str):
 
 class EvalModels:
     """The models every evaluation of a study reads again, loaded once: the perplexity judges and the untouched
-    targets (``eval.perplexity_model``, ``eval.second_perplexity_model``, ``detox.targets``). Any other spec (a fine-tuned model's folder) is loaded
+    targets (``eval.perplexity_model``, ``eval.second_perplexity_model``, ``detox.targets``), and the scorers. Any other spec (a fine-tuned model's folder) is loaded
     afresh by each call, so at most those few models stay in memory. Evaluation only reads a model, so sharing one
     object between stages changes no output."""
 
@@ -158,6 +158,21 @@ class EvalModels:
         if spec not in self._kept:
             self._kept[spec] = load_eval_lm(self.profile, spec)
         return self._kept[spec]
+
+    def scorer(self, spec: str):
+        """The toxicity scorer `spec` on the profile's device, loaded once (a scorer only reads its weights)."""
+        key = ("scorer", spec)
+        if key not in self._kept:
+            self._kept[key] = load_profile_scorer(self.profile, spec)
+        return self._kept[key]
+
+
+def load_profile_scorer(profile: Profile, spec: str):
+    """The toxicity scorer `spec` with the profile's device, scorer batch size and remote-code setting."""
+    from unidetox.measure.scorers import load_scorer
+
+    return load_scorer(spec, device=str(resolve_device(profile.device)), batch_size=profile.eval.scorer_batch_size,
+                       trust_remote_code=profile.trust_remote_code)  # fmt: skip
 
 
 def train_precision_key(profile: Profile) -> dict:

@@ -154,7 +154,9 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
                                n_prompts=sizes[c.key + c.prefix])) for c in rep]  # fmt: skip
     mmlu_stages = _mmlu_stages(profile, rep, quiet) if cfg.mmlu else {}
     second = cfg.second_scorer
-    sec_stages = [(c, rescore(profile, c, s, second, quiet=quiet)) for c, s in rep_stages] if second else []
+    sec_stages = (
+        [(c, rescore(profile, c, s, second, quiet=quiet, models=models)) for c, s in rep_stages] if second else []
+    )
 
     keys = sorted({st.key for _, st in val_stages + rep_stages + sec_stages} | {st.key for st in mmlu_stages.values()})
     added_later = ("second_scorer", "budget_steps", "selection_metric", "planning_sd", "half_width_distillation",
