@@ -143,9 +143,24 @@ plt.close(fig)
 # (`study.report_prompts_per_domain`), the validation grid's unchanged; those seconds include loading the models
 # once per run, so at larger $n$ the prediction errs on the long side.
 
+# %% tags=["remove-input"]
+planning = PT.planning_sentences(prof)
+if planning:
+    from unidetox.report import claims as C
+
+    display(Markdown(planning))
+    achieved = PT.planned_vs_achieved(prof, C.study_claims(P.silently(P.study, prof, quiet=True), prof))
+    display(achieved.style.hide(axis="index").format(precision=4))
+
+# %% [markdown]
+# The same run read as a pilot: its spreads predict the half-widths and the minutes of other sizes, which is the
+# trade-off between power and time. The minutes scale the runs that take the planned size (the distillation model's
+# claims) and keep every other evaluation's cost fixed.
+
 # %% tags=["hide-input"]
 pilot = P.silently(P.power_pilot, prof, quiet=True)
-power = power_from_pilot(pilot.untouched, pilot.detoxed, pilot.costs, ns=sorted({pilot.n_per_domain, *N_GRID}))
+power = power_from_pilot(pilot.untouched, pilot.detoxed, pilot.costs, ns=sorted({pilot.n_per_domain, *N_GRID}),
+                         target=prof.study.half_width_distillation)  # fmt: skip
 display(Markdown(PT.power_sentences(power, pilot.n_per_domain, pilot.k, len(pilot.seeds))))
 display(power.sds.style.format(precision=3).set_caption("per-domain standard deviation over prompts"))
 display(PT.power_display(power).style.hide(axis="index"))

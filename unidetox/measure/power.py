@@ -29,7 +29,7 @@ from unidetox.measure.metrics import IN_DOMAINS, MetricError
 
 Z95 = 1.959963984540054
 #: prompts per domain the book's power table predicts for
-N_GRID = (8, 16, 32, 64, 100, 150)
+N_GRID = (8, 16, 32, 64, 100, 150, 250)
 #: issue 18's target for the paired in-distribution EMT difference: a 95% half-width of at most this
 DELTA_EMT_TARGET = 0.04
 

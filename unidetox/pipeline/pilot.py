@@ -49,8 +49,12 @@ def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) 
     return sorted(keys)
 
 
-def evaluation_costs(profile: Profile, keys: list[str]) -> PilotCosts:
-    """Seconds per continuation over the evaluate stages `keys` (their DONE seconds over n_prompts x k x seeds)."""
+def evaluation_costs(profile: Profile, keys: list[str], n_scaling: int | None = None) -> PilotCosts:
+    """Seconds per continuation over the evaluate stages `keys` (their DONE seconds over n_prompts x k x seeds).
+
+    The report-split runs evaluated on `n_scaling` prompts per domain (default: any number) are those that scale
+    with the report's prompts per domain (the powered claims' candidates); every other run's continuations are
+    fixed costs."""
     eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
     seconds = conts = fixed = 0.0
     report_runs = 0
@@ -61,7 +65,7 @@ def evaluation_costs(profile: Profile, keys: list[str]) -> PilotCosts:
         seconds += float(done["seconds"])
         n = int(done["n_prompts"]) * int(cfg["samples_per_prompt"]) * len(cfg["seeds"])
         conts += n
-        if cfg["prompt_split"] == profile.study.report_split:
+        if cfg["prompt_split"] == profile.study.report_split and n_scaling in (None, cfg["prompts_per_domain"]):
             report_runs += 1
         else:
             fixed += n
@@ -85,7 +89,7 @@ def power_pilot(profile: Profile, *, quiet: bool = False) -> Pilot:
     pa, pb = per_prompt_rows(profile, a), per_prompt_rows(profile, b)
     e = profile.eval
     n = int(pa.groupby("domain").size().min())
-    costs = evaluation_costs(profile, evaluation_keys(profile, st.path, quiet=quiet))
+    costs = evaluation_costs(profile, evaluation_keys(profile, st.path, quiet=quiet), n_scaling=n)
     return Pilot(pa, pb, e.samples_per_prompt, tuple(e.seeds), n, costs)
 
 
