@@ -218,8 +218,27 @@ def stage_dir(profile: Profile, stage: str, config: dict, inputs: dict | None = 
     return StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs)
 
 
+def release_memory() -> None:
+    """Hand the memory of finished work back to the system: collect garbage, then, under glibc, trim the heaps
+    (``malloc_trim``), whose freed blocks otherwise stay in the process, so that each stage of a long run starts at the
+    run's baseline rather than at the last stage's high-water mark (a cold cpu book held 10 GB without it)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name and "libc.so" in name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
+
+
 def begin(st: StageDir) -> StageDir:
-    """Start writing a stage: its directory and config.json; the main process clears stale temporary files."""
+    """Start writing a stage: its directory and config.json; the main process clears stale temporary files. The
+    memory of the stages before is released first (:func:`release_memory`)."""
+    release_memory()
     return st.begin(clean=is_main_process())
 
 
