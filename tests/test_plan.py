@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from unidetox.cli import run
+from unidetox.config import ScaleConfig, TrainConfig
 from unidetox.models import load_model, save_model
 from unidetox.scale import costs as C
 from unidetox.scale import hardware as HW
+from unidetox.scale.errors import PlanError
 from unidetox.scale.shapes import HUB_ARCHS, arch_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,6 +100,25 @@ def test_runtime_hardware_of_a_single_cpu_process():
     hw = HW.runtime_hardware(Accelerator(cpu=True))
     assert hw.gpu is None and hw.sharding.strategy == "single" and hw.sharding.devices == 1
     assert hw.usable_bytes == hw.memory_bytes > 0
+    assert hw.memory_bytes <= HW.host_memory()  # what is available now, not the whole RAM
+
+
+def test_a_cpu_training_that_will_not_fit_the_available_memory_is_refused_before_it_starts(monkeypatch):
+    from accelerate import Accelerator
+
+    from unidetox.scale.memory import training_line
+
+    monkeypatch.setattr(HW, "_meminfo_available", lambda: 64 * 2**20)  # 64 MiB free
+    monkeypatch.setattr(HW, "_own_rss", lambda: 0.0)
+    hw = HW.runtime_hardware(Accelerator(cpu=True))
+    assert hw.memory_bytes == 64 * 2**20
+    lm = load_model("tiny:gpt2")
+    cfg = TrainConfig(batch_size=64, max_length=512, max_steps=10)
+    with pytest.raises(PlanError, match="would run out of memory: needs ~.* GiB per device, 0.1 GiB usable"):
+        training_line("tiny:gpt2", lm.model, cfg, 10, ScaleConfig(), hw)
+    monkeypatch.setattr(HW, "_meminfo_available", lambda: 64 * 2**30)
+    assert "plan: train tiny:gpt2" in training_line("tiny:gpt2", lm.model, cfg, 10, ScaleConfig(),
+                                                    HW.runtime_hardware(Accelerator(cpu=True)))  # fmt: skip
 
 
 def test_named_gpu_plan_uses_its_memory_and_speed():

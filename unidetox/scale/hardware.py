@@ -44,6 +44,47 @@ def host_memory() -> float:
         return math.inf
 
 
+def _meminfo_available() -> float:
+    """MemAvailable of /proc/meminfo in bytes (inf where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.inf
+
+
+def _cgroup_room() -> float:
+    """Bytes this process's cgroup (v2) may still allocate: memory.max - memory.current (inf without a limit)."""
+    from pathlib import Path
+
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return math.inf
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return math.inf
+
+
+def _own_rss() -> float:
+    """Resident bytes of this process (0 where /proc does not say)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def host_memory_available() -> float:
+    """Bytes a stage starting in this process can use: what it holds already plus what the system can still give it
+    (MemAvailable, capped by a container's cgroup limit), at most the physical RAM."""
+    room = min(_meminfo_available(), _cgroup_room())
+    return min(host_memory(), _own_rss() + room) if math.isfinite(room) else host_memory()
+
+
 def hardware(gpu: str | None = None, gpus: int = 1, strategy: str | None = None, device: str = "auto") -> Hardware:
     """The named GPU, else the detected one (when `device` allows CUDA), else the CPU host."""
     strategy = strategy or ("single" if gpus == 1 else "ddp")
@@ -68,7 +109,9 @@ def hardware(gpu: str | None = None, gpus: int = 1, strategy: str | None = None,
 
 
 def runtime_hardware(acc) -> Hardware:
-    """The hardware a running accelerate job has: its device, process count and sharding engine."""
+    """The hardware a running accelerate job has: its device, process count and sharding engine; on a CPU host, the
+    memory it can use now (:func:`host_memory_available`, shared by its processes), so that a training stage that
+    will not fit says so before it starts."""
     import torch
     from accelerate.utils import DistributedType
 
@@ -85,7 +128,7 @@ def runtime_hardware(acc) -> Hardware:
     if acc.device.type == "cuda":
         props = torch.cuda.get_device_properties(acc.device)
         return Hardware(C.detected_gpu(props.name, props.total_memory), props.total_memory, sharding)
-    return Hardware(None, host_memory(), sharding)
+    return Hardware(None, host_memory_available() / n, sharding)  # the processes of one host share its memory
 
 
 def act_bytes(hw: Hardware, mixed_precision: str) -> int:
@@ -96,4 +139,4 @@ def act_bytes(hw: Hardware, mixed_precision: str) -> int:
     return 2 if autocast_bf16(mixed_precision, "cuda" if hw.cuda else "cpu") else 4
 
 
-__all__ = ["Hardware", "act_bytes", "hardware", "host_memory", "runtime_hardware"]
+__all__ = ["Hardware", "act_bytes", "hardware", "host_memory", "host_memory_available", "runtime_hardware"]
