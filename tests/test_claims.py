@@ -171,6 +171,12 @@ def test_mmlu_verdict_uses_the_paired_interval(lo, hi, verdict):
     assert C.MMLU_DROP_MAX == 0.02 and C.mmlu_verdict(lo, hi) == verdict
 
 
+def test_questions_an_undecided_mmlu_interval_needs():
+    # half-width 0.05 at 100 questions, difference 0: the gap to -0.02 is 0.02, so (0.05 / 0.02)^2 x 100 = 625
+    assert "about 625 questions" in C.questions_to_decide(0.0, -0.05, 0.05, 100)
+    assert "undecidable" in C.questions_to_decide(-0.02, -0.07, 0.03, 100)
+
+
 def test_a_target_judged_by_itself_has_no_fluency_verdict(tables):
     A, B = tables["targets"]
     t = C.claims_table(**tables, judges={A: B, B: B})

@@ -28,6 +28,8 @@ agree lets the least valid scorer decide (the scorer-validity page measures each
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -108,6 +110,17 @@ def mmlu_verdict(lo: float, hi: float, margin: float = MMLU_DROP_MAX) -> str:
     if pd.isna(lo) or pd.isna(hi):
         return NOT_MEASURED
     return HOLDS if lo >= -margin else FAILS if hi < -margin else UNMEASURABLE
+
+
+def questions_to_decide(diff: float, lo: float, hi: float, n: int, margin: float = MMLU_DROP_MAX) -> str:
+    """How many paired questions an undecided MMLU interval would need to decide, if the difference and the spread
+    per question stayed as measured (the half-width shrinks as 1/sqrt(n)), in words."""
+    half, gap = (hi - lo) / 2, abs(diff + margin)  # the interval decides once its half-width is below the gap
+    if gap == 0:
+        return "a difference of exactly -margin is undecidable at any number of questions"
+    return (
+        f"at this difference and spread the interval decides from about {math.ceil(n * (half / gap) ** 2):,} questions"
+    )
 
 
 def primary(verdicts: list[str]) -> str:
@@ -214,11 +227,13 @@ def _fluency_rows(targets: list[str], ppl_ratios: pd.DataFrame | None, mmlu_cis:
         diff, lo, hi = (float(m[k].iloc[0]) for k in ("diff", "lo", "hi")) if len(m) else (np.nan,) * 3
         n = int(m["n_questions"].iloc[0]) if len(m) and "n_questions" in m else 0
         v = mmlu_verdict(lo, hi)
+        note = (f"Agresti-Min interval over {n} paired questions; holds when the lower bound is >= -{MMLU_DROP_MAX:g}, "
+                f"does not hold when the upper bound is below it")  # fmt: skip
+        if v == UNMEASURABLE and n:
+            note += f"; {questions_to_decide(diff, lo, hi, n)}"
         rows.append({"claim": "e", "statement": CLAIMS["e"], "target": t, "measure": "ΔMMLU accuracy vs untouched",
                      "value": diff, "lo": lo, "hi": hi, "verdict (first)": v, "verdict": v,
-                     "scorers agree": "n/a (no toxicity scorer)",
-                     "note": f"Agresti-Min interval over {n} paired questions; holds when the lower bound is >= "
-                             f"-{MMLU_DROP_MAX:g}, does not hold when the upper bound is below it"})  # fmt: skip
+                     "scorers agree": "n/a (no toxicity scorer)", "note": note})  # fmt: skip
     return rows
 
 
