@@ -217,7 +217,7 @@ def test_eval_models_loads_the_shared_models_once(tmp_path, monkeypatch):
 def test_budget_curve_runs_with_the_pipeline_and_reuses_the_grids_run(tiny_study, capsys):
     from unidetox.measure.compare import paired_ci
     from unidetox.measure.metrics import IN_DISTRIBUTION
-    from unidetox.pipeline.study import per_prompt_rows
+    from unidetox.pipeline.study_tables import per_prompt_rows
 
     profile, st = tiny_study
     assert profile.study.budget_steps == (2, 8)

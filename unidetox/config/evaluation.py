@@ -45,11 +45,7 @@ class EvalConfig:
     )
     second_perplexity_model: str = field(
         default="",
-        metadata={
-            "help": "judge of the continuations of a target that is perplexity_model itself, so that no model "
-            'judges its own continuations; "" = none: such a target is judged by itself (the paper: Llama-2-7b '
-            "judges every target, itself included)"
-        },
+        metadata={"help": 'judge of perplexity_model\'s own continuations (none judges itself); "" = itself (paper)'},
     )
     perplexity_max: float = field(
         default=1e4, metadata={"help": "continuations with perplexity >= this are dropped (paper: 1e4)"}

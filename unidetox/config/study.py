@@ -53,33 +53,21 @@ class StudyConfig:
     selection_metric: str = field(
         default="TP",
         metadata={
-            "help": "validation metric that picks the shared configuration on select_target: TP = the paper's rule "
-            "(lowest in-distribution TP, ties by EMT); EMT = the cheapest grid point (fewest steps) whose paired "
-            "interval against the lowest in-distribution EMT contains 0",
+            "help": "picks the shared configuration: TP = lowest validation TP (paper); EMT = cheapest point tied with best",
             "choices": ["TP", "EMT"],
         },
     )
     planning_sd: float = field(
         default=0.0,
-        metadata={
-            "help": "planning SD over prompts of the per-prompt ΔEMT (in) that sizes the claims' report candidates "
-            "(their prompts per domain from half_width_distillation / half_width_transfer); 0 = off: every report "
-            "candidate gets report_prompts_per_domain"
-        },
+        metadata={"help": "per-prompt SD of ΔEMT (in) sizing the claims' report prompts; 0 = off (all get the same)"},
     )
     half_width_distillation: float = field(
         default=0.02,
-        metadata={
-            "help": "wanted 95% half-width of ΔEMT (in) of claims (a) and (f): sizes the report prompts of "
-            "select_target's untouched, UniDetox (transferred) and base-samples candidates (with planning_sd)"
-        },
+        metadata={"help": "wanted 95% half-width of ΔEMT (in) of claims (a), (f): sizes select_target's candidates"},
     )
     half_width_transfer: float = field(
         default=0.03,
-        metadata={
-            "help": "wanted 95% half-width of ΔEMT (in) of claim (b): sizes the report prompts of the other "
-            "targets' untouched and UniDetox (transferred) candidates (with planning_sd)"
-        },
+        metadata={"help": "wanted 95% half-width of ΔEMT (in) of claim (b): sizes the other targets' candidates"},
     )
     budget_steps: tuple[int, ...] = field(
         default=(),

@@ -55,7 +55,8 @@ def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | 
     """Run (or reuse) the study, the curve's fine-tunes and their validation evaluations; the table goes to
     ``runs/<profile>/budget/<key>/curve.csv``. Raises ConfigError when ``study.budget_steps`` is empty."""
     from unidetox.config import ConfigError
-    from unidetox.pipeline.study import per_prompt_rows, study
+    from unidetox.pipeline.study import study
+    from unidetox.pipeline.study_tables import per_prompt_rows
 
     steps = budgets(profile)
     if not steps:

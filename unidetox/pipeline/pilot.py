@@ -15,7 +15,8 @@ from unidetox.pipeline.candidates import toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
 from unidetox.pipeline.report_sizes import report_prompts_per_domain
-from unidetox.pipeline.study import per_prompt_rows, study
+from unidetox.pipeline.study import study
+from unidetox.pipeline.study_tables import per_prompt_rows
 from unidetox.store import DONE, read_json
 
 

@@ -33,7 +33,8 @@ from unidetox.measure.metrics import (
     TOXICITY_METRICS,
     summarize_over_seeds,
 )
-from unidetox.pipeline.study import mmlu_overall, per_prompt_rows
+from unidetox.pipeline.study import mmlu_overall
+from unidetox.pipeline.study_tables import per_prompt_rows
 from unidetox.report.cards import CARD_FACTS, CARD_FILE, SCORE_FILE, add_score
 from unidetox.store import read_json, sha256_file, write_json
 

@@ -10,7 +10,6 @@ import pandas as pd
 from unidetox.config import Profile
 from unidetox.data.files import DataError
 from unidetox.data.mmlu import check_mmlu_subjects
-from unidetox.jsonl import read_jsonl
 from unidetox.methods import FINETUNED, FINETUNED_BASELINES, METHODS
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
@@ -18,6 +17,7 @@ from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
 from unidetox.pipeline.report_sizes import report_sizes
 from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
+from unidetox.pipeline.study_tables import DERIVED, mmlu_cis, per_prompt_rows
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
 from unidetox.store import FILES, StageDir, read_json, write_json, write_text
 from unidetox.texts import read_released, released_csv
@@ -111,23 +111,11 @@ def _check_study(profile: Profile) -> str:
     return sel
 
 
-def per_prompt_rows(profile: Profile, st: StageDir) -> pd.DataFrame:
-    from unidetox.measure.compare import per_prompt_values
-
-    gens = pd.DataFrame(read_jsonl(st / "generations.jsonl"))
-    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
-    return per_prompt_values(gens, ppl if len(ppl) else None, threshold=profile.eval.threshold,
-                             max_ppl=profile.eval.perplexity_max)  # fmt: skip
-
-
 def study(profile: Profile, *, quiet: bool = False) -> Study:
     """Tune on validation, transfer the shared configuration, evaluate every method on the report prompts.
 
     Runs (or reuses) every stage it needs; its tables go to ``runs/<profile>/study/<key>/``.
     """
-    from unidetox.measure.compare import choose_value
-    from unidetox.measure.selection import choose_by_interval
-
     cfg = profile.study
     sel = _check_study(profile)
     targets = list(profile.detox.targets)
@@ -139,14 +127,8 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
                                quiet=quiet, models=models)) for c in val]  # fmt: skip
     val_rows = candidate_rows(val_stages)
 
-    def rows(t: str, method: str) -> pd.DataFrame:
-        return val_rows[(val_rows.target == t) & (val_rows.method == method)]
-
-    selection = pd.concat([_selection(profile, t, val_stages, rows(t, "unidetox")).assign(target=t) for t in targets],
-                          ignore_index=True)  # fmt: skip
-    picked = {t: choose_by_interval(selection[selection.target == t]) for t in targets}
-    chosen, oracle = picked[sel], picked
-    lam = {t: choose_value(rows(t, "dexperts"), "hparam", cfg.selection_metric) for t in targets if applies.get(t)}
+    selection, oracle, lam = _choose(profile, val_stages, val_rows, applies)
+    chosen = oracle[sel]
 
     rep = _report_candidates(profile, sel, chosen, oracle, lam, quiet)
     sizes = report_sizes(profile, rep, sel)
@@ -173,7 +155,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
         write_text(st / "report.csv", candidate_rows(rep_stages).to_csv(index=False))
         write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
-        write_text(st / "mmlu_cis.csv", _mmlu_cis(profile, rep, mmlu_stages).to_csv(index=False))
+        write_text(st / "mmlu_cis.csv", mmlu_cis(profile, rep, mmlu_stages).to_csv(index=False))
         write_text(st / "selection.csv", selection.to_csv(index=False))
         write_text(st / "applicability.csv", _applicability(profile, applies).to_csv(index=False))
         if second:
@@ -192,7 +174,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
 
     out = _read_study(profile, st.path, sel, chosen, oracle, lam, rep_stages, sec_stages)
     out.selection = selection
-    out.mmlu_cis = _read_or(st.path / "mmlu_cis.csv", lambda: _mmlu_cis(profile, rep, mmlu_stages))
+    out.mmlu_cis = _read_or(st.path / "mmlu_cis.csv", lambda: mmlu_cis(profile, rep, mmlu_stages))
     return out
 
 
@@ -204,6 +186,24 @@ def _read_or(path: Path, make) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+
+
+def _choose(profile: Profile, val_stages: list, val_rows: pd.DataFrame, applies: dict[str, bool]):
+    """From the validation evaluations: the selection table of every target's grid (:func:`_selection`), each
+    target's pick by ``study.selection_metric`` ((lr, steps); the selection target's is the shared configuration),
+    and DExperts' strength per applicable target (the lowest value of the same metric)."""
+    from unidetox.measure.compare import choose_value
+    from unidetox.measure.selection import choose_by_interval
+
+    def rows(t: str, method: str) -> pd.DataFrame:
+        return val_rows[(val_rows.target == t) & (val_rows.method == method)]
+
+    targets, metric = list(profile.detox.targets), profile.study.selection_metric
+    selection = pd.concat([_selection(profile, t, val_stages, rows(t, "unidetox")).assign(target=t) for t in targets],
+                          ignore_index=True)  # fmt: skip
+    picked = {t: choose_by_interval(selection[selection.target == t]) for t in targets}
+    lam = {t: choose_value(rows(t, "dexperts"), "hparam", metric) for t in targets if applies.get(t)}
+    return selection, picked, lam
 
 
 def _selection(profile: Profile, target: str, val_stages: list, tidy: pd.DataFrame) -> pd.DataFrame:
@@ -286,108 +286,10 @@ def _mmlu_stages(profile: Profile, rep: list[Candidate], quiet: bool) -> dict[st
     return stages
 
 
-def _mmlu_cis(profile: Profile, rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> pd.DataFrame:
-    """Each candidate with an MMLU stage, other than the untouched ones, minus its untouched target on the same
-    questions: labels + ``diff, lo, hi, n_questions`` (:func:`unidetox.measure.mmlu.paired_accuracy_ci`)."""
-    from unidetox.measure.mmlu import paired_accuracy_ci
-
-    cfg = profile.study
-    rows = []
-    for c in rep:
-        ref = mmlu_stages.get(untouched(c.target).key)
-        if c.method not in FINETUNED or c.key not in mmlu_stages or ref is None:
-            continue
-        a, b = (pd.read_csv(st / "mmlu.csv") for st in (mmlu_stages[c.key], ref))
-        diff, lo, hi, n = paired_accuracy_ci(a, b, level=cfg.ci_level)
-        rows.append({**c.labels(), "diff": diff, "lo": lo, "hi": hi, "n_questions": n})
-    return pd.DataFrame(rows)
-
-
 def _mmlu_rows(rep: list[Candidate], mmlu_stages: dict[str, StageDir]) -> list[dict]:
     """One row of overall MMLU accuracy per report candidate that has an MMLU stage."""
     return [{**c.labels(), **mmlu_overall(pd.read_csv(mmlu_stages[c.key] / "summary.csv"))}
             for c in rep if c.method in ("none", *FINETUNED) and c.key in mmlu_stages]  # fmt: skip
-
-
-def _paired_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
-    """Paired bootstrap CIs over prompts of every report candidate against its untouched target."""
-    from unidetox.measure.compare import paired_ci, shared_prompts
-
-    cfg = profile.study
-    pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
-    ci_rows = []
-    for c, _ in rep_stages:
-        if c.method == "none":
-            continue
-        a, b = shared_prompts(pp[c.key + c.prefix], pp[untouched(c.target).key])
-        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
-        ci_rows.append(d.assign(**c.labels()))
-    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
-
-
-def _transfer_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
-    """Paired bootstrap CIs over prompts of every transferred candidate against the same method with the target's
-    own best (oracle) configuration; a difference of exactly 0 where both are the same model."""
-    from unidetox.measure.compare import paired_ci, shared_prompts
-
-    cfg = profile.study
-    oracle = {(c.target, c.method): s for c, s in rep_stages if c.selection == "oracle"}
-    ci_rows = []
-    for c, s in rep_stages:
-        if c.selection != "transferred" or (c.target, c.method) not in oracle:
-            continue
-        ref = oracle[(c.target, c.method)]
-        a, b = shared_prompts(per_prompt_rows(profile, s), per_prompt_rows(profile, ref))
-        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
-        ci_rows.append(d.assign(**c.labels(), reference="oracle"))
-    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
-
-
-def _contrast_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
-    """Paired CIs over prompts of every transferred UniDetox candidate minus its target's base-samples candidate
-    (does the contrast matter, or do plain base-model samples detoxify as much?); empty without base-samples."""
-    from unidetox.measure.compare import paired_ci, shared_prompts
-
-    cfg = profile.study
-    plain = {c.target: s for c, s in rep_stages if c.method == "base-samples"}
-    ci_rows = []
-    for c, s in rep_stages:
-        if c.method != "unidetox" or c.selection != "transferred" or c.target not in plain:
-            continue
-        a, b = shared_prompts(per_prompt_rows(profile, s), per_prompt_rows(profile, plain[c.target]))
-        d = paired_ci(a, b, n_boot=cfg.bootstrap, level=cfg.ci_level)
-        ci_rows.append(d.assign(**c.labels(), reference="base-samples"))
-    return pd.concat(ci_rows, ignore_index=True) if ci_rows else pd.DataFrame()
-
-
-def _ppl_ratio_cis(profile: Profile, rep_stages: list[tuple[Candidate, StageDir]]) -> pd.DataFrame:
-    """PPL ratio of every report candidate with perplexities to its untouched target, with its bootstrap interval."""
-    from unidetox.measure.compare import ppl_ratio_ci, shared_prompts
-
-    cfg = profile.study
-    pp = {c.key + c.prefix: per_prompt_rows(profile, s) for c, s in rep_stages}
-    rows = []
-    for c, _ in rep_stages:
-        if c.method == "none":
-            continue
-        cand, ref = shared_prompts(pp[c.key + c.prefix], pp[untouched(c.target).key])
-        if cand.ppl_n.isna().any() or ref.ppl_n.isna().any() or not cand.ppl_n.sum() or not ref.ppl_n.sum():
-            continue  # no perplexity, or none kept (every continuation at or above eval.perplexity_max)
-        ratio, lo, hi, n = ppl_ratio_ci(cand, ref, n_boot=cfg.bootstrap, level=cfg.ci_level)
-        rows.append({**c.labels(), "ratio": ratio, "lo": lo, "hi": hi, "n_prompts": n})
-    return pd.DataFrame(rows)
-
-
-#: The study's derived tables: file name -> (function of the profile and the stages, which scorer's stages).
-DERIVED = {
-    "cis.csv": (_paired_cis, "first"),
-    "transfer_cis.csv": (_transfer_cis, "first"),
-    "contrast_cis.csv": (_contrast_cis, "first"),
-    "ppl_ratio_cis.csv": (_ppl_ratio_cis, "first"),
-    "cis_second.csv": (_paired_cis, "second"),
-    "transfer_cis_second.csv": (_transfer_cis, "second"),
-    "contrast_cis_second.csv": (_contrast_cis, "second"),
-}
 
 
 def _applicability(profile: Profile, applies: dict[str, bool]) -> pd.DataFrame:
