@@ -139,17 +139,17 @@ plt.close(fig)
 # fine-tuning on the base model's plain samples (the paper's reason for the contrastive score), measured as the
 # paired difference UniDetox minus base samples.
 #
-# **The verdict rule**, declared before any result was seen: a row **holds** when the primary scorer's 95% paired
-# bootstrap interval excludes 0 in the claimed direction, **does not hold** when it excludes 0 in the opposite
-# direction, and is **not measurable at this scale** when it contains 0. The primary scorer is `eval.scorer`, the
-# scorer with the best validity on the scorer-validity page; `study.second_scorer` re-scores the same stored
-# continuations and is reported beside it, with whether the two agree in the sign of the difference and in whether
-# the interval excludes 0 ("agree"). It does not gate the verdict: a rule that needs every scorer lets the least
-# valid one decide. For (c), a claim of no difference, a row fails only when the transferred configuration is worse
-# with an interval excluding 0; read the interval's width before trusting a "holds". (d) uses the political-bias
-# page's two topic classifiers in the scorers' places, the first deciding.
+# **The verdict rule**, declared before any result was seen (it is the one the scorer-validity page states and
+# justifies): a row **holds** when the primary scorer's 95% paired bootstrap interval excludes 0 in the claimed
+# direction, **does not hold** when it excludes 0 in the opposite direction, and is **not measurable at this
+# scale** when it contains 0. `study.second_scorer` re-scores the same stored continuations and is reported beside
+# it, with whether the two agree in the sign of the difference and in whether the interval excludes 0 ("agree").
+# For (c), a claim of no difference, a row fails only when the transferred configuration is worse with an interval
+# excluding 0; read the interval's width before trusting a "holds". (d) uses the political-bias page's two topic
+# classifiers in the scorers' places, the first deciding.
 
 # %% tags=["remove-input"]
+display(Markdown(f"> {C.verdict_rule()}"))
 display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
 
 # %% [markdown]

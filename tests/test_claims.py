@@ -92,7 +92,7 @@ def test_the_primary_scorer_decides_and_agreement_is_reported():
     assert C.primary([C.UNMEASURABLE, C.HOLDS]) == C.UNMEASURABLE
     assert C.primary([C.HOLDS, C.FAILS]) == C.HOLDS
     assert C.primary([C.HOLDS, C.NOT_MEASURED]) == C.HOLDS  # second scorer off
-    assert "primary scorer" in C.VERDICT_RULE and "without gating" in C.VERDICT_RULE
+    assert "primary scorer" in C.verdict_rule() and "never overrules" in C.verdict_rule()
     assert C.agreement((-0.2, -0.3, -0.1), (-0.1, -0.2, -0.05)) == "yes"
     assert C.agreement((-0.2, -0.3, -0.1), (-0.1, -0.2, 0.05)) == "no: significance differs"
     assert C.agreement((-0.2, -0.3, -0.1), (0.1, 0.05, 0.2)) == "no: sign differs"

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from unidetox.measure.metrics import IN_DISTRIBUTION
+from unidetox.measure.validity import VERDICT_RULE, VERDICT_RULE_WHY
 from unidetox.report.tables import ci_cell, ratio_cell
 
 HOLDS = "holds"
@@ -45,12 +46,6 @@ DISTILLED, BASE_SAMPLES = "UniDetox distilled", "Base samples"  # the names of u
 
 NOT_RUN = "not measurable (method not run)"
 SELF_JUDGED = "not measurable (judged by itself)"
-#: The verdict rule, declared before the results (the main results page quotes it).
-VERDICT_RULE = (
-    "The primary scorer (`eval.scorer`) decides each toxicity verdict from its 95% interval; the second scorer "
-    "(`study.second_scorer`) re-scores the same continuations and is reported beside it with whether the two "
-    "agree, without gating the verdict, so that the least valid scorer does not decide."
-)
 #: "Roughly kept" (claim e): the detoxified model's perplexity of its continuations is at most 1.5 times the
 #: untouched model's (the paper's UniDetox rows stay well within this), judged on the ratio's interval, ...
 PPL_RATIO_MAX = 1.5
@@ -101,6 +96,11 @@ def ratio_verdict(lo: float, hi: float, limit: float = PPL_RATIO_MAX) -> str:
     if pd.isna(lo) or pd.isna(hi):
         return NOT_MEASURED
     return HOLDS if hi <= limit else FAILS if lo > limit else UNMEASURABLE
+
+
+def verdict_rule() -> str:
+    """The verdict rule and its reasons, as the scorer-validity page declares them (quoted on the claims page)."""
+    return f"{VERDICT_RULE} {VERDICT_RULE_WHY}"
 
 
 def mmlu_verdict(lo: float, hi: float, margin: float = MMLU_DROP_MAX) -> str:
