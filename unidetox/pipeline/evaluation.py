@@ -69,6 +69,23 @@ def _merged_generations(st: StageDir, world_size: int) -> list[dict]:
     return gens
 
 
+def evaluate_stage(profile: Profile, cand: Candidate, split: str | None, perplexity: bool,
+                   n_prompts: int | None) -> tuple:  # fmt: skip
+    """``(settings, prompts, stage)`` of :func:`evaluate`: the evaluation settings of `cand` (its split, prompts per
+    domain and perplexity judge), its prompts, and its located (not begun) stage directory."""
+    from unidetox.measure.evaluate import perplexity_judge
+
+    split = split or profile.eval.prompt_split
+    n = prompts_per_domain(profile, split) if n_prompts is None else n_prompts
+    judge = perplexity_judge(profile.eval, cand.target)  # in the key as perplexity_model: its only effect
+    cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=n, perplexity_model=judge,
+                              second_perplexity_model="")  # fmt: skip
+    ps = prompts(profile, cfg.prompt_split, n)
+    config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text),
+              "prefix": cand.prefix, "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
+    return cfg, ps, stage_dir(profile, "evaluate", config, {"model": cand.key})
+
+
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
              quiet: bool = False, models: EvalModels | None = None, n_prompts: int | None = None) -> StageDir:  # fmt: skip
     """Generations, toxicity, perplexity (unless `perplexity` is false) and Dist-n of one candidate; tidy rows in
@@ -77,15 +94,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     by :func:`unidetox.measure.evaluate.perplexity_judge` of the candidate's target."""
     from unidetox.measure import evaluate as E
 
-    split = split or profile.eval.prompt_split
-    n = prompts_per_domain(profile, split) if n_prompts is None else n_prompts
-    judge = E.perplexity_judge(profile.eval, cand.target)  # in the key as perplexity_model: its only effect
-    cfg = dataclasses.replace(profile.eval, prompt_split=split, prompts_per_domain=n, perplexity_model=judge,
-                              second_perplexity_model="")  # fmt: skip
-    ps = prompts(profile, cfg.prompt_split, n)
-    config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text),
-              "prefix": cand.prefix, "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
-    st = stage_dir(profile, "evaluate", config, {"model": cand.key})
+    cfg, ps, st = evaluate_stage(profile, cand, split, perplexity, n_prompts)
     if reuse(st, f"evaluate {cand.labels()}"):
         return st
     state = process_state()
