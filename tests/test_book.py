@@ -386,7 +386,10 @@ def test_book_builds_every_toc_page(book_repo):
     assert "| claim |" not in main and "|---|" not in main
     claims = main[main.index('id="the-paper-s-claims') :]
     table = claims[claims.index("<table") : claims.index("</table>")]
-    assert "(a) UniDetox lowers" in table and "verdict" in table
+    assert "<td><p>(a)</p></td>" in table and "verdict" in table and "primary" in table
+    assert "UniDetox lowers TP/EMT of the distillation model" in claims  # the statements, in the summary list
+    # the claims' forest plot leads the page, before the table
+    assert 'id="fig-claims"' in main and main.index('id="fig-claims"') < main.index('id="the-paper-s-claims')
     repro = (html / "_generated" / "reproducibility.html").read_text()
     assert "$k = " not in repro and "math notranslate" in repro
 
