@@ -149,9 +149,9 @@ def paired_accuracy_ci(
     cand: pd.DataFrame, ref: pd.DataFrame, *, level: float = 0.95
 ) -> tuple[float, float, float, int]:
     """``(diff, lo, hi, n)``: accuracy of `cand` minus `ref` on the same `n` questions, with the Agresti-Min interval
-    for a difference of matched proportions (Agresti & Min 2005, Statistics in Medicine 24: the Wald interval after adding 0.5
-    to each cell of the 2 x 2 table of right/wrong pairs; its coverage is close to nominal even for a few dozen
-    questions, where a bootstrap of all-concordant pairs collapses to [0, 0]).
+    for a difference of matched proportions (Agresti & Min 2005, Statistics in Medicine 24: the Wald interval after
+    adding 0.5 to each cell of the 2 x 2 table of right/wrong pairs; its coverage is close to nominal even for a few
+    dozen questions, where a bootstrap of all-concordant pairs collapses to [0, 0]).
 
     cand, ref: :func:`score_mmlu` tables of the same questions in the same order (``subject``, ``question``,
     ``correct``). ``diff`` is the plain difference of the accuracies (over questions, as the tables' MMLU).
