@@ -39,6 +39,7 @@ def _reference_scores(target, expert, anti, prefix, strength):
     return z[0] + strength * (z[1] - z[2])
 
 
+@pytest.mark.numerics
 def test_source_matches_full_forward_reference(tiny_gpt2, tiny_toxic, one_torch_thread):
     """Step by step, the cached source's distribution equals softmax of the reference's raw-logit ensemble."""
     expert = perturbed(tiny_gpt2, seed=7, scale=0.3)

@@ -60,6 +60,7 @@ def test_run_is_deterministic_and_the_seed_matters(explorer):
     assert len(explorer.run(PROMPT).query("model == 'UniDetox'")) == explorer.profile.eval.samples_per_prompt
 
 
+@pytest.mark.numerics
 def test_run_reproduces_the_evaluation_of_the_same_prompt(tmp_path, one_torch_thread):
     """Independent reference: the evaluation stage's stored generations (one prompt per unit), for seed and unit."""
     k = 3

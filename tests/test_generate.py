@@ -43,6 +43,7 @@ def test_sampling_frequencies_follow_the_distribution():
     np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
 
 
+@pytest.mark.numerics
 def test_cached_scores_equal_full_forward(tiny_gpt2):
     model, tok = tiny_gpt2.model, tiny_gpt2.tokenizer
     enc = tok(["Hello there, how are", "A"], padding=True, padding_side="left", return_tensors="pt")
@@ -94,6 +95,7 @@ def test_top_k_then_top_p_sampling_matches_full_vocabulary_filtering():
     assert set(tok.unique().tolist()) == set(torch.nonzero(want).flatten().tolist())
 
 
+@pytest.mark.numerics
 def test_shared_prefill_equals_repeated_rows(tiny_llama):
     tok = tiny_llama.tokenizer
     enc = tok(["a longer prompt", "hi"], padding=True, padding_side="left", return_tensors="pt")

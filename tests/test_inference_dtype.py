@@ -105,6 +105,7 @@ def test_the_key_names_the_dtype_only_where_it_differs_from_the_device_default(m
     assert rt.eval_dtype_key(fp32) == {"inference_dtype": "fp32"}
 
 
+@pytest.mark.numerics
 def test_bf16_weights_give_fp32_log_probs_to_sampling_and_scoring():
     """Sampling (top-k / top-p) and perplexity see fp32 log-probs whatever the weights' dtype."""
     from unidetox.measure.likelihood import continuation_logprobs, continuation_logprobs_shared

@@ -22,6 +22,7 @@ def _scores(model, enc, steps: int) -> list[torch.Tensor]:
     return out
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("spec", ["tiny_gpt2", "tiny_llama"])
 def test_decoding_scores_equal_the_concatenating_cache(spec, request, monkeypatch):
     lm = request.getfixturevalue(spec)

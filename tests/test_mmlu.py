@@ -90,6 +90,7 @@ def _full_text_loglik(lm, text: str) -> float:
     return float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("spec", ["tiny:gpt2", "tiny:llama"])
 @pytest.mark.parametrize("shots", [0, 1])
 def test_predictions_are_argmax_of_independent_logliks(spec, shots):

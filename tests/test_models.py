@@ -24,6 +24,7 @@ def test_tiny_tokenizers_round_trip_and_differ(tiny_gpt2, tiny_llama):
     assert M.same_tokenizer(tiny_gpt2.tokenizer, M.load_tokenizer("tiny:gpt2"))
 
 
+@pytest.mark.numerics
 def test_local_directory_round_trip(tiny_llama, tmp_path):
     M.save_model(tiny_llama, tmp_path / "m")
     assert list((tmp_path / "m").glob("*.safetensors"))

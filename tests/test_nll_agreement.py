@@ -32,6 +32,7 @@ def _direct_nll(lm, prompt: str, cont: str) -> float:
     return -float(sum(logp[i - 1, ids[i]] for i in range(len(p_ids), len(ids)))) / n
 
 
+@pytest.mark.numerics
 def test_text_nll_matches_a_direct_forward_pass():
     lm = load_model("tiny:gpt2")
     got = text_nll(lm, TEXTS, batch_size=2)

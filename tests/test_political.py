@@ -263,6 +263,7 @@ def embedder():
     return SentenceEmbedder(batch_size=4)
 
 
+@pytest.mark.numerics
 def test_minilm_embeddings_match_unpadded_mean_pooling(embedder):
     texts = ["Hi.", "A much longer sentence about the parliament and its many members, who vote.", "Soup."]
     got = embedder.encode(texts)

@@ -48,6 +48,7 @@ def sonar():
     return load_scorer("hatesonar")
 
 
+@pytest.mark.numerics
 def test_graph_equals_numpy_recomputation(sonar):
     got = sonar.probabilities(TEXTS)
     want = numpy_sonar(TEXTS)
@@ -56,6 +57,7 @@ def test_graph_equals_numpy_recomputation(sonar):
     assert sonar.score(TEXTS).dtype == np.float64 and sonar.score(TEXTS).shape == (len(TEXTS),)
 
 
+@pytest.mark.numerics
 def test_batches_do_not_change_scores(sonar):
     from unidetox.measure.scorers.hatesonar import SonarScorer
 

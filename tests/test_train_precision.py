@@ -67,6 +67,7 @@ def test_the_key_names_the_precision_only_where_it_differs_from_the_device_defau
     assert rt.train_precision_key(cpu) == {} and rt.train_precision_key(fp32) == {"mixed_precision": "fp32"}
 
 
+@pytest.mark.numerics
 def test_bf16_autocast_training_on_cpu_follows_fp32_and_keeps_fp32_weights(tmp_path):
     """tiny:llama, 4 steps: the bf16-autocast losses track fp32's within 2% (bf16 keeps 8 significant bits) without
     being the same numbers, and the trained weights are fp32."""
