@@ -78,6 +78,8 @@ def read_released(data_cfg) -> TextSource:
     ``unidetox_released/`` or does not exist at all (the Hub data of the ``paper`` profile do not hold this file).
     """
     path, how = data_dir_choice(data_cfg)
+    if path.exists() and not path.is_dir():
+        resolve_data_dir(data_cfg)  # says what the data directory is instead
     path = path / RELEASED_CSV
     if not path.is_file():
         others = ",".join(b for b in BASELINES if b != "released")
