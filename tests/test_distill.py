@@ -66,6 +66,7 @@ def test_official_logit_form_is_equivalent():
     ours = D.contrastive_scores(bl.log_softmax(-1), tl.log_softmax(-1), 0.1).softmax(-1)
     cutoff = math.log(0.1) + bl.max(-1, keepdim=True).values
     official = (bl - tl).masked_fill(bl < cutoff, float("-inf")).softmax(-1)
+    # two float32 forms of one softmax over 40 O(1) scores: a few U (6e-8) apart, relative; rtol 1e-5 is ~170 U
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
 
 
@@ -109,6 +110,9 @@ def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
                        on_step=lambda t, s: seen.append(s.clone()))  # fmt: skip
     ref_tokens, ref_scores = _reference_trajectory(tiny_gpt2.model, tiny_toxic.model, tiny_gpt2.start_token_id,
                                                    12, cfg.alpha, params, 7, 3)  # fmt: skip
+    # cached vs recomputed forward passes: each log p moves by ~U (ln V + max |z|) ~ 1e-6 (GPT-2, V = 50257), a score
+    # (a difference of two) by ~2e-6, so atol/rtol 1e-4 leave 50x. The tokens are equal unless a uniform draw falls
+    # within ~1e-6 of a boundary of the sampling CDF: probability ~2e-6 per draw, 36 draws here
     assert toks.tolist() == ref_tokens
     for a, b in zip(seen, ref_scores):
         assert torch.equal(torch.isinf(a), torch.isinf(b))
@@ -170,6 +174,7 @@ def test_left_padding_gives_same_scores(tiny_llama):
     padded = CausalLMSource(tiny_llama.model).start(enc.input_ids, enc.attention_mask)[1]
     single = tok(["short"], return_tensors="pt")
     alone = CausalLMSource(tiny_llama.model).start(single.input_ids, single.attention_mask)[0]
+    # other shapes, same numbers up to round-off: ~U (ln 259 + max |z|) < 1e-6 per log-prob; atol 1e-5 is 10x that
     torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-5)
 
 

@@ -55,6 +55,7 @@ def test_cached_scores_equal_full_forward(tiny_gpt2):
         with torch.no_grad():
             full0 = model(ids).logits[0, -1].log_softmax(-1)
             full1 = model(torch.cat([ids, torch.tensor([[11 + row]])], 1)).logits[0, -1].log_softmax(-1)
+        # cached and padded vs one full forward: ~U (ln V + max |z|) ~ 1e-6 per log-prob (V = 50257); 1e-4 is 100x
         torch.testing.assert_close(s0[row], full0, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(s1[row], full1, rtol=1e-4, atol=1e-4)
 
@@ -103,6 +104,7 @@ def test_shared_prefill_equals_repeated_rows(tiny_llama):
     s0 = shared.start(enc.input_ids, enc.attention_mask, repeats=3)
     rep = CausalLMSource(tiny_llama.model)
     r0 = rep.start(enc.input_ids.repeat_interleave(3, 0), enc.attention_mask.repeat_interleave(3, 0))
+    # one prefill repeated vs repeated rows (other batch shapes): < 1e-6 per log-prob (V = 259); 1e-5 is 10x that
     torch.testing.assert_close(s0, r0, rtol=1e-5, atol=1e-5)
     nxt = torch.arange(6) + 70
     torch.testing.assert_close(shared.step(nxt), rep.step(nxt), rtol=1e-5, atol=1e-5)

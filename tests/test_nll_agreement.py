@@ -39,6 +39,7 @@ def test_text_nll_matches_a_direct_forward_pass():
     prompts, conts = split_halves(TEXTS)
     ref = [_direct_nll(lm, p, c) for p, c in zip(prompts, conts)]
     assert got.shape == (len(TEXTS),) and np.all(got > 0)
+    # batched vs one forward per text: a mean of token NLLs (~10.8 each) each ~1e-6 apart: ~1e-7 relative; rtol 1e-5
     np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 

@@ -91,6 +91,8 @@ def test_token_nll_matches_hand_loop_on_random_logits():
                 count += 1
     s, n = token_nll(logits, ids, mask)
     assert n.item() == count == 4 + 2 + 2
+    # float32 vs float64: each of the 8 terms (~2 nats) is off by ~U (|z| + ln 7) < 3e-7, their sum (~16) by < 3e-6
+    # absolute at worst, i.e. < 2e-7 relative
     assert s.item() == pytest.approx(total, rel=1e-6)
 
 
@@ -165,7 +167,7 @@ def test_loss_ignores_padding_and_matches_per_example_reference(spec):
             s, n = token_nll(lm.model(input_ids=ids, attention_mask=mask).logits, ids, mask)
         assert n.item() == sum(len(x) - 1 for x in seqs)
         results.append(s.item() / n.item())
-    for r in results:
+    for r in results:  # padded float32 vs per-sequence float64 (see test_first_step...): ~1e-7 relative; rel 1e-5
         assert r == pytest.approx(ref, rel=1e-5)
 
 
@@ -176,6 +178,7 @@ def test_first_step_loss_is_the_token_mean_of_the_batch(tmp_path):
     ref = reference_mean_nll(lm.model, seqs)
     cfg = TrainConfig(learning_rate=1e-3, max_steps=1, batch_size=len(TEXTS), grad_accum=3, max_length=32)
     res = train_causal_lm(lm, TEXTS, cfg, tmp_path, device="cpu", progress=False)
+    # a mean of ~100 token NLLs, float32 micro-batches vs float64 sequences: each ~U (ln V + |z|) ~ 4e-7 apart
     assert res.losses[0] == pytest.approx(ref, rel=1e-5)
     [rec] = read_jsonl(tmp_path / "log.jsonl")
     assert rec["step"] == 1 and rec["tokens"] == sum(map(len, seqs)) and rec["lr"] == 1e-3
@@ -361,6 +364,8 @@ def test_interrupted_run_resumes_to_identical_weights_and_log(uninterrupted, tmp
     res = train_causal_lm(lm, TEXTS[:5], RESUME_CFG, tmp_path, device="cpu", val_texts=TEXTS[4:], progress=False)
     assert res.steps == 6 and res.final_dir == tmp_path / "final"
     assert not (tmp_path / "checkpoint").exists(), "the resumable state must go once final/ is complete"
+    # a resumed run replays the uninterrupted one's operations on bit-identical inputs (weights, AdamW moments and
+    # RNG restored from safetensors, same batches, shapes and thread count): equal bits; the tolerances are slack
     assert max_diff(weights(lm.model), weights(ref_lm.model)) < 1e-6
     assert res.losses == pytest.approx(ref.losses, rel=1e-6, abs=0)
     assert res.val_loss == pytest.approx(ref.val_loss, rel=1e-6)
