@@ -16,8 +16,8 @@ U = 2.0**-24
 #: matmuls, norms, softmax); the longest runs over the vocabulary. A sum of n terms taken in another order differs by
 #: at most n U of the magnitude of its terms (Wilkinson; 1.5e-5 for tiny:llama's 259 tokens) and, with high
 #: probability, by about sqrt(n) U (Higham and Mary; 1.3e-5 for GPT-2's 50257), so ~10 of them by ~1.5e-4 of the
-#: scale of the tensor's entries, which its largest movement measures. Seen: <= 7e-6 (AMD EPYC; AVX512, AVX2 and
-#: no-SIMD kernels).
+#: scale of the tensor's entries, which its largest movement measures. Seen in the two-process test, beyond the
+#: 2 steps U |w| of rounding the weights: <= 2.5e-7 (AMD EPYC; ATen's AVX512, AVX2 and no-SIMD kernels).
 MOVE_TOL = 1.5e-4
 
 
