@@ -73,7 +73,9 @@ def test_schemas_accept_what_the_writers_write():
     ppl = {"seed": 42, "unit": 0, "prompt_id": "validation-3", "sample": 1, "ppl": None}
     assert PERPLEXITY.problem(ppl) is None and PERPLEXITY.problem({**ppl, "ppl": 12.5}) is None
     assert PERPLEXITY.problem({**ppl, "ppl": -1.0}) == "field 'ppl' is a number (-1.0), not a number > 0 or null"
-    assert D.TEXT_RECORD.problem({"index": 0, "batch": 0, "text": "t", "n_tokens": 3}) is None
+    assert D.STREAM_RECORD.problem({"index": 0, "batch": 0, "text": "t", "n_tokens": 3}) is None
+    assert D.STREAM_RECORD.problem({"index": 0, "text": "t"}) == "a distilled text record without 'batch', 'n_tokens'"
+    assert D.TEXT_RECORD.problem({"index": 0, "text": "t"}) is None  # texts.jsonl of a stage finished long ago
     assert TRAIN_LOG.problem({"step": 2, "loss": 5.5, "lr": 1e-3, "tokens": 64, "elapsed": 0.1,
                               "grad_norm": float("nan")}) is None  # fmt: skip
     assert TRAIN_LOG.problem({"step": 6, "val_loss": None, "val_tokens": 0, "elapsed": 1.0}) is None

@@ -41,8 +41,10 @@ from unidetox.method.sampling import (
 )
 from unidetox.models import LoadedModel, ModelLoadError, same_tokenizer, start_token
 
-#: a record of a distillation stream (and of ``texts.jsonl``): one text, its index, batch and number of tokens
-TEXT_RECORD = Schema("distilled text", {"index": INT, "batch": INT, "text": TEXT, "n_tokens": INT})
+#: a record of a finished stage's ``texts.jsonl``: a text and its index (batch and number of tokens where recorded)
+TEXT_RECORD = Schema("distilled text", {"index": INT, "text": TEXT}, optional={"batch": INT, "n_tokens": INT})
+#: a record of a distillation stream: every field is there (a resumed stream counts each batch's records)
+STREAM_RECORD = Schema("distilled text", {**TEXT_RECORD.fields, **TEXT_RECORD.optional})
 
 
 class DistillError(UnidetoxError, ValueError):
@@ -185,7 +187,7 @@ def contrastive_texts(
     if toxic is not None:
         check_pair(base, toxic)
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
-    writer = JsonlWriter(path, TEXT_RECORD)
+    writer = JsonlWriter(path, STREAM_RECORD)
     sizes = dict(enumerate(size for _, size in batch_plan(cfg)))
     finished = writer.complete_units(lambda r: r["batch"], sizes)  # a batch cut short is redone whole
     plan = [(b, first, size) for b, (first, size) in enumerate(batch_plan(cfg)) if b % world_size == rank]
@@ -216,6 +218,6 @@ def contrastive_texts(
 def merge_streams(out_path: str | Path, world_size: int) -> list[dict]:
     """Records of all ranks' streams, ordered by text index."""
     if world_size == 1:
-        return sorted(read_jsonl(out_path, schema=TEXT_RECORD), key=lambda r: r["index"])
-    recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}", schema=TEXT_RECORD)]
+        return sorted(read_jsonl(out_path, schema=STREAM_RECORD), key=lambda r: r["index"])
+    recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}", schema=STREAM_RECORD)]
     return sorted(recs, key=lambda r: r["index"])
