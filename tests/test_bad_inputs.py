@@ -87,6 +87,12 @@ def toxigen_without_domains(tmp: Path, mp) -> list[str]:
     return ["--set", f"data.dir={_data_copy(tmp, {'toxigen/annotated_train.csv': write})}"]
 
 
+def data_dir_is_a_file(tmp: Path, mp) -> list[str]:
+    (tmp / "data.csv").write_text("text\nhello\n")
+    mp.setenv("UNIDETOX_DATA_DIR", str(tmp / "data.csv"))
+    return []
+
+
 def yaml_profile_with_typo(tmp: Path, mp) -> list[str]:
     text = (Path(__file__).parents[1] / "unidetox" / "profiles" / "tiny.yaml").read_text()
     path = tmp / "mine.yaml"
@@ -304,6 +310,8 @@ CASES = [
          ["/nonexistent/unidetox-data", "does not exist", "--set data.dir="]),
     Case("data-dir-without-files", ["toxic-model"], ["missing data file", "dghs_v0.2.3_dev.csv", "data.dir"],
          setup=empty_data_dir),
+    Case("data-dir-is-a-file", ["toxic-model"], ["data.csv (from $UNIDETOX_DATA_DIR) is a file, not a directory",
+                                                 "to the folder holding dghs/"], setup=data_dir_is_a_file),
     Case("unreadable-data-file", ["toxic-model"], ["cannot read", "dghs_v0.2.3_dev.csv", "restore the file"],
          setup=garbage_dghs),
     Case("csv-without-expected-columns", ["toxic-model"], ["dghs_v0.2.3_dev.csv", "lacks the column(s) target, split"],
@@ -327,6 +335,14 @@ CASES = [
          ["unknown configuration key 'distil'", "did you mean 'distill'"], config_level=True),
     Case("set-without-value", ["distill", "--set", "distill.alpha"], ["distill.alpha", "key=value"],
          config_level=True),
+    Case("set-section-then-its-key", ["distill", "--set", "toxic=1", "--set", "toxic.base_model=tiny:gpt2"],
+         ["toxic must be a mapping, got 1", "toxic.base_model cannot be set"], config_level=True),
+    Case("set-value-with-a-nul", ["distill", "--set", 'data.dir="data\\0x"'],
+         ["data.dir must not hold a NUL character"], config_level=True),
+    Case("set-value-with-a-lone-surrogate", ["distill", "--set", 'data.dir="/data/caf\\udce9"'],
+         ["data.dir must be UTF-8 text", "lone surrogate U+DCE9"], config_level=True),
+    Case("set-number-beyond-any-float", ["distill", "--set", "distill.alpha=" + "9" * 400],
+         ["distill.alpha must be a finite number", "(400 characters)"], config_level=True),
     Case("wrong-type-integer", ["distill", "--set", "distill.num_texts=many"],
          ["distill.num_texts must be an integer", "'many'"], config_level=True),
     Case("wrong-type-list-of-numbers", ["detox", "--set", "detox.learning_rates=[fast]"],

@@ -60,6 +60,7 @@ def test_chat_mode_renders_the_user_turn_and_puts_the_preprompt_in_the_system_me
     assert bare == "<|user|>hi</s><|assistant|>"  # no system message at all: a template's own default applies
 
 
+@pytest.mark.numerics
 def test_chat_generation_is_sampling_from_the_rendered_conversation(chat_llama):
     """Independent reference: render with apply_chat_template, tokenise without special tokens, sample."""
     tok, model = chat_llama.tokenizer, chat_llama.model

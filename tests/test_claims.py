@@ -387,7 +387,7 @@ def test_hub_ids_and_folders_that_are_models_pass_the_spec_check(tmp_path):
         check_scorer_spec(spec)
     for spec in ("tiny:llama", "packaged:smollm2-135m", "meta-llama/Llama-2-7b-hf", "gpt2"):
         check_model_spec(spec)
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')  # a config names its model type (model_folder)
     (tmp_path / "model.safetensors").write_bytes(b"")
     check_model_spec(str(tmp_path))
     check_scorer_spec(f"hf:{tmp_path}")

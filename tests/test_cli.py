@@ -111,16 +111,23 @@ def test_custom_profile_writes_into_a_run_store_named_after_its_file(tmp_path, c
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.numerics
 def test_two_cpu_processes_give_the_single_process_results(tmp_path):
-    """torchrun with 2 CPU processes shards the evaluation; the merged metrics equal one process's."""
+    """torchrun with 2 CPU processes shards the evaluation; the merged metrics equal one process's, to the byte.
+
+    Exact, on any CPU: a unit of work (a few prompts x k samples x one seed, with its own generator) is computed whole
+    by one process, with the same shapes and kernels in both runs, and one thread each (torchrun gives each worker
+    OMP_NUM_THREADS=1; the single process gets the same, since a thread count changes how a kernel splits a sum)."""
+    import os
     import shutil
 
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     common = ["-m", "unidetox.cli", "evaluate", "--profile", "tiny", "--model", "tiny:gpt2", "--no-mmlu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, *common, "--set", f"runs_dir={tmp_path / 'one'}"], check=False,
-                         capture_output=True, text=True, cwd=REPO)  # fmt: skip
+                         capture_output=True, text=True, cwd=REPO, env=env)  # fmt: skip
     two = subprocess.run([torchrun, "--nproc_per_node", "2", *common, "--set", f"runs_dir={tmp_path / 'two'}"],
-                         check=False, capture_output=True, text=True, cwd=REPO)  # fmt: skip
+                         check=False, capture_output=True, text=True, cwd=REPO, env=env)  # fmt: skip
     assert one.returncode == 0, one.stderr[-2000:]
     assert two.returncode == 0, two.stderr[-2000:]
     shards = list((tmp_path / "two").glob("tiny/evaluate/*/generations.jsonl.rank*"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -13,7 +14,14 @@ from unidetox.config import DistillConfig
 from unidetox.jsonl import read_jsonl
 from unidetox.measure.contrast import contrast_per_token
 from unidetox.method import distill as D
-from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample
+from unidetox.method.sampling import (
+    CausalLMSource,
+    SamplingParams,
+    control_token_ids,
+    make_generator,
+    sample,
+    sample_loop,
+)
 
 
 def _logp(probs):
@@ -50,6 +58,7 @@ def test_contrastive_scores_match_numpy():
     np.testing.assert_allclose(got[keep], want[keep], rtol=1e-12)
 
 
+@pytest.mark.numerics
 def test_official_logit_form_is_equivalent():
     """The official code masks and subtracts raw logits; softmax of either form is the same distribution."""
     g = torch.Generator().manual_seed(3)
@@ -57,6 +66,7 @@ def test_official_logit_form_is_equivalent():
     ours = D.contrastive_scores(bl.log_softmax(-1), tl.log_softmax(-1), 0.1).softmax(-1)
     cutoff = math.log(0.1) + bl.max(-1, keepdim=True).values
     official = (bl - tl).masked_fill(bl < cutoff, float("-inf")).softmax(-1)
+    # two float32 forms of one softmax over 40 O(1) scores: a few U (6e-8) apart, relative; rtol 1e-5 is ~170 U
     torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
 
 
@@ -86,6 +96,7 @@ def _reference_trajectory(base, toxic, start_id, n_steps, alpha, params, seed, b
     return [s[len(start) :] for s in seqs], all_scores
 
 
+@pytest.mark.numerics
 def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
     cfg = DistillConfig(alpha=0.05, num_texts=3, max_new_tokens=12, batch_size=3, top_k=0, seed=7)
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
@@ -99,6 +110,9 @@ def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
                        on_step=lambda t, s: seen.append(s.clone()))  # fmt: skip
     ref_tokens, ref_scores = _reference_trajectory(tiny_gpt2.model, tiny_toxic.model, tiny_gpt2.start_token_id,
                                                    12, cfg.alpha, params, 7, 3)  # fmt: skip
+    # cached vs recomputed forward passes: each log p moves by ~U (ln V + max |z|) ~ 1e-6 (GPT-2, V = 50257), a score
+    # (a difference of two) by ~2e-6, so atol/rtol 1e-4 leave 50x. The tokens are equal unless a uniform draw falls
+    # within ~1e-6 of a boundary of the sampling CDF: probability ~2e-6 per draw, 36 draws here
     assert toks.tolist() == ref_tokens
     for a, b in zip(seen, ref_scores):
         assert torch.equal(torch.isinf(a), torch.isinf(b))
@@ -106,6 +120,7 @@ def test_decoder_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
         torch.testing.assert_close(a[finite], b[finite], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.numerics
 def test_prefix_decoding_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
     """A context after BOS (e.g. a paragraph break) is seen by both models, never sampled or returned."""
     cfg = DistillConfig(alpha=0.05, num_texts=3, max_new_tokens=10, batch_size=3, top_k=0, seed=7)
@@ -120,6 +135,7 @@ def test_prefix_decoding_matches_cache_free_reference(tiny_gpt2, tiny_toxic):
     assert got != D.decode_batch(tiny_gpt2, tiny_toxic, cfg, 0, 3)  # the context does change the texts
 
 
+@pytest.mark.numerics
 def test_contrast_per_token_matches_direct_computation(tiny_gpt2, tiny_toxic):
     texts = ["The cat sat on the mat.", "def f(x):\n    return x", ""]
     got = contrast_per_token(tiny_gpt2, tiny_toxic, texts, batch_size=2)
@@ -151,12 +167,14 @@ def test_shared_cache_bug_would_differ(tiny_gpt2, tiny_toxic):
     assert not torch.allclose(wrong, right, atol=1e-3)
 
 
+@pytest.mark.numerics
 def test_left_padding_gives_same_scores(tiny_llama):
     tok = tiny_llama.tokenizer
     enc = tok(["a much longer prompt here", "short"], padding=True, padding_side="left", return_tensors="pt")
     padded = CausalLMSource(tiny_llama.model).start(enc.input_ids, enc.attention_mask)[1]
     single = tok(["short"], return_tensors="pt")
     alone = CausalLMSource(tiny_llama.model).start(single.input_ids, single.attention_mask)[0]
+    # other shapes, same numbers up to round-off: ~U (ln 259 + max |z|) < 1e-6 per log-prob; atol 1e-5 is 10x that
     torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-5)
 
 
@@ -225,3 +243,56 @@ def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread
     ref = D.contrastive_texts(base, toxic, with_context.distill, tmp_path / "ref.jsonl", progress=False, prefix=prefix)
     assert P.distilled_texts(st_ctx) == ref.texts
     assert P.distilled_texts(st_plain) != ref.texts
+
+
+# ----------------------------------------------------------------------------- only text tokens are sampled
+
+
+def _with_control_tokens(lm, n: int = 100):
+    """A copy of `lm` (tiny:llama) whose tokenizer has `n` extra special tokens, one multimodal placeholder named by
+    the model's config (as Gemma 3's image token) and one ordinary added token (as Gemma's ``<table>``); their
+    embedding and output rows copy those of byte tokens, so the model gives them ordinary probabilities."""
+    from unidetox.models import LoadedModel
+
+    tok, model = copy.deepcopy(lm.tokenizer), copy.deepcopy(lm.model)
+    first = len(tok)
+    tok.add_special_tokens({"extra_special_tokens": [f"<ctl{i}>" for i in range(n)]})
+    tok.add_tokens(["<start_of_image>", "<table>"])  # added, not special (as in Gemma's GGUF tokenizer)
+    model.resize_token_embeddings(len(tok))
+    with torch.no_grad():
+        for j in range(first, len(tok)):
+            model.get_input_embeddings().weight[j] = model.get_input_embeddings().weight[3 + j % (first - 3)]
+            model.get_output_embeddings().weight[j] = model.get_output_embeddings().weight[3 + j % (first - 3)]
+    model.config.image_token_id = tok.convert_tokens_to_ids("<start_of_image>")
+    return LoadedModel(spec=lm.spec + "+control", model=model.eval(), tokenizer=tok)
+
+
+def test_control_token_ids_are_the_specials_and_placeholders_but_eos(tiny_llama, tiny_gpt2):
+    lm = _with_control_tokens(tiny_llama)
+    tok = lm.tokenizer
+    got = control_token_ids(tok, lm.model.config)
+    ctl = [tok.convert_tokens_to_ids(f"<ctl{i}>") for i in range(100)]
+    want = {tok.pad_token_id, tok.bos_token_id, *ctl, tok.convert_tokens_to_ids("<start_of_image>")}
+    assert got == sorted(want) and tok.eos_token_id not in got
+    assert tok.convert_tokens_to_ids("<table>") not in got  # an added token that is text stays
+    assert control_token_ids(tiny_gpt2.tokenizer, tiny_gpt2.model.config) == []  # GPT-2: only EOS is special
+
+
+@pytest.mark.parametrize("contrastive", [False, True])
+def test_only_text_tokens_and_eos_are_sampled(tiny_llama, contrastive, tmp_path):
+    from conftest import perturbed
+
+    base = _with_control_tokens(tiny_llama)
+    toxic = perturbed(base) if contrastive else None
+    banned = set(control_token_ids(base.tokenizer, base.model.config))
+    cfg = DistillConfig(alpha=0.001, num_texts=6, max_new_tokens=24, batch_size=3, top_k=0, seed=5)
+    rows = [ids for b in range(2) for ids in D.decode_batch(base, toxic, cfg, b, 3)]
+    assert sum(map(len, rows)) > 50 and not banned & {i for r in rows for i in r}
+    # the test bites: the same model sampled without the rule draws control tokens
+    src = CausalLMSource(base.model)
+    start = torch.full((3, 1), base.start_token_id)
+    drawn = sample_loop(src, start, torch.ones_like(start), max_new_tokens=24, params=SamplingParams(),
+                        generator=make_generator("cpu", 5), eos_token_id=None, pad_token_id=0)  # fmt: skip
+    assert banned & set(drawn.flatten().tolist())
+    texts = D.contrastive_texts(base, toxic, cfg, tmp_path / "t.jsonl", progress=False).texts
+    assert not any(f"<ctl{i}>" in t or "<start_of_image>" in t for t in texts for i in range(100))

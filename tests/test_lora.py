@@ -72,6 +72,7 @@ def test_only_the_adapter_trains_and_is_saved_in_peft_format(spec, tmp_path, one
         assert cfg["base_model_name_or_path"] == spec and cfg["r"] == 4 and cfg["peft_type"] == "LORA"
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("spec", FAMILIES)
 def test_adapter_and_merged_model_agree(spec, tmp_path, one_torch_thread):
     """The folder loads on its base through peft (W x + s B A x) and merged (W + s B A) x; both are the trained

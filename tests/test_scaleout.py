@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from numerics import assert_same_training, sgd_instead_of_adamw
 
 from unidetox.config import ConfigError, ScaleConfig, TrainConfig
 from unidetox.method.batches import pad_batch, token_nll
@@ -30,6 +31,7 @@ def _loss_and_grads(model, ids, mask, seed):
     return float(s.detach() / n), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("spec", ["tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon"])
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(spec, one_torch_thread):
     """Non-reentrant checkpointing recomputes each layer's forward from its saved input with the saved RNG state, so
@@ -50,8 +52,13 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(spec, one_torc
         torch.testing.assert_close(grads_b[k], grads_a[k], rtol=1e-5, atol=1e-7, msg=k)
 
 
-def test_training_with_gradient_checkpointing_equals_training_without(tmp_path, capsys, one_torch_thread):
-    cfg = TrainConfig(learning_rate=1e-3, max_steps=3, batch_size=2, max_length=16, seed=3, log_every=1)
+@pytest.mark.numerics
+def test_training_with_gradient_checkpointing_equals_training_without(tmp_path, capsys, one_torch_thread, monkeypatch):
+    """3 steps of the training loop with and without checkpointing. The recomputed forward should give the same
+    floats (see above), but the comparison must hold on any CPU even if a kernel reorders a sum: hence SGD
+    (:func:`sgd_instead_of_adamw`), lr 1, losses within rel 1e-5 and weights within :func:`assert_same_training`."""
+    monkeypatch.setattr(torch.optim, "AdamW", sgd_instead_of_adamw)
+    cfg = TrainConfig(learning_rate=1.0, max_steps=3, batch_size=2, max_length=16, seed=3, log_every=1)
     runs = {}
     for gc in (False, True):
         lm = load_model("tiny:gpt2")
@@ -59,9 +66,9 @@ def test_training_with_gradient_checkpointing_equals_training_without(tmp_path, 
                               scale=ScaleConfig(gradient_checkpointing=gc))  # fmt: skip
         assert not lm.model.is_activation_checkpointing  # switched off again for evaluation
         runs[gc] = (res.losses, {k: v.clone() for k, v in lm.model.state_dict().items()})
-    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-6)
-    for k, v in runs[False][1].items():
-        torch.testing.assert_close(runs[True][1][k], v, rtol=1e-5, atol=1e-6)
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    start = {k: v.clone() for k, v in load_model("tiny:gpt2").model.state_dict().items()}
+    assert_same_training(runs[False][1], runs[True][1], start, steps=3)
     out = capsys.readouterr().out
     assert out.count("plan: train tiny:gpt2") == 2 and "GiB per device" in out
 
@@ -141,20 +148,31 @@ def test_scale_settings_are_not_part_of_stage_keys(tmp_path, capsys, one_torch_t
 
 TRAIN_SCRIPT = """
 import sys
+import torch
 from unidetox.config import ScaleConfig, TrainConfig
 from unidetox.models import load_model
 from unidetox.method.train import train_causal_lm
+torch.optim.AdamW = lambda groups, lr, **_: torch.optim.SGD(groups, lr=lr)  # see sgd_instead_of_adamw
 texts = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six",
          "seven eight", "nine ten eleven twelve", "the end", "a b c d e f g"]
-cfg = TrainConfig(learning_rate=1e-3, max_steps=3, batch_size=4, max_length=16, seed=3, log_every=1)
+cfg = TrainConfig(learning_rate=1.0, max_steps=3, batch_size=4, max_length=16, seed=3, log_every=1)
 train_causal_lm(load_model("tiny:llama"), texts, cfg, sys.argv[1], device="cpu", progress=False,
                 scale=ScaleConfig(gradient_checkpointing=sys.argv[2] == "1", mixed_precision="fp32"))
 """
 
 
+@pytest.mark.numerics
 def test_two_process_training_with_checkpointing_equals_one_plain_process(tmp_path):
-    """torchrun, 2 CPU processes (gloo DDP), gradient checkpointing on; against one process without it. The
-    all-reduce sums the two halves of every batch in another order, hence float32 round-off (rtol 1e-5)."""
+    """torchrun, 2 CPU processes (gloo DDP), gradient checkpointing on; against one process without it, 3 steps.
+
+    Each process pads its half of the batch to its own length and the all-reduce adds the halves' gradients: the
+    same sums in other orders. With AdamW a gradient entry near zero can flip sign and move its weight by ~2 lr (the
+    test failed so on an Intel Xeon), so the optimizer is SGD here (:func:`sgd_instead_of_adamw`; DDP changes the
+    gradients only, what the optimizer does with them is per process), with lr 1 so that the weights move well
+    beyond round-off (the gradient is clipped to norm 1). Compared: the loss of every step, a sum of <= 64 positive
+    token NLLs, within rel 1e-5 (a reordered sum of n positive terms differs by <= n U = 3.8e-6 of it), and the
+    weights within :func:`assert_same_training`'s round-off."""
+    import json
     import os
     import shutil
     import subprocess
@@ -174,8 +192,12 @@ def test_two_process_training_with_checkpointing_equals_one_plain_process(tmp_pa
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"], env=env, capture_output=True,
                          text=True, timeout=600, check=False)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
+    losses = {
+        n: json.loads((tmp_path / n / "final" / "train_result.json").read_text())["losses"] for n in ("one", "two")
+    }
+    assert len(losses["one"]) == 3 and losses["two"] == pytest.approx(losses["one"], rel=1e-5)
+    assert losses["one"][-1] < losses["one"][0] - 0.1  # the steps really trained
+    start = {k: v.clone() for k, v in load_model("tiny:llama").model.state_dict().items()}
     a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    assert_same_training(a, b, start, steps=3)

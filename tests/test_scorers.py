@@ -121,8 +121,12 @@ def _reference(path, texts, index, sigmoid):
 
 
 TEXTS = ["you are an idiot", "", "hello there friend", "good morning", "i hate the cat", "a nice day " * 3, "zzz"]
+#: Scores are probabilities, a sigmoid or softmax of logits (slope <= 1/4). A logit computed with other padding or
+#: batch shapes than the reference's moves by ~sqrt(n) U of its terms per layer: < 1e-6 for these 2-layer models of
+#: width 32 with |logit| ~ 1, so a score by < 2.5e-7; atol 1e-6 (the float64 references take the same float32 logits).
 
 
+@pytest.mark.numerics
 def test_hf_multilabel_uses_sigmoid_of_toxic(multilabel_dir):
     s = load_scorer(f"hf:{multilabel_dir}", batch_size=3)
     assert isinstance(s, ToxicityScorer) and isinstance(s, HFScorer)
@@ -134,6 +138,7 @@ def test_hf_multilabel_uses_sigmoid_of_toxic(multilabel_dir):
     assert got.std() > 0.01  # the texts really score differently
 
 
+@pytest.mark.numerics
 def test_hf_explicit_label_suffix(multilabel_dir):
     s = load_scorer(f"hf:{multilabel_dir}#insult")
     assert s.name == f"hf:{multilabel_dir}#insult" and s.label_index == 4
@@ -142,6 +147,7 @@ def test_hf_explicit_label_suffix(multilabel_dir):
         load_scorer(f"hf:{multilabel_dir}#nonsense")
 
 
+@pytest.mark.numerics
 def test_hf_binary_uses_softmax(binary_dir):
     s = load_scorer(f"hf:{binary_dir}")
     assert s.label_name == "LABEL_1" and not s.use_sigmoid
@@ -159,6 +165,7 @@ def test_hf_truncates_to_model_length(multilabel_dir):
     assert abs(got[0] - got[1]) < 1e-6
 
 
+@pytest.mark.numerics
 def test_hf_batching_is_invisible(multilabel_dir):
     texts = [" ".join(WORDS[i : i + k]) for k in (1, 5, 2, 9, 3) for i in range(0, 12, 4)] + ["", ""]
     s = load_scorer(f"hf:{multilabel_dir}", batch_size=1)
@@ -201,6 +208,7 @@ def tiny():
     return load_scorer("tiny")
 
 
+@pytest.mark.numerics
 def test_tiny_matches_an_unbatched_reference(tiny):
     from transformers import GPT2ForSequenceClassification
 
@@ -417,6 +425,7 @@ def _write_keras_h5(path, config, weights):
                 lg.create_dataset(f"{name}/{w}", data=arr)
 
 
+@pytest.mark.numerics
 def test_keras_net_from_h5_matches_numpy_end_to_end(tmp_path):
     rng = np.random.default_rng(1)
     maxlen, vocab, emb, units, dense, outputs = 6, 9, 3, 2, 4, 6
@@ -528,6 +537,7 @@ def test_toxblock_encoding(toxblock):
     assert abs(s[0] - s[1]) < 1e-6 and abs(s[0] - s[2]) > 1e-3
 
 
+@pytest.mark.numerics
 def test_toxblock_batching_is_invisible(toxblock):
     texts = [*README, "", "you are stupid", "what a lovely morning"] * 3
     threads = torch.get_num_threads()

@@ -120,6 +120,14 @@ def _weightless(tmp: Path) -> Path:
     return tmp / "m"
 
 
+def _broken_config(tmp: Path) -> Path:
+    """A model folder whose config.json is not JSON (cut short): the issue's `score --model DIR` case."""
+    (tmp / "b").mkdir()
+    (tmp / "b" / "config.json").write_text('{"model_type": "gpt2", ')
+    (tmp / "b" / "model.safetensors").write_bytes(b"")
+    return tmp / "b"
+
+
 def _empty_dataset(tmp: Path) -> Path:
     from datasets import Dataset
 
@@ -135,6 +143,10 @@ BAD = [
     ("non-utf8-texts-file", lambda t: ["--texts", _write(t / "x.csv", "Text\ncaf\xe9\n".encode("latin-1"))],
      ["not UTF-8", "re-save it as UTF-8"]),
     ("missing-texts-file", lambda t: ["--texts", str(t / "nope.csv")], ["does not exist"]),
+    ("texts-with-a-lone-surrogate", lambda t: ["--texts", _write(t / "x.jsonl", '{"text": "ok"}\n{"text": "a\\ud800b"}\n')],
+     ["row 2 holds a lone surrogate (U+D800, character 2)", "not a character"]),
+    ("model-folder-with-broken-config", lambda t: ["--texts", str(RELEASED), "--target", str(_broken_config(t))],
+     ["config.json is not valid JSON", "line 1, column 24", "restore it"]),
     ("model-folder-without-weights", lambda t: ["--texts", str(RELEASED), "--target", str(_weightless(t))],
      ["holds no weights", "safetensors"]),
     ("target-without-texts", lambda t: [], ["needs both --target MODEL and --texts SOURCE"]),
@@ -170,6 +182,8 @@ def test_detox_bad_inputs(case, setup, expect, tmp_path, capsys):
 def test_score_bad_inputs(tmp_path, capsys):
     rc = _cli(tmp_path / "runs", "score", "--model", str(_weightless(tmp_path)))
     check_failure(rc, capsys.readouterr().err, ["holds no weights"])
+    rc = _cli(tmp_path / "runs", "score", "--model", str(_broken_config(tmp_path)))
+    check_failure(rc, capsys.readouterr().err, ["b/config.json is not valid JSON", "give another model folder"])
     rc = _cli(tmp_path / "runs", "score", "--model", "tiny:gpt2", "--seeds", "a,b")
     check_failure(rc, capsys.readouterr().err, ["--seeds", "comma-separated integers"])
     assert not (tmp_path / "runs").exists()

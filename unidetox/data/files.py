@@ -40,11 +40,23 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
     path, how = data_dir_choice(cfg)
     if not path.is_dir():
         raise DataError(
-            f"data directory {path} (from {how}) does not exist. Fix: set data.dir (--set data.dir=PATH) or "
+            f"data directory {path} (from {how}) {_not_a_dir(path)}. Fix: set data.dir (--set data.dir=PATH) or "
             f"${DATA_DIR_ENV} to the folder holding dghs/, toxigen/, mmlu/ and political_compass/, "
             "or use data.source=hub with network access."
         )
     return path
+
+
+def _not_a_dir(path: Path) -> str:
+    """What `path`, which is not a directory, is instead: for the sentence 'data directory X ...'."""
+    if path.is_file():
+        return "is a file, not a directory"
+    if path.exists():
+        return "is not a directory"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"does not exist ({parent} is a file)"
+    return "does not exist"
 
 
 def missing_file(path: Path, what: str) -> DataError:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from unidetox.config import EvalConfig
 from unidetox.errors import UnidetoxError
-from unidetox.jsonl import JsonlWriter, read_jsonl
+from unidetox.jsonl import ID, INT, PROBABILITY, TEXT, JsonlWriter, Schema, finite, read_jsonl
 from unidetox.measure import metrics
 from unidetox.measure.likelihood import conditional_perplexity
 from unidetox.method.generate import (
@@ -36,6 +36,14 @@ from unidetox.method.generate import (
     unit_generator,
 )
 from unidetox.models import LoadedModel, model_max_length
+
+SEED = ("an integer", lambda v: type(v) is int)
+#: a record of ``generations.jsonl``: one scored continuation
+GENERATION = Schema("generation", {"seed": SEED, "unit": INT, "prompt_id": ID, "domain": TEXT, "sample": INT,
+                                   "prompt": TEXT, "continuation": TEXT, "toxicity": PROBABILITY})  # fmt: skip
+#: a record of ``perplexity.jsonl``: one continuation's perplexity (null: none, e.g. an empty continuation)
+PERPLEXITY = Schema("perplexity", {"seed": SEED, "unit": INT, "prompt_id": ID, "sample": INT,
+                                   "ppl": ("a number > 0 or null", lambda v: v is None or (finite(v) and v > 0))})  # fmt: skip
 
 
 def _unit_key(record: dict) -> tuple[int, int]:
@@ -149,7 +157,7 @@ def generate_and_score(
     units = [(seed, u, s, e) for seed in cfg.seeds for u, (s, e) in enumerate(plan_units(len(prompts), settings))]
     mine = [x for i, x in enumerate(units) if i % world_size == rank]
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
-    writer = JsonlWriter(path)
+    writer = JsonlWriter(path, GENERATION)
     rows = {(seed, u): (e - s) * settings.samples_per_prompt for seed, u, s, e in units}
     done = writer.complete_units(_unit_key, rows)  # a unit cut short is redone whole
     todo = [x for x in mine if (x[0], x[1]) not in done]
@@ -177,7 +185,7 @@ def generate_and_score(
 def merge(out_path: str | Path, world_size: int) -> list[dict]:
     """All ranks' records, in (seed, unit, prompt, sample) order."""
     paths = [Path(out_path)] if world_size == 1 else [Path(f"{out_path}.rank{k}") for k in range(world_size)]
-    recs = [r for p in paths for r in read_jsonl(p)]
+    recs = [r for p in paths for r in read_jsonl(p, schema=GENERATION)]
     return sorted(recs, key=lambda r: (r["seed"], r["unit"], r["prompt_id"], r["sample"]))
 
 
@@ -190,7 +198,7 @@ def score_perplexity(
     progress: bool = True,
 ) -> list[dict]:
     """Conditional perplexity of every continuation given its prompt under `ppl_lm`, streamed per unit."""
-    writer = JsonlWriter(out_path)
+    writer = JsonlWriter(out_path, PERPLEXITY)
     by_unit: dict[tuple[int, int], list[dict]] = {}
     for r in generations:
         by_unit.setdefault((r["seed"], r["unit"]), []).append(r)

@@ -6,7 +6,9 @@ At each step every token ``v`` is scored by
    \qquad v \in \mathcal{V}_{\text{head}} = \{v : p_{\text{base}}(v) \ge \alpha \max_w p_{\text{base}}(w)\},
 
 and ``s(v) = -inf`` outside the head; the next token is sampled from ``softmax(s / T)`` (optionally
-top-k / top-p filtered). Texts start from BOS, or EOS for a tokenizer without BOS (Falcon; see
+top-k / top-p filtered). The vocabulary is that of text: special tokens other than EOS and multimodal
+placeholders are removed from both distributions first (:func:`unidetox.method.sampling.control_token_ids`).
+Texts start from BOS, or EOS for a tokenizer without BOS (Falcon; see
 :func:`start_description`); a model with neither is refused. The two models keep **separate** KV caches (the
 official code passed the base model's cache to the toxic model by mistake); this decoder is exact,
 which the tests check against a cache-free recomputation.
@@ -28,9 +30,21 @@ from tqdm import tqdm
 
 from unidetox.config import DistillConfig
 from unidetox.errors import UnidetoxError
-from unidetox.jsonl import JsonlWriter, read_jsonl
-from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop, strip_after_eos
+from unidetox.jsonl import INT, TEXT, JsonlWriter, Schema, read_jsonl
+from unidetox.method.sampling import (
+    CausalLMSource,
+    SamplingParams,
+    control_token_ids,
+    make_generator,
+    sample_loop,
+    strip_after_eos,
+)
 from unidetox.models import LoadedModel, ModelLoadError, same_tokenizer, start_token
+
+#: a record of a finished stage's ``texts.jsonl``: a text and its index (batch and number of tokens where recorded)
+TEXT_RECORD = Schema("distilled text", {"index": INT, "text": TEXT}, optional={"batch": INT, "n_tokens": INT})
+#: a record of a distillation stream: every field is there (a resumed stream counts each batch's records)
+STREAM_RECORD = Schema("distilled text", {**TEXT_RECORD.fields, **TEXT_RECORD.optional})
 
 
 class DistillError(UnidetoxError, ValueError):
@@ -52,10 +66,12 @@ def contrastive_scores(base_logprobs: torch.Tensor, toxic_logprobs: torch.Tensor
 
 
 class ContrastiveSource:
-    """Score source combining a base and a toxic model, each with its own KV cache."""
+    """Score source combining a base and a toxic model, each with its own KV cache. `banned` token ids are -inf in
+    both models' log-probabilities before the plausible head is taken, i.e. both are conditioned on the allowed
+    tokens (a constant per row in each, which cancels in the head's test and in the softmax)."""
 
-    def __init__(self, base: torch.nn.Module, toxic: torch.nn.Module, alpha: float):
-        self.base, self.toxic, self.alpha = CausalLMSource(base), CausalLMSource(toxic), alpha
+    def __init__(self, base: torch.nn.Module, toxic: torch.nn.Module, alpha: float, banned: Sequence[int] = ()):
+        self.base, self.toxic, self.alpha = CausalLMSource(base, banned), CausalLMSource(toxic, banned), alpha
 
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
         b = self.base.start(input_ids, attention_mask, repeats)
@@ -127,7 +143,9 @@ def decode_batch(
     With ``toxic=None`` the texts are plain samples of `base` with the same sampling settings (the paper's
     "w/o contrast" ablation, and the base/toxic samples of the diagnostics). `prefix`: token ids placed after
     BOS as context of both models (e.g. a paragraph break); they are not sampled, scored or returned, so every
-    sampled token keeps the method's score. Empty (the default) is the paper's start from BOS alone."""
+    sampled token keeps the method's score. Empty (the default) is the paper's start from BOS alone.
+    Only text tokens and EOS are sampled: the tokenizer's special tokens and the model's multimodal placeholders
+    (:func:`unidetox.method.sampling.control_token_ids`) never are, in either model."""
     dev = next(base.model.parameters()).device
     try:
         start_id = base.start_token_id
@@ -137,8 +155,12 @@ def decode_batch(
     mask = torch.ones_like(start)
     gen = make_generator(dev, cfg.seed, batch_index)
     params = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
-    source = ContrastiveSource(base.model, toxic.model, cfg.alpha) if toxic is not None else CausalLMSource(base.model)
     tok = base.tokenizer
+    banned = control_token_ids(tok, base.model.config)
+    if toxic is not None:
+        source = ContrastiveSource(base.model, toxic.model, cfg.alpha, banned)
+    else:
+        source = CausalLMSource(base.model, banned)
     new = sample_loop(source, start, mask, max_new_tokens=cfg.max_new_tokens, params=params, generator=gen,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
     return strip_after_eos(new, tok.eos_token_id)
@@ -165,7 +187,7 @@ def contrastive_texts(
     if toxic is not None:
         check_pair(base, toxic)
     path = Path(out_path) if world_size == 1 else Path(f"{out_path}.rank{rank}")
-    writer = JsonlWriter(path)
+    writer = JsonlWriter(path, STREAM_RECORD)
     sizes = dict(enumerate(size for _, size in batch_plan(cfg)))
     finished = writer.complete_units(lambda r: r["batch"], sizes)  # a batch cut short is redone whole
     plan = [(b, first, size) for b, (first, size) in enumerate(batch_plan(cfg)) if b % world_size == rank]
@@ -196,6 +218,6 @@ def contrastive_texts(
 def merge_streams(out_path: str | Path, world_size: int) -> list[dict]:
     """Records of all ranks' streams, ordered by text index."""
     if world_size == 1:
-        return sorted(read_jsonl(out_path), key=lambda r: r["index"])
-    recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}")]
+        return sorted(read_jsonl(out_path, schema=STREAM_RECORD), key=lambda r: r["index"])
+    recs = [r for k in range(world_size) for r in read_jsonl(f"{out_path}.rank{k}", schema=STREAM_RECORD)]
     return sorted(recs, key=lambda r: r["index"])

@@ -7,6 +7,7 @@ contrastive decoder (``unidetox.method.distill``) and decoding-time baselines co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,12 +31,15 @@ class CausalLMSource:
     over ``(B, V)`` per token, a third of a sampling step's time outside the model for a 262k-token vocabulary).
 
     Left padding is handled with explicit position ids (``cumsum(mask) - 1``) and a growing
-    attention mask, so a padded row gets the same scores as the same row unpadded.
+    attention mask, so a padded row gets the same scores as the same row unpadded. `banned`: token ids whose
+    score is -inf (never sampled; :func:`control_token_ids`); the other scores are left as they are, which
+    conditions the model on the allowed tokens once sampling (or a contrast with another model) normalises them.
     """
 
-    def __init__(self, model: torch.nn.Module, log_probs: bool = True):
+    def __init__(self, model: torch.nn.Module, log_probs: bool = True, banned: Sequence[int] = ()):
         self.model = model
         self.log_probs = log_probs
+        self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long) if banned else None
         self.cache = None
         self.mask: torch.Tensor | None = None
         self.next_pos: torch.Tensor | None = None
@@ -55,7 +59,10 @@ class CausalLMSource:
         )
         self.cache = out.cache
         logits = out.logits[:, -1, :]
-        return torch.log_softmax(logits.float(), dim=-1) if self.log_probs else logits
+        scores = torch.log_softmax(logits.float(), dim=-1) if self.log_probs else logits
+        if self.banned is not None:  # in place: a fresh log-softmax, or a view of this call's own logits
+            scores.index_fill_(-1, self.banned.to(scores.device), float("-inf"))
+        return scores
 
     @torch.no_grad()
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
@@ -81,6 +88,34 @@ class CausalLMSource:
         pos = self.next_pos.unsqueeze(1)
         self.next_pos = self.next_pos + 1
         return self._forward(tokens.to(dev).unsqueeze(1), pos)
+
+
+def control_token_ids(tokenizer, config=None) -> list[int]:
+    """Ids of the tokens that are not text, EOS excepted: those a text sampler must never draw (sorted).
+
+    Every special token of `tokenizer` (BOS, padding, unknown, mask, its extra special tokens, and every added token
+    flagged special, e.g. SmolLM2's ``<|im_start|>`` or Gemma's ``<start_of_turn>`` and ``<unusedN>``), and the
+    multimodal placeholders `config` names (``image_token_id``, ``boi_token_index`` ...: any ``*_token_id`` or
+    ``*_token_index`` that is not EOS), and the rows of the model's output beyond the tokenizer's vocabulary (no
+    token at all). EOS stays: it ends a text. A text-only model still gives these tokens some probability, so a
+    sampler that allowed them would write them into its texts (Gemma-3-270M's distilled texts held
+    ``<start_of_image>``).
+    """
+    ids = set(tokenizer.all_special_ids)
+    ids |= {i for i, tok in tokenizer.added_tokens_decoder.items() if getattr(tok, "special", False)}
+    vocab = len(tokenizer)
+    if config is not None:
+        text = getattr(config, "get_text_config", lambda: config)()
+        for c in (config, text):
+            for name, value in c.to_dict().items():
+                if name.endswith(("_token_id", "_token_index")) and "eos" not in name and type(value) is int:
+                    ids.add(value)
+        rows = getattr(text, "vocab_size", None)
+        if isinstance(rows, int) and rows > vocab:  # embedding rows beyond the tokenizer: no token at all
+            ids.update(range(vocab, rows))
+            vocab = rows
+    eos = tokenizer.eos_token_id
+    return sorted(i for i in ids if i is not None and i != eos and 0 <= i < vocab)
 
 
 # ----------------------------------------------------------------------------- filters

@@ -45,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 from unidetox.config import ScaleConfig, TrainConfig, to_dict
-from unidetox.jsonl import JsonlWriter, read_jsonl
+from unidetox.jsonl import INT, NUMBER, JsonlWriter, Schema, read_jsonl
 from unidetox.links import link_identical
 from unidetox.method.batches import batch_indices, micro_batches, pad_batch, shard, token_nll
 from unidetox.method.train_setup import TrainRun, cuda_devices, set_checkpointing, setup_run
@@ -61,6 +61,13 @@ from unidetox.method.train_state import (
 )
 from unidetox.models import LoadedModel
 from unidetox.store import ANNOTATIONS, write_text
+
+_ANY_NUMBER = ("a number", lambda v: type(v) in (int, float))  # NaN included: a gradient norm DeepSpeed kept
+#: a record of ``log.jsonl``: a window of training steps, or (with ``val_loss``) the validation at the end
+TRAIN_LOG = Schema("training log", {"step": INT}, optional={
+    "loss": NUMBER, "lr": NUMBER, "tokens": INT, "elapsed": NUMBER, "grad_norm": _ANY_NUMBER, "val_tokens": INT,
+    "val_loss": ("a number or null", lambda v: v is None or type(v) in (int, float)),
+})  # fmt: skip
 
 # ----------------------------------------------------------------------------- the loop
 
@@ -171,7 +178,8 @@ class _Logbook:
         self.writer, self.last, self.total, self.log_every = None, 0, total, log_every
         if acc.is_main_process:
             path = out_dir / "log.jsonl"
-            kept = [r for r in read_jsonl(path) if r.get("step", 0) <= start and "val_loss" not in r]
+            logged = read_jsonl(path, repair=True, schema=TRAIN_LOG)
+            kept = [r for r in logged if r["step"] <= start and "val_loss" not in r]
             write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in kept))
             self.writer = JsonlWriter(path)
             self.last = max((r["step"] for r in self.writer.records), default=0)

@@ -89,5 +89,7 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
 
 def distilled_texts(st: StageDir) -> list[str]:
     """The texts of a finished distill/samples stage, checked against the SHA-256 its DONE recorded."""
+    from unidetox.method.distill import TEXT_RECORD
+
     check_opened(st / "texts.jsonl")
-    return [r["text"] for r in read_jsonl(st / "texts.jsonl")]
+    return [r["text"] for r in read_jsonl(st / "texts.jsonl", schema=TEXT_RECORD)]

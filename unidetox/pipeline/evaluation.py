@@ -164,7 +164,7 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
         return st
     state = process_state()
     if state.is_main_process:
-        gens = read_jsonl(eval_stage / "generations.jsonl")
+        gens = read_jsonl(eval_stage / "generations.jsonl", schema=E.GENERATION)
         if not gens:  # written by several processes: one file per rank
             n = len(list(eval_stage.path.glob("generations.jsonl.rank*")))
             gens = E.merge(eval_stage / "generations.jsonl", n) if n > 1 else []

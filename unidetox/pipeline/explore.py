@@ -28,6 +28,7 @@ from unidetox.method.generate import generate_unit, unit_generator
 from unidetox.models import LoadedModel, load_model, resolve_device
 from unidetox.pipeline.runtime import restore
 from unidetox.report.tables import METHOD_NAMES, short_name
+from unidetox.texts import lone_surrogate
 
 MAX_SAMPLES = 25  # the paper's k; more is not an exploration any more
 MAX_PROMPT_CHARS = 2000
@@ -103,11 +104,14 @@ class Explorer:
 
 def check_prompt(prompt: object) -> str:
     """The prompt, unchanged (its spaces are tokens too); ExploreError unless it is a string with some text, of at
-    most MAX_PROMPT_CHARS characters."""
+    most MAX_PROMPT_CHARS characters, all of them characters (no lone surrogate)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ExploreError("type a prompt (or pick a ToxiGen prompt) first: the prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ExploreError(f"the prompt has {len(prompt)} characters; shorten it to at most {MAX_PROMPT_CHARS}")
+    if (at := lone_surrogate(prompt)) is not None:
+        raise ExploreError(f"the prompt holds a lone surrogate (U+{ord(prompt[at]):04X}, character {at + 1}), half of "
+                           "a UTF-16 pair and not a character: remove it")  # fmt: skip
     return prompt
 
 

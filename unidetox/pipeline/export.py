@@ -15,6 +15,7 @@ import pandas as pd
 
 from unidetox.config import Profile, to_dict
 from unidetox.jsonl import read_jsonl
+from unidetox.method.distill import TEXT_RECORD
 from unidetox.pipeline.detox_file import check_out
 from unidetox.pipeline.runtime import log
 from unidetox.report.cards import base_model_info, render_dataset_card
@@ -34,7 +35,7 @@ def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled",
         raise ValueError(f"which must be one of {list(WHICH)}, not {which!r}")
     out_dir = check_out(out)
     st = P.distill(profile, quiet=quiet) if which == "distilled" else P.samples(profile, "base", quiet=quiet)
-    recs = read_jsonl(st / "texts.jsonl")
+    recs = read_jsonl(st / "texts.jsonl", schema=TEXT_RECORD)
     table = pd.DataFrame({"text": [r["text"] for r in recs], "index": [int(r["index"]) for r in recs],
                           "n_tokens": [int(r.get("n_tokens", -1)) for r in recs]})  # fmt: skip
     base = profile.toxic.base_model

@@ -10,6 +10,7 @@ import pandas as pd
 
 from unidetox.config import ConfigError, Profile
 from unidetox.jsonl import read_jsonl
+from unidetox.measure.evaluate import GENERATION
 from unidetox.measure.power import PilotCosts
 from unidetox.pipeline.candidates import toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
@@ -71,7 +72,7 @@ def evaluation_costs(profile: Profile, keys: list[str], n_scaling: int | None = 
         else:
             fixed += n
     e = profile.eval
-    gens = read_jsonl(eval_dir / keys[0] / "generations.jsonl")
+    gens = read_jsonl(eval_dir / keys[0] / "generations.jsonl", schema=GENERATION)
     domains = len({r["domain"] for r in gens})
     return PilotCosts(seconds / conts, report_runs, domains, e.samples_per_prompt * len(e.seeds), fixed)
 

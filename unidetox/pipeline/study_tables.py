@@ -11,6 +11,7 @@ import pandas as pd
 
 from unidetox.config import Profile
 from unidetox.jsonl import read_jsonl
+from unidetox.measure.evaluate import GENERATION, PERPLEXITY
 from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, untouched
 from unidetox.store import StageDir
@@ -19,8 +20,8 @@ from unidetox.store import StageDir
 def per_prompt_rows(profile: Profile, st: StageDir) -> pd.DataFrame:
     from unidetox.measure.compare import per_prompt_values
 
-    gens = pd.DataFrame(read_jsonl(st / "generations.jsonl"))
-    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl"))
+    gens = pd.DataFrame(read_jsonl(st / "generations.jsonl", schema=GENERATION))
+    ppl = pd.DataFrame(read_jsonl(st / "perplexity.jsonl", schema=PERPLEXITY))
     return per_prompt_values(gens, ppl if len(ppl) else None, threshold=profile.eval.threshold,
                              max_ppl=profile.eval.perplexity_max)  # fmt: skip
 

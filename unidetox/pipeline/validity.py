@@ -33,8 +33,9 @@ from unidetox.data.files import DataError
 from unidetox.data.prompts import validation_rows
 from unidetox.data.toxigen import load_toxigen
 from unidetox.data.wikitext import wikitext_sentences
-from unidetox.jsonl import JsonlWriter, read_jsonl
+from unidetox.jsonl import JsonlWriter, Schema, read_jsonl
 from unidetox.measure import validity as V
+from unidetox.measure.evaluate import GENERATION
 from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.evaluation import prompts
 from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, reuse, stage_dir, timed
@@ -42,6 +43,9 @@ from unidetox.store import StageDir, read_json, write_json, write_text
 from unidetox.texts import read_released
 
 SAMPLE_SEED = 0  # which rows a capped data set keeps, and which openings are continued
+#: a record of a validity-continuations stream: one continuation of an opening (not scored here)
+CONTINUATION = Schema("continuation", {k: GENERATION.fields[k] for k in ("seed", "unit", "prompt_id", "sample",
+                                                                          "prompt", "continuation")})  # fmt: skip
 SCORES_COLUMNS = ["set", "item", "label", "text"]
 
 
@@ -130,7 +134,7 @@ def validity_continuations(profile: Profile, target: str, opens: pd.DataFrame, *
         lm = load_eval_lm(profile, target)
         limit, _ = prompt_budget(lm, texts, "", settings.max_new_tokens)
         begin(st)
-        writer = JsonlWriter(st / "generations.jsonl")
+        writer = JsonlWriter(st / "generations.jsonl", CONTINUATION)
         units = plan_units(len(texts), settings)
         done = writer.complete_units(lambda r: r["unit"], {u: e - s for u, (s, e) in enumerate(units)})
         device = next(lm.model.parameters()).device
@@ -176,7 +180,7 @@ def scorer_validity(profile: Profile, *, quiet: bool = False) -> ScorerValidity:
         opens = openings(profile)
         for t in profile.detox.targets:
             cst = validity_continuations(profile, t, opens, quiet=quiet)
-            gens = read_jsonl(cst / "generations.jsonl")
+            gens = read_jsonl(cst / "generations.jsonl", schema=CONTINUATION)
             conts.append(cst)
             frame = pd.concat([frame, pd.DataFrame({"set": V.continuation_set(t), "item": [g["prompt_id"] for g in gens],
                                                     "label": 0, "text": [g["continuation"] for g in gens]})],

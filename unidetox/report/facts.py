@@ -236,7 +236,9 @@ def training_log(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
         raise ProvenanceError(f"no training log at {path}: run the training stage first (e.g. unidetox toxic-model)")
-    recs = read_jsonl(path)
+    from unidetox.method.train import TRAIN_LOG
+
+    recs = read_jsonl(path, schema=TRAIN_LOG)
     train = pd.DataFrame([r for r in recs if "loss" in r])
     val = pd.DataFrame([r for r in recs if "val_loss" in r])
     train = train.sort_values("step", ignore_index=True) if len(train) else pd.DataFrame(columns=["step", "loss"])

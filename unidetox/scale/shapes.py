@@ -69,6 +69,7 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
 def _config_of(spec: str, trust_remote_code: bool):
     """(transformers config of `spec`, where it comes from), without loading weights."""
     from unidetox import models as M
+    from unidetox.model_folder import check_config
     from unidetox.tiny_models import TINY_SPECS, tiny_config
 
     if M.is_tiny(spec) or spec.startswith("tiny:"):
@@ -85,6 +86,8 @@ def _config_of(spec: str, trust_remote_code: bool):
 
     try:
         path = M.resolve_spec(spec)
+        if Path(path).is_dir():  # a damaged local config.json is the folder's problem, not the Hub's
+            check_config(Path(path))
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, M.ModelLoadError) as e:
         raise PlanError(
