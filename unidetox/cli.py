@@ -6,6 +6,7 @@
     unidetox detox       --profile cpu --target packaged:smollm2-135m --texts released.csv [--steps N --out DIR]
     unidetox score       --profile cpu --model DIR [--compare OTHER] [--split report] [--json out.json]
     unidetox export-texts --profile cpu --out DIR
+    unidetox lm-eval-task --profile cpu [score's --split --k --seeds --scorer --prompts-per-domain]   (prints a folder)
     unidetox evaluate    --profile tiny [--model SPEC] [--split validation|test|report] [--no-mmlu]
     unidetox pipeline    --profile tiny
     unidetox book        --profile tiny
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(parsers[name])
     _detox_args(parsers["detox"])
     _score_parser(sub)
+    _lm_eval_parser(sub)
     _export_parser(sub)
     ev = sub.add_parser("evaluate", help="ToxiGen toxicity, perplexity, Dist-n and MMLU of the candidates")
     _common(ev)
@@ -186,6 +188,13 @@ def _score_parser(sub) -> None:
     _common(p)
     p.add_argument("--model", required=True, help="model spec, local model folder or Hub id")
     p.add_argument("--compare", metavar="OTHER_MODEL", help="also score OTHER_MODEL; report OTHER - MODEL, paired")
+    _eval_options(p)
+    p.add_argument("--mmlu", action="store_true", help="also score MMLU (eval.mmlu_* settings)")
+    p.add_argument("--json", metavar="FILE", help="write the summary here as JSON")
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    """The evaluation options of `score`, shared by `lm-eval-task` (which must select and sample the same way)."""
     p.add_argument("--split", choices=["validation", "test", "report"], help="prompt split (default: profile's)")
     p.add_argument("--k", type=int, help="continuations per prompt (eval.samples_per_prompt)")
     p.add_argument("--seeds", help="comma-separated generation seeds (eval.seeds), e.g. 42,43")
@@ -195,8 +204,16 @@ def _score_parser(sub) -> None:
                    help="auto: a model whose tokenizer has a chat template is prompted through it, the prompt as the "
                         "user's turn (eval.chat_template; default: the profile's, off)")  # fmt: skip
     p.add_argument("--system-prompt", metavar="TEXT", help="chat mode: the system message (eval.system_prompt)")
-    p.add_argument("--mmlu", action="store_true", help="also score MMLU (eval.mmlu_* settings)")
-    p.add_argument("--json", metavar="FILE", help="write the summary here as JSON")
+
+
+def _lm_eval_parser(sub) -> None:
+    text = (
+        "write the lm-evaluation-harness task unidetox_toxigen (the evaluation of `unidetox score`, with the same "
+        "options) and print its folder, for lm_eval --include_path FOLDER --tasks unidetox_toxigen"
+    )
+    p = sub.add_parser("lm-eval-task", help=text, description=text)
+    _common(p)
+    _eval_options(p)
 
 
 def _export_parser(sub) -> None:
@@ -249,6 +266,16 @@ def _score(profile, args) -> None:
         print(f"summary: {args.json}")
 
 
+def _lm_eval_task(profile, args) -> None:
+    from unidetox.pipeline.lmeval_task import write_lm_eval_task
+    from unidetox.pipeline.runtime import silently
+    from unidetox.pipeline.score import eval_overrides
+
+    profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
+                             prompts_per_domain=args.prompts_per_domain)  # fmt: skip
+    print(silently(write_lm_eval_task, profile, split=args.split))  # the folder alone: $(unidetox lm-eval-task ...)
+
+
 def _export(profile, args) -> None:
     from unidetox.pipeline.export import export_texts
 
@@ -295,6 +322,8 @@ def _dispatch(profile, args) -> None:
         _detox(profile, args)
     elif args.command == "score":
         _score(profile, args)
+    elif args.command == "lm-eval-task":
+        _lm_eval_task(profile, args)
     elif args.command == "export-texts":
         _export(profile, args)
     elif args.command == "evaluate":
