@@ -17,6 +17,7 @@ from unidetox.measure.metrics import summarize_over_seeds
 from unidetox.pipeline.detox_file import paper_train_config
 from unidetox.pipeline.score import model_key
 from unidetox.profile_loader import load_profile
+from unidetox.report.card_metadata import table_problems
 from unidetox.report.cards import base_model_info
 from unidetox.texts import RELEASED_CSV
 
@@ -74,6 +75,32 @@ def test_detox_writes_a_loadable_hub_style_folder_with_a_card(work):
 def test_card_holds_the_measured_table_after_score(work):
     text = (work / "out" / "README.md").read_text()
     assert "TP (toxicity probability" in text and "| in_distribution" in text and "Δ" in text and "PPL" in text
+
+
+def test_card_model_index_reports_tp_emt_ppl_on_toxigen(work, tmp_path, monkeypatch):
+    """The card's model-index (what the Hub reads) holds the folder's own TP/EMT (in and out of distribution) and PPL
+    on toxigen/toxigen-data with its split and prompt selection, and keeps them when re-rendered elsewhere."""
+    from huggingface_hub import ModelCard
+
+    from unidetox.report.cards import read_card_facts, read_score, render_model_card
+
+    out = work / "out"
+    score = json.loads((work / "score.json").read_text())
+    mine = {(r["metric"], r["domain"]): r for r in score["models"][1]["metrics"]}  # out/ is the compared model
+    results = ModelCard.load(out / "README.md").data.eval_results
+    assert [(r.metric_type, r.metric_config) for r in results] == [
+        ("tp", "in_distribution"), ("emt", "in_distribution"), ("tp", "out_of_distribution"),
+        ("emt", "out_of_distribution"), ("ppl", "all")]  # fmt: skip
+    for r in results:
+        row = mine[(r.metric_type.upper(), r.metric_config)]
+        assert r.metric_value == row["value"] and r.metric_args["ci"] == [row["lo"], row["hi"]]
+        assert (r.dataset_type, r.dataset_config, r.dataset_split) == ("toxigen/toxigen-data", "annotated", "train")
+        assert r.dataset_args["prompt_split"] == "validation" and "seed=42" in r.dataset_args["selection"]
+        assert r.dataset_args["prompts_sha256"] == score["prompts_sha256"]
+    assert results[-1].metric_args["perplexity_model"] == "tiny:llama"
+    monkeypatch.chdir(tmp_path)  # the stored summary's paths may be relative: the card keeps its own model's index
+    again = render_model_card(read_card_facts(out), read_score(out), out)
+    assert len(ModelCard(again).data.eval_results) == 5
 
 
 def test_detox_rerun_reuses_and_changed_file_gets_a_new_key(work, tmp_path, capsys):
@@ -285,6 +312,10 @@ def test_export_texts_loads_with_datasets_and_trains(work, tmp_path):
     card = DatasetCard.load(tmp_path / "ds" / "README.md")
     assert card.data.configs[0]["data_files"][0]["path"] == "data/train-*.parquet"
     assert "distill.alpha" in card.text and card.data.license == "mit"
+    # a value with line breaks (the cpu profile's distill.context) is shown escaped and leaves the table whole
+    assert _cli(runs, "export-texts", "--out", str(tmp_path / "ctx"), "--set", 'distill.context="\\n\\n"') == 0
+    text = (tmp_path / "ctx" / "README.md").read_text()
+    assert "| `distill.context` | `'\\n\\n'` |" in text and table_problems(DatasetCard(text).text) == []
     assert _cli(runs, "detox", "--target", "tiny:llama", "--texts",
                 str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"), *TRAIN) == 0  # fmt: skip
     assert _cli(runs, "export-texts", "--out", str(tmp_path / "ds")) == 2  # never overwrites

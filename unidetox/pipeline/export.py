@@ -18,7 +18,7 @@ from unidetox.jsonl import read_jsonl
 from unidetox.method.distill import TEXT_RECORD
 from unidetox.pipeline.detox_file import check_out
 from unidetox.pipeline.runtime import log
-from unidetox.report.cards import base_model_info, render_dataset_card
+from unidetox.report.cards import base_model_info, write_dataset_card
 from unidetox.store import atomic_dir, read_json
 
 PARQUET = "data/train-00000-of-00001.parquet"
@@ -56,7 +56,7 @@ def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled",
     with atomic_dir(out_dir) as tmp:
         (tmp / PARQUET).parent.mkdir(parents=True)
         table.to_parquet(tmp / PARQUET, index=False)
-        (tmp / "README.md").write_text(render_dataset_card(facts), encoding="utf-8")
+        write_dataset_card(tmp / "README.md", facts)
     log(f"export-texts: wrote {len(table)} texts of {st.path} to {out_dir}")
     return out_dir
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from unidetox.store import read_json, write_json, write_text
+from unidetox.report.card_metadata import CARD_MODEL, eval_results, md_cell, own_index, write_card
+from unidetox.store import read_json, write_json
 
 CARD_FILE = "README.md"
 CARD_FACTS = "unidetox_card.json"
@@ -89,18 +90,24 @@ def read_card_facts(model_dir: str | Path) -> dict:
     return read_json(path) if path.is_file() else {}
 
 
-def _fmt(x) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
+def model_card_results(facts: dict, score: dict | None, model_dir: str | Path | None) -> list:
+    """The ``model-index`` results of the folder `model_dir` in a score summary (none without either)."""
+    if not score or model_dir is None:
+        return []
+    return eval_results(score, model_dir)
 
 
-def render_model_card(facts: dict, score: dict | None = None) -> str:
-    """The card's text: YAML header + body, from the facts of :func:`write_model_card` and a score summary."""
+def render_model_card(facts: dict, score: dict | None = None, model_dir: str | Path | None = None) -> str:
+    """The card's text: YAML header (with ``model-index`` results of `model_dir`, when the score summary scored it)
+    + body, from the facts of :func:`write_model_card` and a score summary."""
     from huggingface_hub import ModelCard, ModelCardData
 
     adapter = facts.get("adapter") == "lora"  # a LoRA adapter in peft's format, not whole weights
     tags = ["unidetox", "detoxification", "text-generation", *(["lora"] if adapter else [])]
+    results = model_card_results(facts, score, model_dir)
     data = ModelCardData(license=facts["license"], library_name="peft" if adapter else "transformers",
-                         pipeline_tag="text-generation", tags=tags, base_model=facts.get("base_model"))  # fmt: skip
+                         pipeline_tag="text-generation", tags=tags, base_model=facts.get("base_model"),
+                         model_name=facts["name"] if results else None, eval_results=results or None)  # fmt: skip
     src, train = facts["training_data"], facts["training"]
     target = facts["target"]
     lines = [
@@ -115,7 +122,7 @@ def render_model_card(facts: dict, score: dict | None = None) -> str:
     if src.get("description"):
         lines.append(f"- {src['description']}")
     lines += ["", "## Training configuration", "", "| setting | value |", "|---|---|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in train.items()]
+    lines += [f"| `{k}` | {md_cell(v)} |" for k, v in train.items()]
     if facts.get("steps") is not None:
         lines.append(f"| optimizer steps of this checkpoint | {facts['steps']} |")
     lines += ["", "## Evaluation", ""]
@@ -174,7 +181,13 @@ def write_model_card(model_dir: str | Path, *, target: str, training_data: dict,
     if adapter:
         facts["adapter"] = adapter
     write_json(model_dir / CARD_FACTS, facts)
-    write_text(model_dir / CARD_FILE, render_model_card(facts, read_score(model_dir)))
+    _write_model_card(model_dir, facts, read_score(model_dir))
+
+
+def _write_model_card(model_dir: Path, facts: dict, score: dict | None) -> None:
+    """Render, check and write ``README.md``, then check that it loads back with its model-index results."""
+    n = len(model_card_results(facts, score, model_dir))
+    write_card(model_dir / CARD_FILE, render_model_card(facts, score, model_dir), n_results=n)
 
 
 SCORE_FILE = "unidetox_score.json"
@@ -191,8 +204,10 @@ def add_score(model_dir: str | Path, summary: dict) -> bool:
     facts = read_card_facts(model_dir)
     if not facts:
         return False
+    own = own_index(summary, model_dir)  # recorded: the summary's paths may be relative to another directory later
+    summary = summary if own is None else {**summary, CARD_MODEL: own}
     write_json(model_dir / SCORE_FILE, summary)
-    write_text(model_dir / CARD_FILE, render_model_card(facts, summary))
+    _write_model_card(model_dir, facts, summary)
     return True
 
 
@@ -217,7 +232,7 @@ def render_dataset_card(facts: dict) -> str:
         "",
         "## Generation settings", "",
         "| setting | value |", "|---|---|",
-        *[f"| `{k}` | {_fmt(v)} |" for k, v in gen.items()], "",
+        *[f"| `{k}` | {md_cell(v)} |" for k, v in gen.items()], "",
         f"SHA-256 of the texts (length-prefixed UTF-8, `unidetox.data.checksums.text_fingerprint`): `{facts['texts_sha256']}`",
         "",
         "## Load", "",
@@ -230,6 +245,11 @@ def render_dataset_card(facts: dict) -> str:
         "",
     ]  # fmt: skip
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+def write_dataset_card(path: str | Path, facts: dict) -> None:
+    """Render, check and write a dataset card; then check that it loads back as written."""
+    write_card(path, render_dataset_card(facts), dataset=True)
 
 
 def _size(n: int) -> str:
