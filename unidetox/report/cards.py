@@ -3,7 +3,8 @@ exported text.
 
 A model folder gets ``README.md`` (the Hub's YAML header: ``base_model``, ``license``, tags; then the training
 data with its SHA-256, the training configuration, and the measured toxicity/fluency table once ``unidetox
-score`` has scored the folder) and ``unidetox_card.json``, the facts the card is rendered from, so that a later
+score`` has scored the folder, with the same numbers as ``model-index`` results: :mod:`.card_metadata`) and
+``unidetox_card.json``, the facts the card is rendered from, so that a later
 score re-renders the card without retraining. Neither file is read when the model is loaded, and neither is
 part of any stage key.
 
