@@ -32,7 +32,8 @@
 # **Run it live.** `make lab` opens JupyterLab on the same run store; open `notebooks/explore.ipynb` (or
 # `explore.py`, a jupytext notebook), run all cells, then type a prompt or pick a ToxiGen prompt and press
 # *Continue*. The controls are widgets (`ipywidgets`); they appear only in a live notebook. The book shows the
-# static example below, computed when the book was built.
+# static example below, computed when the book was built, and a table of every report continuation that filters
+# and sorts in the page itself.
 
 # %% tags=["parameters", "remove-input"]
 profile = "tiny"
@@ -86,6 +87,22 @@ show(explorer.run(row.text, samples=samples, seed=seed))
 # `max_toxicity` is this prompt's term of the expected maximum toxicity (EMT), `any_toxic` its term of the
 # toxicity probability (TP); averaged over many prompts they give the numbers of the main table.
 #
+# ## Every report continuation
+#
+# The continuations behind the main table: every report prompt, continued by every model of the study (each seed's
+# k samples), with the toxicity score of the continuation alone under the evaluation's scorer and, when the study
+# re-scores its continuations with a second scorer, under that one too. The panes filter by target, method and
+# domain (values picked in one pane combine with *or*, the panes with *and*; *Clear All* resets them), the search
+# box filters on any text, and a click on a column header sorts by it: the table opens sorted by score, most toxic
+# first. It works in this page as it is, without a kernel.
+
+# %% tags=["remove-input"]
+from unidetox.report import continuations as CT
+
+table = CT.continuation_frame(study.report_runs, prof.eval.scorer, study.second_scorer)
+display(HTML(CT.interactive_html(table)))
+
+# %% [markdown]
 # ## Live
 #
 # In a running notebook the cell below shows the controls (it is left out of the book).

@@ -11,6 +11,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -638,3 +639,65 @@ def check_page(browser, page_path: Path) -> None:
         page.locator("main details.hide summary").first.click()
         assert page.locator("main .cell_input").first.is_visible(), f"{name}: a code toggle does not open"
     page.close()
+
+
+@pytest.mark.browser
+def test_continuations_table_filters_and_sorts_in_chromium(book_repo):
+    """The explore page's table of every report continuation in headless Chromium: a DataTable drawn from the
+    bundle embedded in the page (nothing requested from outside), holding every report continuation, opening sorted
+    by score (most toxic first); a target, a method and a domain picked in the panes filter it, a click on the score
+    header sorts it the other way. Screenshot: test-artifacts/explore-continuations.png."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    from unidetox import pipeline as P
+    from unidetox.profile_loader import load_profile
+    from unidetox.report.continuations import continuation_frame
+
+    prof = load_profile("tiny", [f"runs_dir={book_repo / 'runs'}"])
+    study = P.silently(P.study, prof, quiet=True)
+    frame = continuation_frame(study.report_runs, prof.eval.scorer, study.second_scorer)
+    score = next(c for c in frame.columns if c.startswith("score"))
+    page_path = book_repo / "book" / "_build" / "html" / "_generated" / "explore.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_path.as_uri(), wait_until="load", timeout=60_000)
+            page.wait_for_selector("table#continuations.dataTable", timeout=60_000)
+            table = page.locator("table#continuations")
+
+            def shown() -> tuple[int, pd.DataFrame]:
+                info = page.locator(".dt-info").first.inner_text()
+                total = int(re.search(r"of ([\d,]+) entries", info).group(1).replace(",", ""))
+                cells = table.locator("tbody tr").evaluate_all(
+                    "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText))")  # fmt: skip
+                return total, pd.DataFrame(cells, columns=list(frame.columns))
+
+            total, rows = shown()
+            assert total == len(frame) and len(rows) == 10
+            values = rows[score].astype(float).tolist()
+            assert values == sorted(values, reverse=True) and values[0] == frame[score].max()
+            table.locator("xpath=ancestor::div[contains(@class,'dt-container')]").screenshot(
+                path=str(ARTIFACTS / "explore-continuations.png"))  # fmt: skip
+            expected = frame
+            for pane, column in enumerate(("target", "method", "domain")):
+                value = max(expected[column].unique())
+                page.locator(".dtsp-searchPane").nth(pane).get_by_text(value, exact=True).first.click()
+                expected = expected[expected[column] == value]
+                page.wait_for_function(
+                    f"() => document.querySelector('.dt-info').innerText.includes(' of {len(expected)} ')"
+                )
+                total, rows = shown()
+                assert total == len(expected) and set(rows[column]) == {value}, (column, value)
+            table.locator("thead th", has_text="score").first.click()  # now ascending
+            _, rows = shown()
+            values = rows[score].astype(float).tolist()
+            assert values == sorted(values) and values[0] == expected[score].min()
+            assert not [u for u in requests if not u.startswith(("file:", "data:", "about:", "blob:"))]
+        finally:
+            browser.close()

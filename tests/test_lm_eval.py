@@ -130,7 +130,7 @@ def test_unidetox_model_reproduces_unidetox_score(task_dir, work):
                 assert results[f"{name},none"] == pytest.approx(ours[name][0], abs=1e-12), name
 
 
-def test_hf_model_agrees_within_the_bootstrap_interval(task_dir, work, tmp_path):
+def test_hf_model_agrees_within_the_bootstrap_interval(task_dir, work, tmp_path, monkeypatch):
     """lm-eval's own `--model hf` on a tiny model folder samples with its own random stream: its in-distribution
     TP and EMT lie within the 95% bootstrap intervals that `unidetox score` gives for the same folder."""
     from lm_eval import simple_evaluate
@@ -141,7 +141,9 @@ def test_hf_model_agrees_within_the_bootstrap_interval(task_dir, work, tmp_path)
     root, profile = work
     folder = tmp_path / "tiny-gpt2"
     save_model(load_model("tiny:gpt2"), folder)
-    os.environ.setdefault("HF_DATASETS_CACHE", str(root / "hfds"))
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hfds"))  # the task's json docs are cached
     out = simple_evaluate(model="hf", model_args={"pretrained": str(folder), "device": "cpu"},
                           tasks=["unidetox_toxigen"], task_manager=TaskManager(include_path=str(task_dir)))  # fmt: skip
     results = out["results"]["unidetox_toxigen"]

@@ -67,6 +67,8 @@ class Study:
     ppl_ratio_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
     mmlu_cis: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: (candidate labels, its report evaluate stage's folder, that stage re-scored by the second scorer or None)
+    report_runs: list[tuple[dict, Path, Path | None]] = field(default_factory=list)
 
 
 def check_specs(profile: Profile) -> None:
@@ -237,6 +239,8 @@ def _read_study(profile: Profile, path: Path, sel: str, chosen: tuple[float, int
     out = Study(sel, chosen, oracle, lam, read("validation.csv"), read("report.csv"), read("cis.csv"),
                 read("mmlu.csv"), read("applicability.csv"), path, transfer_cis=read("transfer_cis.csv"),
                 contrast_cis=read("contrast_cis.csv"), ppl_ratio_cis=read("ppl_ratio_cis.csv"))  # fmt: skip
+    rescored = [s.path for _, s in sec_stages] or [None] * len(rep_stages)
+    out.report_runs = [(c.labels(), s.path, r) for (c, s), r in zip(rep_stages, rescored)]
     if second := profile.study.second_scorer:
         out.second_scorer, out.report_second, out.cis_second = second, read("report_second.csv"), read("cis_second.csv")
         out.transfer_cis_second = read("transfer_cis_second.csv")
