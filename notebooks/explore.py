@@ -93,10 +93,10 @@ show(explorer.run(row.text, samples=samples, seed=seed))
 # k samples), with the toxicity score of the continuation alone under the evaluation's scorer and, when the study
 # re-scores its continuations with a second scorer, under that one too. The panes filter by target, method and
 # domain (values picked in one pane combine with *or*, the panes with *and*; *Clear All* resets them), the search
-# box filters on any text, and a click on a column header sorts by it: the table opens sorted by score, most toxic
-# first. It works in this page as it is, without a kernel.
+# box filters on any text, and the arrows in a column's header sort by it: the table opens sorted by score, most
+# toxic first. It works in this page as it is, without a kernel.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "full-width"]
 from unidetox.report import continuations as CT
 
 table = CT.continuation_frame(study.report_runs, prof.eval.scorer, study.second_scorer)

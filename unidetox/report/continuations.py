@@ -21,6 +21,13 @@ from unidetox.report.tables import short_name
 FILTER_COLUMNS = ("target", "method", "domain")
 TEXT_COLUMNS = ("prompt", "continuation")
 KEY = ["seed", "prompt_id", "sample"]  # one continuation of one evaluation
+#: a pane's search box is its pane's full width plus a 2px margin each side (it overflowed the page); headers and
+#: the label columns keep their words whole (the book's theme breaks words anywhere in a table), while a long token
+#: in a prompt or continuation may still break, so that no text widens the table past the page
+CSS = (
+    "div.dt-container div.dtsp-searchPane input.dtsp-search.dtsp-paneInputButton { margin: 2px 0 0; }\n"
+    "table#continuations th, table#continuations td.whole-words { word-break: normal; overflow-wrap: normal; }"
+)
 
 
 def method_label(labels: dict) -> str:
@@ -74,6 +81,7 @@ def table_options(frame: pd.DataFrame) -> dict:
         "showIndex": False,
         "classes": "display compact",  # not 'nowrap': prompts and continuations wrap
         "style": "table-layout:auto;width:100%;margin:auto;caption-side:bottom",
+        "css": CSS,
         "layout": {
             "top1": "searchPanes",
             "topStart": "pageLength",
@@ -90,7 +98,9 @@ def table_options(frame: pd.DataFrame) -> dict:
         },
         "columnDefs": [
             {"searchPanes": {"show": False}, "targets": [i for c, i in col.items() if c not in FILTER_COLUMNS]},
-            {"width": "28%", "targets": [col[c] for c in TEXT_COLUMNS]},
+            {"width": "27%", "targets": [col[c] for c in TEXT_COLUMNS]},
+            {"className": "dt-nowrap whole-words", "targets": [col["target"], col["domain"], col["seed"]]},
+            {"className": "whole-words", "targets": [col["method"]]},
             {"className": "dt-right", "targets": scores},
         ],
         "order": [[scores[0], "desc"]] if scores else [],
