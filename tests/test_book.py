@@ -686,12 +686,14 @@ def test_continuations_table_filters_and_sorts_in_chromium(book_repo):
             assert total == len(frame) and len(rows) == 10
             values = rows[score].astype(float).tolist()
             assert values == sorted(values, reverse=True) and values[0] == frame[score].max()
-            box = page.evaluate(  # in page coordinates: a full-page clip is not covered by the sticky page header
-                "() => { const r = document.querySelector('#continuations').closest('.dt-container')"
-                ".getBoundingClientRect(); return {x: r.left + scrollX - 8, y: r.top + scrollY - 8, "
-                "width: r.width + 16, height: r.height + 16}; }"
+            page.set_viewport_size({"width": 1280, "height": 1800})  # the whole table below the sticky page header
+            box = page.evaluate(
+                "() => { const c = document.querySelector('#continuations').closest('.dt-container');"
+                " c.scrollIntoView(); window.scrollBy(0, -120); const r = c.getBoundingClientRect();"
+                " return {x: r.left - 8, y: r.top - 8, width: r.width + 16, height: Math.min(r.height + 16, 1650)}; }"
             )
-            page.screenshot(path=str(ARTIFACTS / "explore-continuations.png"), full_page=True, clip=box)
+            page.screenshot(path=str(ARTIFACTS / "explore-continuations.png"), clip=box)
+            page.set_viewport_size({"width": 1280, "height": 1000})
             expected = frame
             for pane, column in enumerate(("target", "method", "domain")):
                 value = max(expected[column].unique())
@@ -704,9 +706,13 @@ def test_continuations_table_filters_and_sorts_in_chromium(book_repo):
                 assert total == len(expected) and set(rows[column]) == {value}, (column, value)
             header = table.locator("thead th", has_text="score").first
             for _ in range(3):  # its arrows cycle descending -> unsorted -> ascending
-                if header.get_attribute("aria-sort") == "ascending":
+                before = header.get_attribute("aria-sort")
+                if before == "ascending":
                     break
                 header.locator(".dt-column-order").click()
+                page.wait_for_function(  # DataTables redraws after the click returns
+                    "([th, before]) => th.getAttribute('aria-sort') !== before", arg=[header.element_handle(), before]
+                )
             _, rows = shown()
             values = rows[score].astype(float).tolist()
             assert values == sorted(values) and values[0] == expected[score].min()
