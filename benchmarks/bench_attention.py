@@ -29,7 +29,7 @@ from bench_roofline import bare_decode
 from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def main() -> None:

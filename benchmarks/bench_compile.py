@@ -20,7 +20,7 @@ import time
 import torch
 from bench_roofline import DTYPES, bare_decode
 
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def main() -> None:

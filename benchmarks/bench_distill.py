@@ -18,7 +18,7 @@ import torch
 
 from unidetox.method.distill import ContrastiveSource
 from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def _time(fn, repeats):

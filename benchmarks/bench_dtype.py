@@ -35,8 +35,8 @@ from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs_shared
 from unidetox.measure.nll_agreement import nll_agreement
 from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
-from unidetox.models import load_model
-from unidetox.precision import cpu_has_native_bf16
+from unidetox.models.loading import load_model
+from unidetox.models.precision import cpu_has_native_bf16
 
 DTYPES = ("fp32", "bf16", "int8")
 

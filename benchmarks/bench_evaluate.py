@@ -24,7 +24,7 @@ from unidetox.config import DataConfig, EvalConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.evaluate import generate_and_score
 from unidetox.measure.scorers import load_scorer
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def official_pattern(lm, prompts, k, tokens, scorer):

@@ -35,12 +35,12 @@ import pandas as pd
 
 from unidetox import pipeline as P
 from unidetox.config import Profile
+from unidetox.config.loader import load_profile
 from unidetox.measure.compare import choose_config, paired_ci, ppl_ratio_ci
 from unidetox.measure.metrics import IN_DISTRIBUTION
 from unidetox.pipeline.evaluation import candidate_rows
 from unidetox.pipeline.runtime import load_lm
 from unidetox.pipeline.study import per_prompt_rows
-from unidetox.profile_loader import load_profile
 
 TARGET = "packaged:smollm2-135m"
 

@@ -26,7 +26,7 @@ import torch
 from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import continuation_logprobs, continuation_logprobs_shared
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def fixed_continuations(tokenizer, prompts: list[str], k: int, tokens: int) -> list[list[str]]:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unidetox.jsonl import read_jsonl
 from unidetox.measure.evaluate import merge
+from unidetox.store.jsonl import read_jsonl
 
 
 def score_command(args, runs_dir: Path) -> list[str]:

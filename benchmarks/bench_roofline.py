@@ -28,7 +28,7 @@ import time
 import torch
 
 from unidetox.method.sampling import CausalLMSource, SamplingParams, make_generator, sample_loop
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -25,7 +25,7 @@ import torch
 from unidetox.config import DataConfig, ScaleConfig, TrainConfig
 from unidetox.data.dghs import load_dghs
 from unidetox.method.train import train_causal_lm
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def run(args, precision: str, texts: list[str], val: list[str]) -> dict:

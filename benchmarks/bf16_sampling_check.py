@@ -15,7 +15,7 @@ from unidetox.config import DataConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.likelihood import encode_pairs
 from unidetox.method.sampling import top_p_filter
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 texts = load_toxigen_prompts(DataConfig(), "validation", prompts_per_domain=6, seed=0).text.tolist()
 b = load_model("packaged:smollm2-135m", dtype=torch.bfloat16)

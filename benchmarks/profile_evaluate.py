@@ -25,7 +25,7 @@ from unidetox.config import DataConfig, EvalConfig
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.measure.evaluate import generate_and_score, score_perplexity
 from unidetox.measure.scorers import load_scorer
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 class _TimedScorer:

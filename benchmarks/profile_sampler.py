@@ -24,7 +24,7 @@ import torch
 from bench_roofline import DTYPES, bare_decode
 
 from unidetox.method.sampling import SamplingParams, make_generator, sample, top_p_filter
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
+from unidetox.config.loader import load_profile
 from unidetox.pipeline import stage_summaries
-from unidetox.profile_loader import load_profile
-from unidetox.report.provenance import stage_time_table
+from unidetox.report.provenance.pages import stage_time_table
 
 
 def main() -> None:

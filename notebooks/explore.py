@@ -97,7 +97,7 @@ show(explorer.run(row.text, samples=samples, seed=seed))
 # toxic first. It works in this page as it is, without a kernel.
 
 # %% tags=["remove-input", "full-width"]
-from unidetox.report import continuations as CT
+from unidetox.report.tables import continuations as CT
 
 table = CT.continuation_frame(study.report_runs, prof.eval.scorer, study.second_scorer)
 display(HTML(CT.interactive_html(table)))

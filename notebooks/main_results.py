@@ -56,7 +56,7 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.report import claims as C
-from unidetox.report import tables as T
+from unidetox.report.tables import main as T
 
 study = P.silently(P.study, prof, quiet=True)
 political = C.political_differences(P.silently(P.text_sets, prof, quiet=True))

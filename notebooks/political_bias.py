@@ -65,7 +65,7 @@ from unidetox.analysis.politics.compass import compass_statements
 from unidetox.analysis.politics.report import political_report
 from unidetox.analysis.politics.text import read_texts_csv
 from unidetox.data.political_compass import load_political_compass
-from unidetox.report import page_tables as PT
+from unidetox.report.tables import pages as PT
 
 # runs (or reuses) the pipeline stages these inputs come from; their log lines are hidden in the book
 text_sets = P.silently(P.text_sets, prof, quiet=True)

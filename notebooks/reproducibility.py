@@ -42,9 +42,9 @@ from unidetox import pipeline as P
 from unidetox.config import to_dict
 from unidetox.data.files import resolve_data_dir
 from unidetox.measure.power import N_GRID, half_width, power_from_pilot
-from unidetox.report import facts
-from unidetox.report import page_tables as PT
-from unidetox.report import provenance as pv
+from unidetox.report.provenance import facts
+from unidetox.report.provenance import pages as pv
+from unidetox.report.tables import pages as PT
 
 override_list = pv.override_list(overrides)
 study = P.silently(P.run_all, prof, quiet=True)  # every stage the book reads (reused when already run)

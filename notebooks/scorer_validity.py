@@ -54,7 +54,7 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.measure import validity as V
-from unidetox.report import validity_tables as VT
+from unidetox.report.tables import validity as VT
 
 # %% [markdown]
 # ## The rules, declared before the numbers

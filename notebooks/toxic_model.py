@@ -50,13 +50,13 @@ from myst_nb import glue
 from unidetox import pipeline as P
 from unidetox.analysis import textstats as TS
 from unidetox.analysis.texttype import PROSE_TARGET, text_type_counts
-from unidetox.models import load_tokenizer
-from unidetox.profile_loader import load_profile
-from unidetox.report import facts
-from unidetox.report import page_tables as PT
-from unidetox.report import provenance as pv
-from unidetox.report import tables as T
+from unidetox.config.loader import load_profile
+from unidetox.models.loading import load_tokenizer
 from unidetox.report.claims import DISTILLED
+from unidetox.report.provenance import facts
+from unidetox.report.provenance import pages as pv
+from unidetox.report.tables import main as T
+from unidetox.report.tables import pages as PT
 
 paper = load_profile("paper")
 tox = prof.toxic

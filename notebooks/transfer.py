@@ -47,8 +47,8 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from unidetox import pipeline as P
-from unidetox.report import page_tables as PT
-from unidetox.report import tables as T
+from unidetox.report.tables import main as T
+from unidetox.report.tables import pages as PT
 
 study = P.silently(P.study, prof, quiet=True)
 lr, steps = study.chosen

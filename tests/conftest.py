@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unidetox.models import LoadedModel, load_model
+from unidetox.models.loading import LoadedModel, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("UNIDETOX_DATA_DIR", str(REPO.parent / "shared" / "data"))

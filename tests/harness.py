@@ -242,7 +242,7 @@ def _install_hooks(kill: dict | None, trace_path: str, root: str) -> None:
     """Patch JsonlWriter.append and os.replace in this (forked) process: trace them, die at the kill point."""
     from fnmatch import fnmatch
 
-    import unidetox.jsonl as S
+    import unidetox.store.jsonl as S
 
     root_path = Path(root)
     tfd = os.open(trace_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

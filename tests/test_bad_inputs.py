@@ -23,7 +23,7 @@ import torch
 from harness import DATA_DIR, half_written, temporary_leftovers
 
 from unidetox.cli import run
-from unidetox.models import load_model, save_model
+from unidetox.models.loading import load_model, save_model
 
 PROGRESS = re.compile(r"(\d+%\|)|(it/s\])|(s/it\])")
 
@@ -118,7 +118,7 @@ def offline_hub(tmp: Path, mp) -> list[str]:
 def packaged_not_installed(tmp: Path, mp) -> list[str]:
     import importlib.metadata
 
-    import unidetox.models as M
+    import unidetox.models.loading as M
 
     real = importlib.metadata.version
 
@@ -232,7 +232,7 @@ def toxic_with_other_tokenizer(tmp: Path, mp) -> list[str]:
     """The toxic model on disk was fine-tuned from another base (tiny:llama) than the profile's (tiny:gpt2)."""
     import shutil
 
-    from unidetox.store import StageDir
+    from unidetox.store.run_store import StageDir
 
     st = _toxic_stage(tmp)
     shutil.rmtree(st / "final")
@@ -273,7 +273,7 @@ def disk_full(tmp: Path, mp) -> list[str]:
 
 def disk_full_at_checkpoint(tmp: Path, mp) -> list[str]:
     """The disk fills up while training writes its first checkpoint (safetensors write fails with ENOSPC)."""
-    import unidetox.checkpoint as C
+    import unidetox.store.checkpoint as C
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

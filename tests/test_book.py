@@ -656,8 +656,8 @@ def test_continuations_table_filters_and_sorts_in_chromium(book_repo):
     from playwright.sync_api import sync_playwright
 
     from unidetox import pipeline as P
-    from unidetox.profile_loader import load_profile
-    from unidetox.report.continuations import continuation_frame
+    from unidetox.config.loader import load_profile
+    from unidetox.report.tables.continuations import continuation_frame
 
     prof = load_profile("tiny", [f"runs_dir={book_repo / 'runs'}"])
     study = P.silently(P.study, prof, quiet=True)

@@ -92,7 +92,7 @@ def test_bad_inputs_raise_metric_errors():
 
 
 def test_the_pages_table_and_sentences(curve):
-    from unidetox.report.page_tables import budget_display, budget_sentences
+    from unidetox.report.tables.pages import budget_display, budget_sentences
 
     _, _, table = curve
     table = table.assign(tokens=table.steps * 160, train_seconds=table.steps * 2.0)

@@ -10,7 +10,7 @@ import pytest
 
 from unidetox.cli import run
 from unidetox.config import ConfigError
-from unidetox.jsonl import read_jsonl
+from unidetox.config.loader import load_profile
 from unidetox.measure import evaluate as E
 from unidetox.method.generate import (
     ChatTemplateError,
@@ -22,9 +22,9 @@ from unidetox.method.generate import (
     unit_generator,
 )
 from unidetox.method.sampling import CausalLMSource, sample_loop, strip_after_eos
-from unidetox.models import load_model, save_model
+from unidetox.models.loading import load_model, save_model
 from unidetox.pipeline.evaluation import generation_key
-from unidetox.profile_loader import load_profile
+from unidetox.store.jsonl import read_jsonl
 
 # A ChatML-like template in the style of SmolLM2's (its own is checked in test_packaged_templates below)
 TEMPLATE = (
@@ -148,7 +148,7 @@ def test_score_in_chat_mode_records_the_template_hash(chat_llama, tmp_path, caps
 def test_packaged_templates():
     """SmolLM2-135M-Instruct keeps its ChatML template after de-quantisation; Gemma-3-270M (a base model) has none,
     so auto evaluates it as raw text."""
-    from unidetox.models import load_tokenizer
+    from unidetox.models.loading import load_tokenizer
 
     smol = load_tokenizer("packaged:smollm2-135m")
     (text,), _ = render_prompts(smol, ["Hi"], GenerationSettings(chat=True))

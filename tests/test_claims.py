@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
-from unidetox.jsonl import read_jsonl
+from unidetox.config.loader import load_profile
 from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, TOXICITY_METRICS
 from unidetox.measure.scorers import load_scorer
-from unidetox.profile_loader import load_profile
 from unidetox.report import claims as C
-from unidetox.report.tables import verdicts
+from unidetox.report.tables.main import verdicts
+from unidetox.store.jsonl import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +379,7 @@ def test_misspelt_specs_fail_before_anything_is_written(tmp_path, capsys, comman
 
 def test_hub_ids_and_folders_that_are_models_pass_the_spec_check(tmp_path):
     from unidetox.measure.scorers import check_scorer_spec
-    from unidetox.models import check_model_spec
+    from unidetox.models.loading import check_model_spec
     from unidetox.pipeline.study import check_specs
 
     check_specs(load_profile("tiny"))

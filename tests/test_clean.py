@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from unidetox.cli import run
-from unidetox.links import link_identical
-from unidetox.lock import store_lock
+from unidetox.config.loader import load_profile
 from unidetox.pipeline.clean import human, removable
-from unidetox.profile_loader import load_profile
-from unidetox.store import CLEANED, DONE, StageDir, read_json, sha256_file
+from unidetox.store.links import link_identical
+from unidetox.store.lock import store_lock
+from unidetox.store.run_store import CLEANED, DONE, StageDir, read_json, sha256_file
 
 
 def _cli(*args, runs):
@@ -128,7 +128,7 @@ def test_pipeline_after_clean_recomputes_nothing(runs, capsys):
 
 def test_a_removed_model_is_retrained_identically_when_read(runs, capsys):
     from unidetox import pipeline as P
-    from unidetox.profile_loader import load_profile
+    from unidetox.config.loader import load_profile
 
     st = _detox(runs, "unidetox", 1e-4)
     recorded = read_json(st / DONE)["files"]["steps/2/model.safetensors"]
@@ -161,9 +161,9 @@ def test_weights_that_an_unfinished_stage_reads_are_kept(tmp_path):
     [("nothate", 1e-3, "detox.train.seed=7"), ("unidetox", 1e-3, "distill.seed=7")],  # the stage's own; upstream
 )
 def test_a_removed_model_read_with_another_profile_is_refused(runs, method, lr, setting):
+    from unidetox.config.loader import load_profile
     from unidetox.pipeline.runtime import restore
-    from unidetox.profile_loader import load_profile
-    from unidetox.store import StoreError
+    from unidetox.store.run_store import StoreError
 
     st = _detox(runs, method, lr)
     removed = read_json(st / CLEANED)["removed"]
@@ -178,8 +178,8 @@ def test_a_removed_model_read_with_another_profile_is_refused(runs, method, lr, 
 
 
 def test_a_removed_expert_model_is_retrained_identically_from_the_profile(runs, capsys):
+    from unidetox.config.loader import load_profile
     from unidetox.pipeline.runtime import load_lm
-    from unidetox.profile_loader import load_profile
 
     st = next(runs.glob("tiny/expert-model/*"))
     assert read_json(st / CLEANED)["removed"] == ["final"]
@@ -191,9 +191,9 @@ def test_a_removed_expert_model_is_retrained_identically_from_the_profile(runs, 
 
 
 def test_a_stage_trained_on_a_users_file_is_not_recomputed_from_a_profile(tmp_path):
+    from unidetox.config.loader import load_profile
     from unidetox.pipeline.rebuild import stage_call
-    from unidetox.profile_loader import load_profile
-    from unidetox.store import StoreError
+    from unidetox.store.run_store import StoreError
 
     st = StageDir.create(tmp_path, "tiny", "detox", {"target": "tiny:gpt2", "method": "texts"})
     with pytest.raises(StoreError, match="method 'texts' cannot be recomputed from a profile"):

@@ -141,7 +141,7 @@ def test_paired_ci_needs_the_same_prompts():
 
 
 def test_verdicts_state_the_interval_and_the_floor():
-    from unidetox.report.tables import verdicts
+    from unidetox.report.tables.main import verdicts
 
     main = pd.DataFrame(
         [

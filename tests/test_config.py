@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from unidetox.config import PROFILE_DIR, PROFILES, ConfigError, Profile, to_dict
-from unidetox.profile_loader import from_dict, load_profile
+from unidetox.config.loader import from_dict, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_every_setting_has_one_line_of_help():
 
 
 def test_settings_page_is_the_generated_output():
-    from unidetox.report.settings_table import settings_markdown
+    from unidetox.report.tables.settings import settings_markdown
 
     page = (REPO / "book" / "settings.md").read_text(encoding="utf-8")
     assert page == settings_markdown(), "book/settings.md is stale: run `make settings`"
@@ -125,7 +125,7 @@ def test_unknown_profile(tmp_path):
 
 
 def test_notebook_profile_accepts_papermill_strings():
-    from unidetox.profile_loader import notebook_profile
+    from unidetox.config.loader import notebook_profile
 
     assert notebook_profile("tiny", '["distill.alpha=0.5", "eval.seeds=[1]"]').eval.seeds == (1,)
     assert notebook_profile("tiny", "distill.alpha=0.5").distill.alpha == 0.5

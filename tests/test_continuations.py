@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unidetox.report.continuations import (
+from unidetox.report.tables.continuations import (
     FILTER_COLUMNS,
     continuation_frame,
     interactive_html,

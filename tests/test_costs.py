@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
+from unidetox.models.tiny import TINY_SPECS
 from unidetox.scale import costs as C
 from unidetox.scale.shapes import HUB_ARCHS, arch_from_config, arch_of
-from unidetox.tiny_models import TINY_SPECS
 
 
 def numel(model: torch.nn.Module) -> int:

@@ -306,7 +306,7 @@ overrides = []
 # %%
 with open("executions.log", "a") as f:
     f.write("a\\n")
-from unidetox.profile_loader import load_profile
+from unidetox.config.loader import load_profile
 
 p = load_profile(profile, overrides)
 print("alpha", p.distill.alpha, "targets", list(p.detox.targets))

@@ -56,7 +56,7 @@ import torch
 from harness import REFERENCE_COMMANDS, compare_trees, reference_run, run_cli, tiny_args, tree_hashes
 
 from unidetox.data.checksums import text_fingerprint
-from unidetox.jsonl import read_jsonl
+from unidetox.store.jsonl import read_jsonl
 
 REFERENCE_FILE = Path(__file__).parent / "reference" / "tiny_headline.json"
 PINNED_METHODS = ("none", "unidetox")

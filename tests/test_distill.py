@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from unidetox.config import DistillConfig
-from unidetox.jsonl import read_jsonl
 from unidetox.measure.contrast import contrast_per_token
 from unidetox.method import distill as D
 from unidetox.method.sampling import (
@@ -22,6 +21,7 @@ from unidetox.method.sampling import (
     sample,
     sample_loop,
 )
+from unidetox.store.jsonl import read_jsonl
 
 
 def _logp(probs):
@@ -227,8 +227,8 @@ def test_same_seed_same_texts_other_seed_differs(tiny_gpt2, tiny_toxic, tmp_path
 def test_distill_stage_context_is_the_decoders_prefix(tmp_path, one_torch_thread):
     """`distill.context` reaches the decoder as tokens after BOS; left empty it stays out of the stage key."""
     from unidetox import pipeline as P
-    from unidetox.models import load_model
-    from unidetox.profile_loader import load_profile
+    from unidetox.config.loader import load_profile
+    from unidetox.models.loading import load_model
 
     sets = [f"runs_dir={tmp_path}", "distill.num_texts=3", "distill.max_new_tokens=6", "distill.batch_size=3"]
     plain = load_profile("tiny", sets)
@@ -252,7 +252,7 @@ def _with_control_tokens(lm, n: int = 100):
     """A copy of `lm` (tiny:llama) whose tokenizer has `n` extra special tokens, one multimodal placeholder named by
     the model's config (as Gemma 3's image token) and one ordinary added token (as Gemma's ``<table>``); their
     embedding and output rows copy those of byte tokens, so the model gives them ordinary probabilities."""
-    from unidetox.models import LoadedModel
+    from unidetox.models.loading import LoadedModel
 
     tok, model = copy.deepcopy(lm.tokenizer), copy.deepcopy(lm.model)
     first = len(tok)

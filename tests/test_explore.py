@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from unidetox import pipeline as P
-from unidetox.jsonl import read_jsonl
+from unidetox.config.loader import load_profile
 from unidetox.measure.scorers import load_scorer
 from unidetox.pipeline.explore import (
     COLUMNS,
@@ -25,7 +25,7 @@ from unidetox.pipeline.explore import (
     summary,
     toxigen_choices,
 )
-from unidetox.profile_loader import load_profile
+from unidetox.store.jsonl import read_jsonl
 
 PROMPT = "the people who live next door are"
 
@@ -68,7 +68,7 @@ def test_run_reproduces_the_evaluation_of_the_same_prompt(tmp_path, one_torch_th
                                     f"eval.samples_per_prompt={k}", "eval.seeds=[42, 43]"])  # fmt: skip
     stage = P.evaluate(profile, P.untouched("tiny:gpt2"), perplexity=False, quiet=True)
     stored = pd.DataFrame(read_jsonl(stage / "generations.jsonl"))
-    from unidetox.models import load_model
+    from unidetox.models.loading import load_model
 
     ex = Explorer(profile, [Model("tiny:gpt2", "No detoxification", load_model("tiny:gpt2"))], load_scorer("tiny"))
     for seed in (42, 43):

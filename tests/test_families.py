@@ -13,7 +13,7 @@ from unidetox.cli import run
 from unidetox.config import DistillConfig
 from unidetox.method import distill as Dist
 from unidetox.method.train_setup import tokenize_texts
-from unidetox.models import LoadedModel, load_model, load_tokenizer
+from unidetox.models.loading import LoadedModel, load_model, load_tokenizer
 
 FAMILIES = ("tiny:gpt2", "tiny:opt", "tiny:falcon", "tiny:llama")
 

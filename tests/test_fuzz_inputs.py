@@ -26,10 +26,10 @@ from test_bad_inputs import check_failure
 
 from unidetox.cli import run
 from unidetox.config import ConfigError, to_dict
-from unidetox.models import load_tokenizer
-from unidetox.profile_loader import load_profile
-from unidetox.report.settings_table import settings as all_settings
-from unidetox.texts import TextSourceError, read_texts
+from unidetox.config.loader import load_profile
+from unidetox.data.texts import TextSourceError, read_texts
+from unidetox.models.loading import load_tokenizer
+from unidetox.report.tables.settings import settings as all_settings
 
 #: hypothesis settings of every test here: no deadline (a shared 2-core machine), no example database in the
 #: repository, and function-scoped fixtures are fine (each example writes under its own fresh folder)

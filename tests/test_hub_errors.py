@@ -69,7 +69,7 @@ def test_model_id_that_does_not_exist(monkeypatch, tmp_path, capsys):
 
 
 def test_hub_problem_classifies_wrapped_errors():
-    from unidetox.hub import hub_problem
+    from unidetox.models.hub import hub_problem
 
     req = httpx2.Request("GET", "https://huggingface.co/x")
     gated = E.GatedRepoError("gated", response=httpx2.Response(403, request=req))

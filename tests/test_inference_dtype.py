@@ -15,11 +15,11 @@ import torch
 
 import unidetox.pipeline.evaluation as ev
 import unidetox.pipeline.runtime as rt
-from unidetox import precision as P
-from unidetox.models import load_model
+from unidetox.config.loader import load_profile
+from unidetox.models import precision as P
+from unidetox.models.loading import load_model
 from unidetox.pipeline.candidates import untouched
-from unidetox.profile_loader import load_profile
-from unidetox.store import StageDir
+from unidetox.store.run_store import StageDir
 
 # evaluate / mmlu keys of an untouched target, computed with the code before eval.inference_dtype existed
 # (main at aca531a): existing fp32 runs must keep them
@@ -78,7 +78,7 @@ def stage_keys(profile, target: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize(("name", "target"), list(KEYS_BEFORE))
 def test_fp32_runs_keep_their_stage_keys_and_bf16_gets_its_own(name, target, monkeypatch):
-    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     profile = load_profile(name)
     if name == "tiny":  # the tiny profile pins fp32: its random models' numbers are pinned by the tests
         assert profile.eval.inference_dtype == "fp32" and rt.eval_dtype(profile) == torch.float32
@@ -90,12 +90,12 @@ def test_fp32_runs_keep_their_stage_keys_and_bf16_gets_its_own(name, target, mon
         assert stage_keys(profile, target) == fp32
     else:  # auto on a CPU with avx512_bf16 is bf16 (and keyed so); without it, fp32 and the old key
         assert stage_keys(profile, target) == bf16
-        monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512f"})
+        monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: {"avx512f"})
         assert stage_keys(profile, target) == fp32
 
 
 def test_the_key_names_the_dtype_only_where_it_differs_from_the_device_default(monkeypatch):
-    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: {"avx512_bf16"})
     cpu = load_profile("cpu")
     assert rt.eval_dtype_key(cpu) == {"inference_dtype": "bf16"}
     assert rt.eval_dtype_key(dataclasses.replace(cpu, eval=dataclasses.replace(cpu.eval, inference_dtype="fp32"))) == {}

@@ -43,16 +43,16 @@ from harness import (
 import unidetox.pipeline as P
 from unidetox.cli import run
 from unidetox.config import ConfigError, DistillConfig, EvalConfig, TrainConfig
-from unidetox.jsonl import read_jsonl
-from unidetox.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
+from unidetox.config.loader import load_profile, parse_override
 from unidetox.measure.evaluate import EvaluationError, prompt_budget
 from unidetox.method.distill import DistillError, check_length
 from unidetox.method.generate import GenerationSettings, fit_left, generate_unit, unit_generator
 from unidetox.method.sampling import CausalLMSource, sample_loop, strip_after_eos
 from unidetox.method.train import TrainError, train_causal_lm
-from unidetox.models import ModelLoadError, load_model, save_model
-from unidetox.profile_loader import load_profile, parse_override
-from unidetox.store import StageDir, atomic_dir, read_json, write_text
+from unidetox.models.loading import ModelLoadError, load_model, save_model
+from unidetox.store.jsonl import read_jsonl
+from unidetox.store.lock import HOLDER, LOCK, StoreBusy, holder, store_lock
+from unidetox.store.run_store import StageDir, atomic_dir, read_json, write_text
 
 
 def tiny(runs: Path, *sets: str) -> list[str]:
@@ -77,7 +77,7 @@ def _holder(root: Path, *, release_on_stdin: bool = False) -> subprocess.Popen:
     """A process holding the run store lock of ``<root>/tiny`` (``command="holder-test"``) until killed, or until
     a line arrives on its stdin (then it leaves the lock without writing anything)."""
     code = (
-        "import sys\nfrom unidetox.lock import store_lock\n"
+        "import sys\nfrom unidetox.store.lock import store_lock\n"
         "with store_lock(sys.argv[1], 'tiny', command='holder-test'):\n"
         "    print('held', flush=True)\n"
         "    sys.stdin.readline() if sys.argv[2] == '1' else __import__('time').sleep(600)\n"
@@ -92,7 +92,7 @@ def _holder(root: Path, *, release_on_stdin: bool = False) -> subprocess.Popen:
 def _waiter(root: Path) -> subprocess.Popen:
     """A process that waits for the lock of ``<root>/tiny``, then prints 'got' and whether the lock file exists."""
     code = (
-        "import sys, os\nfrom unidetox.lock import store_lock\n"
+        "import sys, os\nfrom unidetox.store.lock import store_lock\n"
         "with store_lock(sys.argv[1], 'tiny', command='waiter') as r:\n"
         "    print('got', os.path.exists(os.path.join(r, '.lock')), flush=True)\n"
     )
@@ -564,9 +564,9 @@ def test_sigterm_handler_is_restored_after_run(tmp_path, capsys):
 
 def test_a_later_stage_checks_the_sha256_of_what_it_opens(tmp_path, tiny_gpt2):
     """A same-size change that size checks miss is caught when a later stage opens the weights or the texts."""
-    from unidetox.models import load_model, save_model
+    from unidetox.models.loading import load_model, save_model
     from unidetox.pipeline import distilled_texts
-    from unidetox.store import StoreError, check_opened, write_text
+    from unidetox.store.run_store import StoreError, check_opened, write_text
 
     st = StageDir.create(tmp_path, "tiny", "toxic-model", {"x": 1})
     save_model(tiny_gpt2, st / "final")

@@ -18,7 +18,7 @@ from unidetox.measure.likelihood import (
     continuation_logprobs_shared,
     encode_pairs,
 )
-from unidetox.models import load_model as _load_model
+from unidetox.models.loading import load_model as _load_model
 
 # each tiny model is built once per module (tiny:gpt2 takes a moment on a busy CPU); tests do not modify them
 load_model = functools.cache(_load_model)

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from unidetox.cli import run
-from unidetox.jsonl import read_jsonl
+from unidetox.config.loader import load_profile
 from unidetox.measure import lmeval_results as R
 from unidetox.pipeline.score import score_models
-from unidetox.profile_loader import load_profile
+from unidetox.store.jsonl import read_jsonl
 
 lm_eval = pytest.importorskip("lm_eval")  # the optional extra; pinned in requirements.txt, so CI runs this file
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def test_hf_model_agrees_within_the_bootstrap_interval(work, tmp_path, monkeypat
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    from unidetox.models import load_model, save_model
+    from unidetox.models.loading import load_model, save_model
     from unidetox.pipeline.lmeval_task import write_lm_eval_task
     from unidetox.pipeline.runtime import silently
     from unidetox.pipeline.score import eval_overrides

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 import torch
 
-from unidetox.adapters import AdapterError, lora_param_count, lora_targets
 from unidetox.cli import run
 from unidetox.config import ConfigError, LoraSettings, ScaleConfig, TrainConfig
+from unidetox.config.loader import load_profile
 from unidetox.measure import evaluate as E
 from unidetox.method.generate import GenerationSettings, generate_unit, unit_generator
 from unidetox.method.train import train_causal_lm
 from unidetox.method.train_state import run_fingerprint
-from unidetox.models import load_model
-from unidetox.profile_loader import load_profile
+from unidetox.models.adapters import AdapterError, lora_param_count, lora_targets
+from unidetox.models.loading import load_model
+from unidetox.models.tiny import tiny_config
 from unidetox.report.cards import render_model_card
 from unidetox.scale import costs as C
 from unidetox.scale.shapes import HUB_ARCHS, arch_of, lora_params_of
-from unidetox.tiny_models import tiny_config
 
 FAMILIES = ("tiny:gpt2", "tiny:opt", "tiny:falcon", "tiny:llama")
 TEXTS = ["The cat sat on the mat.", "Dogs bark", "Hello world, how are you", "Some more words in a row"]

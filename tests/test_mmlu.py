@@ -14,7 +14,7 @@ import torch
 from unidetox.config import DataConfig
 from unidetox.data.mmlu import load_mmlu
 from unidetox.measure.mmlu import MMLUError, build_prompt, mmlu_summary, score_mmlu, split_context
-from unidetox.models import load_model as _load_model
+from unidetox.models.loading import load_model as _load_model
 
 # each tiny model is built once per module (tiny:gpt2 takes a moment on a busy CPU); tests do not modify them
 load_model = functools.cache(_load_model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unidetox import models as M
+from unidetox.models import loading as M
 
 
 def test_tiny_models_are_fixed_functions_of_their_name():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unidetox.measure.nll_agreement import Agreement, nll_agreement, relative_difference, split_halves, text_nll
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 
 TEXTS = ["the cat sat on the mat today", "a b", "one two three", "people from everywhere are welcome here"]
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from unidetox.config import ConfigError
-from unidetox.profile_loader import RUNS_DIR_ENV, notebook_profile
+from unidetox.config.loader import RUNS_DIR_ENV, notebook_profile
 from unidetox.report.book import find_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_setup_returns_the_profile_and_quiets_progress_output(monkeypatch):
 
 
 def test_mean_std_table_of_the_base_and_the_toxic_model():
-    from unidetox.report import page_tables as PT
+    from unidetox.report.tables import pages as PT
 
     rows = pd.DataFrame(
         [
@@ -170,7 +170,7 @@ def test_mean_std_table_of_the_base_and_the_toxic_model():
 
 def test_text_stats_table_turns_the_statistics_on_their_side():
     from unidetox.analysis.textstats import STATS_COLUMNS
-    from unidetox.report import page_tables as PT
+    from unidetox.report.tables import pages as PT
 
     stats = pd.DataFrame([{k: 0 if k == "set" else 1.23456 for k in STATS_COLUMNS} | {"set": s} for s in "ab"])
     table = PT.text_stats_table(stats)
@@ -181,7 +181,7 @@ def test_text_stats_table_turns_the_statistics_on_their_side():
 
 
 def test_transfer_gaps_and_distinctive_words():
-    from unidetox.report import page_tables as PT
+    from unidetox.report.tables import pages as PT
 
     transfer = pd.DataFrame({"target": ["x", "y"], "method": ["UniDetox"] * 2, "TP (in) gap": [0.1, 0.0],
                              "EMT (in) gap": [0.2, -0.1]})  # fmt: skip

@@ -14,7 +14,7 @@ import torch
 
 from unidetox.cli import run
 from unidetox.config import ScaleConfig, TrainConfig
-from unidetox.models import load_model, save_model
+from unidetox.models.loading import load_model, save_model
 from unidetox.scale import costs as C
 from unidetox.scale import hardware as HW
 from unidetox.scale.errors import PlanError
@@ -172,7 +172,7 @@ def test_packaged_model_counts_equal_the_loaded_models(spec):
 def test_each_launched_process_loads_onto_its_own_gpu(monkeypatch):
     """Under torchrun / accelerate launch, models are loaded before accelerate starts: 'cuda' must mean this
     process's GPU (LOCAL_RANK), not GPU 0 for all eight processes."""
-    from unidetox.models import resolve_device
+    from unidetox.models.loading import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)

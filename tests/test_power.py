@@ -183,7 +183,7 @@ def test_pilot_without_toxic_prompts_never_excludes_zero():
 
 
 def test_page_table_and_sentences():
-    from unidetox.report.page_tables import power_display, power_sentences
+    from unidetox.report.tables.pages import power_display, power_sentences
 
     a, b = _records(8, seed=5)
     plan = power_from_pilot(per_prompt_values(a), per_prompt_values(b), COSTS, ns=[8, 64])

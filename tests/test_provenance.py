@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from unidetox.config import to_dict
-from unidetox.profile_loader import load_profile
-from unidetox.report import facts
-from unidetox.report import provenance as pv
+from unidetox.config.loader import load_profile
+from unidetox.report.provenance import facts
+from unidetox.report.provenance import pages as pv
 
 SENTINEL = "hf_SENTINELsecretVALUE123456"
 

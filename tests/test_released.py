@@ -10,11 +10,11 @@ from harness import DATA_DIR
 
 from unidetox import pipeline as P
 from unidetox.cli import run
-from unidetox.methods import BASELINES, FINETUNED, FINETUNED_BASELINES, METHODS
+from unidetox.config.compared_methods import BASELINES, FINETUNED, FINETUNED_BASELINES, METHODS
+from unidetox.config.loader import load_profile
+from unidetox.data.texts import RELEASED_CSV, TextSourceError
 from unidetox.pipeline.detox import training_texts
-from unidetox.profile_loader import load_profile
-from unidetox.report import tables as T
-from unidetox.texts import RELEASED_CSV, TextSourceError
+from unidetox.report.tables import main as T
 
 RELEASED = DATA_DIR / RELEASED_CSV
 

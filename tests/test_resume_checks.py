@@ -15,12 +15,12 @@ import pytest
 
 import unidetox.pipeline as P
 from unidetox.config import DistillConfig
-from unidetox.jsonl import INT, TEXT, JsonlWriter, Schema, read_jsonl
+from unidetox.config.loader import load_profile
 from unidetox.measure.evaluate import GENERATION, PERPLEXITY
 from unidetox.method import distill as D
 from unidetox.method.train import TRAIN_LOG
-from unidetox.profile_loader import load_profile
-from unidetox.store import DONE, StoreError
+from unidetox.store.jsonl import INT, TEXT, JsonlWriter, Schema, read_jsonl
+from unidetox.store.run_store import DONE, StoreError
 
 ROW = Schema("row", {"i": INT, "text": TEXT})
 

@@ -10,11 +10,11 @@ import torch
 from numerics import assert_same_training, sgd_instead_of_adamw
 
 from unidetox.config import ConfigError, ScaleConfig, TrainConfig
+from unidetox.config.loader import load_profile
 from unidetox.method.batches import pad_batch, token_nll
 from unidetox.method.train import train_causal_lm
 from unidetox.method.train_setup import mixed_precision, set_checkpointing, tokenize_texts
-from unidetox.models import load_model
-from unidetox.profile_loader import load_profile
+from unidetox.models.loading import load_model
 from unidetox.scale.accelerate_configs import CONFIGS, accelerate_config
 from unidetox.scale.errors import PlanError
 from unidetox.scale.hardware import Hardware
@@ -150,7 +150,7 @@ TRAIN_SCRIPT = """
 import sys
 import torch
 from unidetox.config import ScaleConfig, TrainConfig
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 from unidetox.method.train import train_causal_lm
 torch.optim.AdamW = lambda groups, lr, **_: torch.optim.SGD(groups, lr=lr)  # see sgd_instead_of_adamw
 texts = ["the cat sat on the mat", "a dog ran far away from home today", "hello", "one two three four five six",

@@ -28,7 +28,7 @@ from harness import FAKE_TOKEN, REPO, cli_env, half_written, reference_run, run_
 import unidetox.measure.scorers.toxblock as S
 from unidetox.cli import run
 from unidetox.config import PROFILES, Profile, to_dict
-from unidetox.profile_loader import load_profile
+from unidetox.config.loader import load_profile
 
 SOURCES = sorted((REPO / "unidetox").glob("*.py"))
 TOKEN_SHAPED = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # what a real Hugging Face access token looks like
@@ -59,7 +59,7 @@ class HubRecorder:
     def __init__(self, monkeypatch):
         import transformers
 
-        from unidetox.tiny_models import tiny_tokenizer
+        from unidetox.models.tiny import tiny_tokenizer
 
         self.calls: list[tuple[str, str, dict]] = []
 
@@ -257,14 +257,14 @@ import os
 
 from unidetox import pipeline as P
 from unidetox.config import to_dict
-from unidetox.profile_loader import notebook_profile
+from unidetox.config.loader import notebook_profile
 
 prof = notebook_profile(profile, overrides)
 print("token set in this kernel:", os.environ.get("HF_TOKEN", "")[:3] == "hf_")
 print(to_dict(prof))
 display(P.stage_summaries(prof).head())
 try:
-    from unidetox.report import facts as pv
+    from unidetox.report.provenance import facts as pv
 except ImportError:
     pv = None
 if pv is not None and hasattr(pv, "environment"):

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from unidetox.jsonl import JsonlWriter, read_jsonl
-from unidetox.store import StageDir, StoreError, atomic_path, stage_key, write_json
+from unidetox.store.jsonl import JsonlWriter, read_jsonl
+from unidetox.store.run_store import StageDir, StoreError, atomic_path, stage_key, write_json
 
 
 def test_key_depends_on_config_and_inputs_only():

@@ -12,8 +12,8 @@ import pytest
 from unidetox import pipeline as P
 from unidetox.cli import run
 from unidetox.config import ConfigError
-from unidetox.methods import FINETUNED
-from unidetox.profile_loader import load_profile
+from unidetox.config.compared_methods import FINETUNED
+from unidetox.config.loader import load_profile
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_rerun_reuses_everything(tiny_study, capsys):
 def test_power_pilot_is_the_reports_untouched_base_and_unidetox(tiny_study):
     """The pilot's per-prompt values give the study's ΔEMT(in); its cost counts every evaluate stage of the run."""
     from unidetox.measure.power import in_distribution_mean
-    from unidetox.store import read_json
+    from unidetox.store.run_store import read_json
 
     profile, st = tiny_study
     pilot = P.power_pilot(profile, quiet=True)

@@ -7,10 +7,10 @@ import pytest
 
 from unidetox import pipeline as P
 from unidetox.analysis import texttype as T
-from unidetox.methods import METHODS
-from unidetox.profile_loader import load_profile
-from unidetox.report import page_tables as PT
-from unidetox.texts import read_released
+from unidetox.config.compared_methods import METHODS
+from unidetox.config.loader import load_profile
+from unidetox.data.texts import read_released
+from unidetox.report.tables import pages as PT
 
 
 @pytest.fixture(scope="module")

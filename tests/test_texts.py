@@ -9,7 +9,7 @@ import json
 import pytest
 from harness import DATA_DIR
 
-from unidetox.texts import RELEASED_CSV, TextSourceError, read_texts
+from unidetox.data.texts import RELEASED_CSV, TextSourceError, read_texts
 
 
 def test_released_csv_reads_640_texts_with_its_file_hash():

@@ -10,19 +10,9 @@ import pytest
 import torch
 from numerics import assert_same_training, sgd_instead_of_adamw
 
-import unidetox.checkpoint as ckpt_mod
 import unidetox.method.train_setup as setup_mod
-from unidetox.checkpoint import (
-    CheckpointError,
-    capture_rng,
-    flatten_state,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-    unflatten_state,
-)
+import unidetox.store.checkpoint as ckpt_mod
 from unidetox.config import ScaleConfig, TrainConfig
-from unidetox.jsonl import read_jsonl
 from unidetox.method.batches import (
     batch_indices,
     epoch_order,
@@ -36,7 +26,17 @@ from unidetox.method.batches import (
 from unidetox.method.train import train_causal_lm
 from unidetox.method.train_setup import tokenize_texts
 from unidetox.method.train_state import TrainError
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
+from unidetox.store.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    flatten_state,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unflatten_state,
+)
+from unidetox.store.jsonl import read_jsonl
 
 TEXTS = [
     "The cat sat on the mat.",

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from unidetox.config import ScaleConfig, TrainConfig
+from unidetox.config.loader import load_profile
 from unidetox.method.train import train_causal_lm
 from unidetox.method.train_setup import mixed_precision
-from unidetox.models import load_model
+from unidetox.models.loading import load_model
 from unidetox.pipeline import runtime as rt
 from unidetox.pipeline.detox import detox_stage
 from unidetox.pipeline.toxic import finetune_stage
-from unidetox.profile_loader import load_profile
 
 # (toxic-model, expert-model, detox) keys computed by the code before CPUs trained in bf16 (main at 22ea11d):
 # fp32 runs on a CPU must keep them
@@ -34,10 +34,10 @@ def keys(profile, target, lr, steps) -> tuple[str, str, str]:
 
 def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: {"avx2", "avx512f"})
     assert mixed_precision(ScaleConfig(), cpu) == "no" and mixed_precision(ScaleConfig(), cuda) == "bf16"
     for flag in ("avx512_bf16", "amx_bf16"):
-        monkeypatch.setattr("unidetox.precision.cpu_flags", lambda flag=flag: {"avx2", flag})
+        monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda flag=flag: {"avx2", flag})
         assert mixed_precision(ScaleConfig(), cpu) == "bf16"
         assert mixed_precision(ScaleConfig(mixed_precision="fp32"), cpu) == "no"
 
@@ -45,7 +45,7 @@ def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch):
 @pytest.mark.parametrize("case", list(KEYS_BEFORE))
 def test_fp32_training_keeps_its_keys_and_bf16_gets_its_own(case, monkeypatch):
     name, *args = case
-    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: BF16_CPU)
+    monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: BF16_CPU)
     fp32 = keys(load_profile(name, ["scale.mixed_precision=fp32"]), *args)
     assert fp32 == KEYS_BEFORE[case], "the stage keys of existing fp32 training runs changed"
     bf16 = keys(load_profile(name, ["scale.mixed_precision=bf16"]), *args)
@@ -54,12 +54,12 @@ def test_fp32_training_keeps_its_keys_and_bf16_gets_its_own(case, monkeypatch):
         assert load_profile(name).scale.mixed_precision == "fp32" and keys(load_profile(name), *args) == fp32
     else:  # auto: bf16 (and keyed so) on a CPU with avx512_bf16; without it, fp32 and the old keys
         assert keys(load_profile(name), *args) == bf16
-        monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: {"avx512f"})
+        monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: {"avx512f"})
         assert keys(load_profile(name), *args) == fp32
 
 
 def test_the_key_names_the_precision_only_where_it_differs_from_the_device_default(monkeypatch):
-    monkeypatch.setattr("unidetox.precision.cpu_flags", lambda: BF16_CPU)
+    monkeypatch.setattr("unidetox.models.precision.cpu_flags", lambda: BF16_CPU)
     cpu = load_profile("cpu")
     fp32 = dataclasses.replace(cpu, scale=ScaleConfig(mixed_precision="fp32"))
     assert rt.train_precision_key(cpu) == {"mixed_precision": "bf16"} and rt.train_precision_key(fp32) == {}

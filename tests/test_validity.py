@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from unidetox.config import DataConfig
+from unidetox.config.loader import load_profile
 from unidetox.data.wikitext import detokenize, wikitext_sentences
 from unidetox.measure import validity as V
 from unidetox.measure.metrics import MetricError
-from unidetox.profile_loader import load_profile
 
 
 def brute_force_auc(scores, labels) -> float:
@@ -306,7 +306,7 @@ def test_a_misspelt_validity_scorer_fails_before_anything_is_written(tmp_path, c
 
 
 def test_page_sentences_and_cells():
-    from unidetox.report import validity_tables as VT
+    from unidetox.report.tables import validity as VT
 
     assert VT.validity_cell("AUC", 0.6523, 0.64, 0.665) == "0.652 [0.640, 0.665]"
     assert VT.validity_cell("FPR", 0.02, 0.011, 0.034, 6) == "2.0% [1.1%, 3.4%] (6)"

@@ -13,13 +13,13 @@ from harness import DATA_DIR, half_written, temporary_leftovers
 from test_bad_inputs import check_failure
 
 from unidetox.cli import run
+from unidetox.config.loader import load_profile
+from unidetox.data.texts import RELEASED_CSV
 from unidetox.measure.metrics import summarize_over_seeds
 from unidetox.pipeline.detox_file import paper_train_config
 from unidetox.pipeline.score import model_key
-from unidetox.profile_loader import load_profile
 from unidetox.report.card_metadata import table_problems
 from unidetox.report.cards import base_model_info
-from unidetox.texts import RELEASED_CSV
 
 RELEASED = DATA_DIR / RELEASED_CSV
 TRAIN = ["--steps", "2", "--batch-size", "2", "--max-length", "24"]
@@ -58,7 +58,7 @@ def test_detox_writes_a_loadable_hub_style_folder_with_a_card(work):
     model = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
     tok = AutoTokenizer.from_pretrained(out)
     assert tok("hello").input_ids and model.config.model_type == "gpt2"
-    from unidetox.models import load_model
+    from unidetox.models.loading import load_model
 
     untouched = load_model("tiny:gpt2").model.state_dict()
     changed = [k for k, v in model.state_dict().items() if k in untouched and not torch.equal(v, untouched[k])]
@@ -139,7 +139,7 @@ def test_paper_configuration_is_the_default():
 
 
 def _weightless(tmp: Path) -> Path:
-    from unidetox.models import load_model, save_model
+    from unidetox.models.loading import load_model, save_model
 
     save_model(load_model("tiny:gpt2"), tmp / "m")
     for f in (tmp / "m").glob("*.safetensors"):

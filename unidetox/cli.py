@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 from unidetox.config import PROFILES, ConfigError
+from unidetox.config.loader import load_profile
 from unidetox.errors import UnidetoxError
-from unidetox.profile_loader import load_profile
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _verify(profile, args) -> int:
     """Print each damaged stage of the profile's run store and a summary line; 1 if any is damaged, else 0."""
-    from unidetox.store import StoreError, describe_damage, verify_store
+    from unidetox.store.run_store import StoreError, describe_damage, verify_store
 
     root = Path(profile.runs_dir) / profile.name
     if not root.is_dir():
@@ -144,7 +144,7 @@ def _interrupted(profile, since: float, how: str) -> str:
 
 def _store_lock(profile, args, argv: list[str] | None):
     """The run store's lock for a command that writes (on the main process only under torchrun/accelerate)."""
-    from unidetox.lock import store_lock
+    from unidetox.store.lock import store_lock
 
     if args.command in ("verify", "plan") or os.environ.get("RANK", "0") != "0":
         return contextlib.nullcontext()
@@ -154,7 +154,7 @@ def _store_lock(profile, args, argv: list[str] | None):
 
 def _plan(profile, args) -> None:
     from unidetox.pipeline.plan import check, plan_profile
-    from unidetox.report.plan_tables import format_markdown, format_plan
+    from unidetox.report.tables.plan import format_markdown, format_plan
     from unidetox.scale.hardware import hardware
 
     hw = hardware(args.gpu, args.gpus, args.strategy, profile.device)
@@ -251,7 +251,7 @@ def _detox(profile, args) -> None:
 
 def _score(profile, args) -> None:
     from unidetox.pipeline.score import eval_overrides, score_models, write_summary
-    from unidetox.report.score_tables import format_table
+    from unidetox.report.tables.score import format_table
 
     profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
                              prompts_per_domain=args.prompts_per_domain, chat_template=args.chat_template,
@@ -356,7 +356,7 @@ def run(argv: list[str] | None = None) -> int:
         print(accelerate_config(args.name))
         return 0
     if args.command == "settings":
-        from unidetox.report.settings_table import settings_markdown, settings_text
+        from unidetox.report.tables.settings import settings_markdown, settings_text
 
         print(settings_markdown() if args.markdown else settings_text(), end="")
         return 0

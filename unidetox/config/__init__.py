@@ -1,12 +1,12 @@
 """Typed configuration: one frozen dataclass per stage, grouped in a :class:`Profile`.
 
 Each field's ``metadata["help"]`` says what it means (``unidetox settings`` prints them all, with the value in each
-shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidetox.profile_loader`. One module per
+shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidetox.config.loader`. One module per
 part: ``base`` (profile names, DGHS target codes, :class:`ConfigError`, :func:`to_dict`), ``data``, ``train``
 (the fine-tuning loop), ``stages`` (toxic model, distillation, detoxification grid), ``evaluation``, ``scale``,
 ``study``, ``validity`` and ``profile``; import the names from here.
 
->>> from unidetox.profile_loader import load_profile
+>>> from unidetox.config.loader import load_profile
 >>> load_profile("tiny", ["distill.alpha=0.2"]).distill.alpha
 0.2
 """

@@ -14,7 +14,8 @@ class ToxicModelConfig:
     """Stage 1: fine-tune the base model on DGHS hate speech."""
 
     base_model: str = field(
-        default="tiny:gpt2", metadata={"help": "model spec of the base model, see unidetox.models (paper: gpt2-xl)"}
+        default="tiny:gpt2",
+        metadata={"help": "model spec of the base model, see unidetox.models.loading (paper: gpt2-xl)"},
     )
     train_splits: tuple[str, ...] = field(
         default=("train",), metadata={"help": "DGHS split values used for training (paper: train)"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unidetox.config.base import _check
-from unidetox.methods import BASELINES
+from unidetox.config.compared_methods import BASELINES
 
 SAFETY_PREPROMPT = (
     "The following text is respectful and free of hate speech, insults, stereotypes and offensive language "

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from unidetox.config import DataConfig
 from unidetox.data.files import DataError, resolve_data_dir
-from unidetox.store import sha256_file
+from unidetox.store.run_store import sha256_file
 
 # Files each data set reads from the local directory (globs relative to it), for `data_files`.
 LOCAL_FILES: dict[str, tuple[str, ...]] = {

@@ -107,8 +107,8 @@ def hub_frame(repo: str, name: str | None, split: str) -> pd.DataFrame:
 
     try:
         ds = datasets.load_dataset(repo, name, split=split)
-    except Exception as e:  # noqa: BLE001 (network, auth, unknown id or split: one message each, see unidetox.hub)
-        from unidetox.hub import explain
+    except Exception as e:  # noqa: BLE001 (network, auth, unknown id or split: one message each, see unidetox.models.hub)
+        from unidetox.models.hub import explain
 
         raise DataError(
             f"cannot load {repo} (config {name!r}, split {split!r}) from the Hugging Face Hub ({type(e).__name__}): "

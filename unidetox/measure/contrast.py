@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from unidetox.measure.likelihood import continuation_logprobs
 from unidetox.method.distill import check_pair
-from unidetox.models import LoadedModel
+from unidetox.models.loading import LoadedModel
 
 
 def contrast_per_token(

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from unidetox.config import EvalConfig
 from unidetox.errors import UnidetoxError
-from unidetox.jsonl import ID, INT, PROBABILITY, TEXT, JsonlWriter, Schema, finite, read_jsonl
 from unidetox.measure import metrics
 from unidetox.measure.likelihood import conditional_perplexity
 from unidetox.method.generate import (
@@ -35,7 +34,8 @@ from unidetox.method.generate import (
     prompt_lengths,
     unit_generator,
 )
-from unidetox.models import LoadedModel, model_max_length
+from unidetox.models.loading import LoadedModel, model_max_length
+from unidetox.store.jsonl import ID, INT, PROBABILITY, TEXT, JsonlWriter, Schema, finite, read_jsonl
 
 SEED = ("an integer", lambda v: type(v) is int)
 #: a record of ``generations.jsonl``: one scored continuation

@@ -21,7 +21,7 @@ When a sequence exceeds the model's context, the oldest prompt tokens are droppe
 :func:`continuation_logprobs_shared` gives the same numbers with each distinct prompt encoded once and its KV
 cache reused by all of its continuations (used by :func:`conditional_perplexity`, i.e. the evaluation).
 
->>> from unidetox.models import load_model
+>>> from unidetox.models.loading import load_model
 >>> lm = load_model("tiny:gpt2")
 >>> [(round(lp, 1), n) for lp, n in continuation_logprobs(lm.model, lm.tokenizer, ["Hello"], [" world"])]
 [(-10.9, 1)]
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from unidetox.errors import UnidetoxError
-from unidetox.models import model_max_length
+from unidetox.models.loading import model_max_length
 
 
 class LikelihoodError(UnidetoxError, ValueError):

@@ -34,7 +34,7 @@ from unidetox.measure.metrics import (
     summarize_over_seeds,
     toxicity_table,
 )
-from unidetox.store import read_json
+from unidetox.store.run_store import read_json
 
 TASK_FILE = "unidetox_task.json"
 TASK_VERSION = 1

@@ -20,7 +20,7 @@ import torch
 
 from unidetox.errors import UnidetoxError
 from unidetox.method.sampling import CausalLMSource
-from unidetox.models import LoadedModel, same_tokenizer
+from unidetox.models.loading import LoadedModel, same_tokenizer
 
 
 class DExpertsError(UnidetoxError, ValueError):

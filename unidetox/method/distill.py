@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from unidetox.config import DistillConfig
 from unidetox.errors import UnidetoxError
-from unidetox.jsonl import INT, TEXT, JsonlWriter, Schema, read_jsonl
 from unidetox.method.sampling import (
     CausalLMSource,
     SamplingParams,
@@ -39,7 +38,8 @@ from unidetox.method.sampling import (
     sample_loop,
     strip_after_eos,
 )
-from unidetox.models import LoadedModel, ModelLoadError, same_tokenizer, start_token
+from unidetox.models.loading import LoadedModel, ModelLoadError, same_tokenizer, start_token
+from unidetox.store.jsonl import INT, TEXT, JsonlWriter, Schema, read_jsonl
 
 #: a record of a finished stage's ``texts.jsonl``: a text and its index (batch and number of tokens where recorded)
 TEXT_RECORD = Schema("distilled text", {"index": INT, "text": TEXT}, optional={"batch": INT, "n_tokens": INT})
@@ -96,7 +96,7 @@ def check_pair(base: LoadedModel, toxic: LoadedModel) -> None:
 
 def check_length(model: LoadedModel, cfg: DistillConfig) -> None:
     """Refuse, before any work, texts longer than `model`'s context (the start token plus ``max_new_tokens``)."""
-    from unidetox.models import model_max_length
+    from unidetox.models.loading import model_max_length
 
     context = model_max_length(model.model)
     if context is not None and cfg.max_new_tokens + 1 > context:

@@ -6,7 +6,7 @@
   every ``cfg.checkpoint_every`` steps (none when it is 0); a new call resumes from it; removed once
   ``final/`` is written, since it is then never read again (it holds three times the model's size);
 - ``steps/<n>/``: ``save_pretrained`` model + tokenizer after optimizer step n, for each n in ``save_at_steps``;
-  the snapshot of the last step shares its files with ``final/`` (hard links, :mod:`unidetox.links`);
+  the snapshot of the last step shares its files with ``final/`` (hard links, :mod:`unidetox.store.links`);
 - ``final/``: the final model + tokenizer and ``train_result.json``; when it exists the call returns at once;
 - ``log.jsonl``: one record per ``cfg.log_every`` steps (step, mean loss since the previous record, lr,
   cumulative tokens, elapsed seconds, gradient norm) and, with ``val_texts``, a last record with ``val_loss``.
@@ -45,8 +45,6 @@ import torch
 from tqdm import tqdm
 
 from unidetox.config import ScaleConfig, TrainConfig, to_dict
-from unidetox.jsonl import INT, NUMBER, JsonlWriter, Schema, read_jsonl
-from unidetox.links import link_identical
 from unidetox.method.batches import batch_indices, micro_batches, pad_batch, shard, token_nll
 from unidetox.method.train_setup import TrainRun, cuda_devices, set_checkpointing, setup_run
 from unidetox.method.train_state import (
@@ -59,8 +57,10 @@ from unidetox.method.train_state import (
     save_pretrained,
     save_resumable,
 )
-from unidetox.models import LoadedModel
-from unidetox.store import ANNOTATIONS, write_text
+from unidetox.models.loading import LoadedModel
+from unidetox.store.jsonl import INT, NUMBER, JsonlWriter, Schema, read_jsonl
+from unidetox.store.links import link_identical
+from unidetox.store.run_store import ANNOTATIONS, write_text
 
 _ANY_NUMBER = ("a number", lambda v: type(v) in (int, float))  # NaN included: a gradient norm DeepSpeed kept
 #: a record of ``log.jsonl``: a window of training steps, or (with ``val_loss``) the validation at the end

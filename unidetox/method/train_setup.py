@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from unidetox.checkpoint import refuse_pickle
 from unidetox.config import ScaleConfig, TrainConfig
 from unidetox.method.batches import lr_factor, num_training_steps
 from unidetox.method.train_state import TrainError, recover_checkpoint_dir
-from unidetox.models import LoadedModel, resolve_device
-from unidetox.precision import autocast_bf16
+from unidetox.models.loading import LoadedModel, resolve_device
+from unidetox.models.precision import autocast_bf16
+from unidetox.store.checkpoint import refuse_pickle
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _plan(lm: LoadedModel, texts: list[str], val_texts: Sequence[str], cfg: Trai
           save_at_steps: Sequence[int], stop_after: int | None, world: int) -> dict:  # fmt: skip
     """Token ids of the texts and the step plan (total, stop, save steps, micro-batch size, pad id), checked:
     the data fields of :class:`TrainRun`."""
-    from unidetox.models import model_max_length
+    from unidetox.models.loading import model_max_length
 
     tok = lm.tokenizer
     context = model_max_length(lm.model)
@@ -139,7 +139,7 @@ def _prepare_model(run: TrainRun, model: torch.nn.Module, spec: str) -> None:
     device with AdamW and the lr schedule; fills run.model etc."""
     from accelerate.utils import DistributedType
 
-    from unidetox.adapters import add_lora
+    from unidetox.models.adapters import add_lora
 
     cfg, acc = run.cfg, run.acc
     run.orig_dtype = next(model.parameters()).dtype
@@ -190,7 +190,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[lis
 
 def mixed_precision(scale: ScaleConfig, dev: torch.device) -> str:
     """accelerate's mixed_precision ('bf16' | 'no') for `scale.mixed_precision` on `dev`
-    (:func:`unidetox.precision.autocast_bf16`: auto = bf16 on CUDA and on CPUs with native bf16, else fp32)."""
+    (:func:`unidetox.models.precision.autocast_bf16`: auto = bf16 on CUDA and on CPUs with native bf16, else fp32)."""
     return "bf16" if autocast_bf16(scale.mixed_precision, dev) else "no"
 
 

@@ -18,8 +18,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from unidetox.adapters import is_adapter_dir, is_peft_model, load_adapter
-from unidetox.checkpoint import (
+from unidetox.config import TrainConfig, to_dict
+from unidetox.errors import UnidetoxError
+from unidetox.models.adapters import is_adapter_dir, is_peft_model, load_adapter
+from unidetox.models.loading import LoadedModel
+from unidetox.store.checkpoint import (
     CheckpointError,
     capture_rng,
     is_checkpoint,
@@ -27,10 +30,7 @@ from unidetox.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from unidetox.config import TrainConfig, to_dict
-from unidetox.errors import UnidetoxError
-from unidetox.models import LoadedModel
-from unidetox.store import DISK_FIX, atomic_dir, canonical_json, read_json
+from unidetox.store.run_store import DISK_FIX, atomic_dir, canonical_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def load_pretrained_weights(model: torch.nn.Module, path: Path) -> None:
     if unexpected or untied:
         raise TrainError(
             f"{path} does not match the model (missing {untied[:3]}, unexpected {list(unexpected)[:3]}); "
-            "delete it or load it with unidetox.models.load_model"
+            "delete it or load it with unidetox.models.loading.load_model"
         )
 
 

@@ -19,7 +19,7 @@ from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
 from unidetox.pipeline.runtime import EvalModels, begin, log, reuse, stage_dir
-from unidetox.store import StageDir, read_json, write_json, write_text
+from unidetox.store.run_store import StageDir, read_json, write_json, write_text
 
 
 @dataclass

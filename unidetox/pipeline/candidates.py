@@ -54,6 +54,6 @@ def dexperts(profile: Profile, target: str, strength: float, *, selection: str =
 
 def dexperts_applies(profile: Profile, target: str) -> bool:
     """DExperts needs the target to share the base model's tokenizer (its experts are fine-tuned from the base)."""
-    from unidetox.models import load_tokenizer, same_tokenizer
+    from unidetox.models.loading import load_tokenizer, same_tokenizer
 
     return same_tokenizer(load_tokenizer(target), load_tokenizer(profile.toxic.base_model))

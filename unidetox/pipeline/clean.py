@@ -13,7 +13,7 @@ notebooks (the study's chosen configuration: explore, political bias) or by a ne
   read it, and retrains it (identically: same seed) only when a reader asks for the removed weights
   (:func:`unidetox.pipeline.runtime.restore`);
 - links (``--what dedup``) each file of a kept ``steps/<n>/`` that is byte-identical to ``final/`` (the last step)
-  to that file, so the bytes are stored once (new runs do this as they train, :mod:`unidetox.links`);
+  to that file, so the bytes are stored once (new runs do this as they train, :mod:`unidetox.store.links`);
 - ``--what all`` (the default): both.
 
 Stages fine-tuned on a user's text file (``unidetox detox --texts``) are the user's deliverable: never removed.
@@ -30,9 +30,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from unidetox.config import Profile
-from unidetox.links import link_identical
 from unidetox.pipeline.runtime import log
-from unidetox.store import ANNOTATIONS, CLEANED, DONE, FILES, StageDir, read_json, write_json
+from unidetox.store.links import link_identical
+from unidetox.store.run_store import ANNOTATIONS, CLEANED, DONE, FILES, StageDir, read_json, write_json
 
 WEIGHT_STAGES = ("detox", "toxic-model", "expert-model")
 WHAT = ("all", "weights", "dedup")

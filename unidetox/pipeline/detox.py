@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from unidetox.config import Profile, to_dict
+from unidetox.config.compared_methods import FINETUNED
 from unidetox.data.checksums import text_fingerprint
-from unidetox.methods import FINETUNED
+from unidetox.data.texts import read_released
 from unidetox.pipeline.candidates import Candidate, untouched
 from unidetox.pipeline.distilled import distill, distill_stage, distilled_texts, samples, samples_stage
 from unidetox.pipeline.runtime import (
@@ -20,10 +21,9 @@ from unidetox.pipeline.runtime import (
     train_precision_key,
 )
 from unidetox.pipeline.toxic import finetune_stage, nothate_texts
-from unidetox.store import (
+from unidetox.store.run_store import (
     StageDir,
 )
-from unidetox.texts import read_released
 
 
 def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
@@ -74,7 +74,7 @@ def detox(profile: Profile, target: str, lr: float, *, method: str = "unidetox",
 
 
 def detox_on_texts(profile: Profile, target: str, source, train_cfg, *, quiet: bool = False) -> StageDir:
-    """Fine-tune `target` on the texts of a :class:`unidetox.texts.TextSource` with `train_cfg`; weights in
+    """Fine-tune `target` on the texts of a :class:`unidetox.data.texts.TextSource` with `train_cfg`; weights in
     ``<stage>/final`` (with a model card), keyed by the source's content hash, not its path."""
     return _detox_stage(profile, target, train_cfg, (), "texts", list(source.texts), source.key,
                         source.describe(), quiet)  # fmt: skip

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 from unidetox.config import ConfigError, Profile, TrainConfig
-from unidetox.models import check_model_folder
+from unidetox.config.loader import load_profile
+from unidetox.models.loading import check_model_folder
 from unidetox.pipeline.runtime import log
-from unidetox.profile_loader import load_profile
-from unidetox.store import StoreError, atomic_dir
+from unidetox.store.run_store import StoreError, atomic_dir
 
 #: checkpoints of long runs: every `CHECKPOINT_EVERY` steps (the paper profile's), or 4 per run when shorter
 CHECKPOINT_PER_RUN = 4
@@ -59,7 +59,7 @@ def detoxify(profile: Profile, target: str, texts: str | Path, *, column: str | 
     occupied ``out``) raise before anything is written.
     """
     from unidetox import pipeline as P
-    from unidetox.texts import read_texts
+    from unidetox.data.texts import read_texts
 
     out_dir = check_out(out)
     check_model_folder(target)

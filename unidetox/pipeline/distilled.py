@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from unidetox.config import Profile
-from unidetox.jsonl import read_jsonl, write_jsonl
 from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, settings_key, stage_dir, timed
 from unidetox.pipeline.toxic import toxic_model
-from unidetox.store import StageDir, check_opened, write_text
+from unidetox.store.jsonl import read_jsonl, write_jsonl
+from unidetox.store.run_store import StageDir, check_opened, write_text
 
 
 def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None, quiet: bool) -> StageDir:

@@ -12,7 +12,6 @@ from unidetox.config import Profile, to_dict
 from unidetox.data.checksums import text_fingerprint
 from unidetox.data.mmlu import load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
-from unidetox.jsonl import read_jsonl, write_jsonl
 from unidetox.pipeline.candidates import Candidate
 from unidetox.pipeline.runtime import (
     EvalModels,
@@ -26,7 +25,8 @@ from unidetox.pipeline.runtime import (
     stage_dir,
     timed,
 )
-from unidetox.store import StageDir, atomic_path, read_json, remove_stale_temporaries, write_json, write_text
+from unidetox.store.jsonl import read_jsonl, write_jsonl
+from unidetox.store.run_store import StageDir, atomic_path, read_json, remove_stale_temporaries, write_json, write_text
 
 
 def prompts_per_domain(profile: Profile, split: str) -> int:

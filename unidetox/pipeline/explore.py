@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from unidetox.config import Profile
+from unidetox.data.texts import lone_surrogate
 from unidetox.errors import UnidetoxError
 from unidetox.measure.evaluate import generation_settings
 from unidetox.method.generate import generate_unit, unit_generator
-from unidetox.models import LoadedModel, load_model, resolve_device
+from unidetox.models.loading import LoadedModel, load_model, resolve_device
 from unidetox.pipeline.runtime import restore
-from unidetox.report.tables import METHOD_NAMES, short_name
-from unidetox.texts import lone_surrogate
+from unidetox.report.tables.main import METHOD_NAMES, short_name
 
 MAX_SAMPLES = 25  # the paper's k; more is not an exploration any more
 MAX_PROMPT_CHARS = 2000

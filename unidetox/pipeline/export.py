@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import Profile, to_dict
-from unidetox.jsonl import read_jsonl
 from unidetox.method.distill import TEXT_RECORD
 from unidetox.pipeline.detox_file import check_out
 from unidetox.pipeline.runtime import log
 from unidetox.report.cards import base_model_info, write_dataset_card
-from unidetox.store import atomic_dir, read_json
+from unidetox.store.jsonl import read_jsonl
+from unidetox.store.run_store import atomic_dir, read_json
 
 PARQUET = "data/train-00000-of-00001.parquet"
 WHICH = {"distilled": "distilled by UniDetox's contrastive decoding (base minus toxic model)",

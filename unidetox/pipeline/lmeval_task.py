@@ -28,7 +28,6 @@ from pathlib import Path
 
 from unidetox.config import Profile
 from unidetox.data.checksums import data_files, text_fingerprint
-from unidetox.jsonl import write_jsonl
 from unidetox.measure.lmeval_results import (
     GROUPS,
     TASK_FILE,
@@ -37,10 +36,11 @@ from unidetox.measure.lmeval_results import (
     metric_name,
 )
 from unidetox.measure.metrics import TOXICITY_METRICS
-from unidetox.models import resolve_device
+from unidetox.models.loading import resolve_device
 from unidetox.pipeline.evaluation import prompts, prompts_per_domain
 from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
-from unidetox.store import write_json, write_text
+from unidetox.store.jsonl import write_jsonl
+from unidetox.store.run_store import write_json, write_text
 
 TASK_NAME = "unidetox_toxigen"
 YAML_FILE = f"{TASK_NAME}.yaml"

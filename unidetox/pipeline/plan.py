@@ -1,7 +1,7 @@
 """``unidetox plan``: memory, FLOPs, GPU-hours and disk of every main stage of a profile, before anything runs.
 
 Stage by stage: training (:func:`unidetox.scale.memory.plan_training`), contrastive decoding and evaluation, on the
-hardware named on the command line or found here. The tables are :mod:`unidetox.report.plan_tables`.
+hardware named on the command line or found here. The tables are :mod:`unidetox.report.tables.plan`.
 """
 
 from __future__ import annotations

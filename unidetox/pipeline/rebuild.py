@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from unidetox.config import Profile
-from unidetox.methods import FINETUNED
+from unidetox.config.compared_methods import FINETUNED
 from unidetox.pipeline.detox import detox, detox_stage
 from unidetox.pipeline.toxic import expert_model, finetune_stage, toxic_model
-from unidetox.store import StageDir, StoreError, read_json
+from unidetox.store.run_store import StageDir, StoreError, read_json
 
 #: the stages whose weights ``unidetox clean`` removes (:data:`unidetox.pipeline.clean.WEIGHT_STAGES`)
 BASE_STAGES = {"toxic-model": toxic_model, "expert-model": expert_model}

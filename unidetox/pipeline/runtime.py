@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from unidetox.config import Profile, to_dict
-from unidetox.models import load_model, resolve_device
-from unidetox.precision import default_dtype, inference_dtype
-from unidetox.store import (
+from unidetox.models.loading import load_model, resolve_device
+from unidetox.models.precision import default_dtype, inference_dtype
+from unidetox.store.run_store import (
     CLEANED,
     DONE,
     StageDir,

@@ -36,7 +36,7 @@ from unidetox.measure.metrics import (
 from unidetox.pipeline.study import mmlu_overall
 from unidetox.pipeline.study_tables import per_prompt_rows
 from unidetox.report.cards import CARD_FACTS, CARD_FILE, SCORE_FILE, add_score
-from unidetox.store import read_json, sha256_file, write_json
+from unidetox.store.run_store import read_json, sha256_file, write_json
 
 SUMMARY_VERSION = 1
 TOX_GROUPS = {**{d: (d,) for d in DOMAINS}, IN_DISTRIBUTION: GROUPS[IN_DISTRIBUTION],
@@ -146,7 +146,7 @@ def score_models(profile: Profile, spec: str, *, compare: str | None = None, spl
     """
     from unidetox.data.checksums import data_files
     from unidetox.data.mmlu import check_mmlu_subjects
-    from unidetox.models import check_model_folder
+    from unidetox.models.loading import check_model_folder
 
     for s in (spec, compare):
         if s is not None:

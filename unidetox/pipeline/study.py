@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import Profile
+from unidetox.config.compared_methods import FINETUNED, FINETUNED_BASELINES, METHODS
 from unidetox.data.files import DataError
 from unidetox.data.mmlu import check_mmlu_subjects
-from unidetox.methods import FINETUNED, FINETUNED_BASELINES, METHODS
+from unidetox.data.texts import read_released, released_csv
 from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, preprompt, toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
@@ -19,8 +20,7 @@ from unidetox.pipeline.report_sizes import report_sizes
 from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.study_tables import DERIVED, mmlu_cis, per_prompt_rows
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
-from unidetox.store import FILES, StageDir, read_json, write_json, write_text
-from unidetox.texts import read_released, released_csv
+from unidetox.store.run_store import FILES, StageDir, read_json, write_json, write_text
 
 
 @dataclass
@@ -76,7 +76,7 @@ def check_specs(profile: Profile) -> None:
     model, missing local folder), before any work: ``eval.scorer``, ``study.second_scorer``, ``validity.scorers``,
     ``toxic.base_model``, ``detox.targets``, ``eval.perplexity_model``. Hub ids are only checked when loaded."""
     from unidetox.measure.scorers import check_scorer_spec
-    from unidetox.models import check_model_spec
+    from unidetox.models.loading import check_model_spec
 
     check_scorer_spec(profile.eval.scorer, "eval.scorer")
     if profile.study.second_scorer:
@@ -343,7 +343,7 @@ def text_type_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[s
 
 def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
     """(label, model path or spec) of the models the political-bias analysis probes (each path on disk)."""
-    from unidetox.report.tables import short_name
+    from unidetox.report.tables.main import short_name
 
     st = study(profile, quiet=quiet)
     base = profile.toxic.base_model

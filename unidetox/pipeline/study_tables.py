@@ -10,11 +10,11 @@ from __future__ import annotations
 import pandas as pd
 
 from unidetox.config import Profile
-from unidetox.jsonl import read_jsonl
+from unidetox.config.compared_methods import FINETUNED
 from unidetox.measure.evaluate import GENERATION, PERPLEXITY
-from unidetox.methods import FINETUNED
 from unidetox.pipeline.candidates import Candidate, untouched
-from unidetox.store import StageDir
+from unidetox.store.jsonl import read_jsonl
+from unidetox.store.run_store import StageDir
 
 
 def per_prompt_rows(profile: Profile, st: StageDir) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
 from unidetox.pipeline.runtime import begin, load_lm, log, reuse, stage_dir, timed, train_precision_key
-from unidetox.store import (
+from unidetox.store.run_store import (
     StageDir,
 )
 

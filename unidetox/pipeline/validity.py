@@ -31,16 +31,16 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.data.dghs import load_dghs
 from unidetox.data.files import DataError
 from unidetox.data.prompts import validation_rows
+from unidetox.data.texts import read_released
 from unidetox.data.toxigen import load_toxigen
 from unidetox.data.wikitext import wikitext_sentences
-from unidetox.jsonl import JsonlWriter, Schema, read_jsonl
 from unidetox.measure import validity as V
 from unidetox.measure.evaluate import GENERATION
 from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.evaluation import prompts
 from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, reuse, stage_dir, timed
-from unidetox.store import StageDir, read_json, write_json, write_text
-from unidetox.texts import read_released
+from unidetox.store.jsonl import JsonlWriter, Schema, read_jsonl
+from unidetox.store.run_store import StageDir, read_json, write_json, write_text
 
 SAMPLE_SEED = 0  # which rows a capped data set keeps, and which openings are continued
 #: a record of a validity-continuations stream: one continuation of an opening (not scored here)
@@ -169,7 +169,7 @@ def scorer_validity(profile: Profile, *, quiet: bool = False) -> ScorerValidity:
     """Run (or reuse) the scorer-validity stage and its continuation stages; see the module docstring."""
     from unidetox.measure.evaluate import checked_scores
     from unidetox.measure.scorers import check_scorer_spec, load_scorer
-    from unidetox.models import resolve_device
+    from unidetox.models.loading import resolve_device
 
     specs = validity_scorers(profile)
     for i, spec in enumerate(profile.validity.scorers):

@@ -36,7 +36,7 @@ from unidetox.report.notebook_runner import (
     parse_params,
     profile_hash,
 )
-from unidetox.store import atomic_dir
+from unidetox.store.run_store import atomic_dir
 
 JUPYTER_BOOK_ARGS = ("-W", "-n", "--keep-going")  # warnings are errors, nitpicky references
 

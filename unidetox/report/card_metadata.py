@@ -20,7 +20,7 @@ from pathlib import Path
 from unidetox.data.prompts import VALIDATION_FRACTION, VALIDATION_SEED
 from unidetox.errors import UnidetoxError
 from unidetox.measure.metrics import IN_DISTRIBUTION, METRICS, OUT_OF_DISTRIBUTION
-from unidetox.store import write_text
+from unidetox.store.run_store import write_text
 
 TOXIGEN_HUB_ID = "toxigen/toxigen-data"
 TOXIGEN_CONFIG = "annotated"

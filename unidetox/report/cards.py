@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from unidetox.report.card_metadata import CARD_MODEL, eval_results, md_cell, own_index, write_card
-from unidetox.store import read_json, write_json
+from unidetox.store.run_store import read_json, write_json
 
 CARD_FILE = "README.md"
 CARD_FACTS = "unidetox_card.json"
@@ -128,7 +128,7 @@ def render_model_card(facts: dict, score: dict | None = None, model_dir: str | P
         lines.append(f"| optimizer steps of this checkpoint | {facts['steps']} |")
     lines += ["", "## Evaluation", ""]
     if score:
-        from unidetox.report.score_tables import markdown_table
+        from unidetox.report.tables.score import markdown_table
 
         lines += [markdown_table(score), ""]
     else:

@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 from unidetox.config import Profile
-from unidetox.profile_loader import notebook_profile
+from unidetox.config.loader import notebook_profile
 
 # tqdm.auto's hint that ipywidgets is missing (it is not needed: the book shows no progress bars)
 PROGRESS_WARNING = "IProgress not found"
@@ -36,7 +36,7 @@ def setup(profile: str, overrides: Any = ()) -> Profile:
     """Quiet the progress output (:func:`quiet_progress`) and return the Profile the notebook's parameters name.
 
     `profile`: a profile name (``tiny``, ``cpu``, ``paper``, ...); `overrides`: ``key=value`` strings, as a list
-    or the JSON/YAML text papermill's command line passes (see :func:`unidetox.profile_loader.notebook_profile`, which
+    or the JSON/YAML text papermill's command line passes (see :func:`unidetox.config.loader.notebook_profile`, which
     also points a JupyterLab kernel at the run store of ``make lab``).
     """
     quiet_progress()

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from unidetox.errors import UnidetoxError
-from unidetox.store import canonical_json, stage_key, write_json, write_text
+from unidetox.store.run_store import canonical_json, stage_key, write_json, write_text
 
 SOURCE_FORMATS = {".py": "py:percent", ".md": "md:myst"}  # notebook source suffix -> jupytext format
 RUN_SUFFIX = ".run.json"  # cache record beside each executed notebook
@@ -101,7 +101,7 @@ def parse_params(items: Iterable[str]) -> dict[str, Any]:
 def profile_hash(profile: str, overrides: Iterable[str] = ()) -> str:
     """Hash (16 hex digits) of the resolved profile, so that a changed setting re-executes the notebooks."""
     from unidetox.config import to_dict
-    from unidetox.profile_loader import load_profile
+    from unidetox.config.loader import load_profile
 
     return stage_key(to_dict(load_profile(profile, list(overrides))))
 

@@ -134,7 +134,7 @@ def runtime_hardware(acc) -> Hardware:
 def act_bytes(hw: Hardware, mixed_precision: str) -> int:
     """Bytes per activation element: 2 under bf16 autocast (bf16, or auto on CUDA or on this machine's CPU where it
     computes bf16 natively), else 4."""
-    from unidetox.precision import autocast_bf16
+    from unidetox.models.precision import autocast_bf16
 
     return 2 if autocast_bf16(mixed_precision, "cuda" if hw.cuda else "cpu") else 4
 

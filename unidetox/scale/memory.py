@@ -104,7 +104,7 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
 
     n = hw.sharding.devices
     micro = max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n)))
-    loaded = 2 if hw.cuda else 4  # bytes per weight as unidetox.models loads them
+    loaded = 2 if hw.cuda else 4  # bytes per weight as unidetox.models.loading loads them
     mem = C.train_memory(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act_bytes(hw, sc.mixed_precision),
                          gradient_checkpointing=sc.gradient_checkpointing, sharding=hw.sharding, trainable=trainable,
                          weight_bytes=loaded)  # fmt: skip
@@ -134,7 +134,7 @@ def training_line(spec: str, model, cfg: TrainConfig, steps: int, scale: ScaleCo
                   lora=None) -> str:  # fmt: skip
     """One line with the estimate of training `model` (the loaded module; `lora`: a LoRA adapter's settings);
     raises PlanError when it cannot fit (unless scale.memory_check is off)."""
-    from unidetox.adapters import lora_param_count, lora_targets
+    from unidetox.models.adapters import lora_param_count, lora_targets
 
     numel = sum(p.numel() for p in model.parameters())
     arch = arch_from_config(model.config, "the loaded model's config", numel=numel)

@@ -68,9 +68,9 @@ def arch_of(spec: str, *, trust_remote_code: bool = False) -> C.Arch:
 
 def _config_of(spec: str, trust_remote_code: bool):
     """(transformers config of `spec`, where it comes from), without loading weights."""
-    from unidetox import models as M
-    from unidetox.model_folder import check_config
-    from unidetox.tiny_models import TINY_SPECS, tiny_config
+    from unidetox.models import loading as M
+    from unidetox.models.folder import check_config
+    from unidetox.models.tiny import TINY_SPECS, tiny_config
 
     if M.is_tiny(spec) or spec.startswith("tiny:"):
         kind = spec.split(":", 1)[1]
@@ -101,7 +101,7 @@ def lora_params_of(spec: str, arch: C.Arch, lora, *, trust_remote_code: bool = F
     """Parameters of the LoRA adapter `lora` (:class:`unidetox.config.LoraSettings`) on `spec` (shape `arch`):
     from the formula of :func:`unidetox.scale.costs.lora_params` where the family has one, else counted on the
     model instantiated on the `meta` device (no memory)."""
-    from unidetox.adapters import lora_param_count, lora_targets
+    from unidetox.models.adapters import lora_param_count, lora_targets
 
     targets = lora_targets(arch.family, lora.target_modules)
     if C.linear_shapes(arch):

@@ -152,11 +152,11 @@ def compass_points(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every (label, model) on the annotated `statements` (:func:`compass_statements`).
 
-    A model is a spec or path for :func:`unidetox.models.load_model` (loaded one at a time) or a loaded
+    A model is a spec or path for :func:`unidetox.models.loading.load_model` (loaded one at a time) or a loaded
     model with ``.model`` and ``.tokenizer``. Returns (points, scores): ``points`` has ``label, model, economic,
     social, acquiescence``; ``scores`` has ``label, id, axis, direction, score`` (nats).
     """
-    from unidetox.models import load_model
+    from unidetox.models.loading import load_model
 
     need = {"id", "statement", "axis", "direction"}
     if not need <= set(statements.columns):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from unidetox.measure.scorers.base import ScorerError, check_batch_size, check_texts
-from unidetox.store import sha256_file
+from unidetox.store.run_store import sha256_file
 
 SONAR_VERSION = "0.1.0"
 SONAR_CLASSES = ("hate_speech", "offensive_language", "neither")

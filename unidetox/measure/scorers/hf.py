@@ -185,7 +185,7 @@ def load_hf(spec_arg: str, *, device: str = "cpu", batch_size: int = 64, trust_r
             path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch.float32
         )
     except (OSError, ValueError) as e:
-        from unidetox.hub import explain, hub_problem
+        from unidetox.models.hub import explain, hub_problem
 
         if path == target and hub_problem(e) != "other":  # a Hub id: gated, unknown or offline, said as such
             raise ScorerError(
@@ -208,7 +208,7 @@ def tiny_classifier() -> tuple[torch.nn.Module, Any]:
     """
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from unidetox.tiny_models import tiny_tokenizer
+    from unidetox.models.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer("gpt2")
     cfg = GPT2Config(

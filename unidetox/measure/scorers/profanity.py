@@ -26,7 +26,7 @@ import numpy as np
 
 from unidetox.measure.scorers.base import ScorerError, check_batch_size, check_texts
 from unidetox.safe_pickle import JoblibArray, UnsafePickleError, safe_load_joblib
-from unidetox.store import sha256_file
+from unidetox.store.run_store import sha256_file
 
 PROFANITY_VERSION = "1.9.1"
 INSTALL_FIX = f"pip install --no-deps alt-profanity-check=={PROFANITY_VERSION} (pinned in requirements-nodeps.txt)"

@@ -18,7 +18,7 @@ import torch
 from unidetox.measure.scorers.base import ScorerError, check_batch_size, check_texts, scorer_device
 from unidetox.measure.scorers.keras_layers import KerasSequentialNet, one_cpu_thread
 from unidetox.safe_pickle import UnsafePickleError, safe_load
-from unidetox.store import sha256_file
+from unidetox.store.run_store import sha256_file
 
 TOXBLOCK_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 TOXBLOCK_VERSION = "0.1.2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from unidetox.config.compared_methods import METHODS
 from unidetox.measure.metrics import (
     ALL,
     DIVERSITY_METRICS,
@@ -20,7 +21,6 @@ from unidetox.measure.metrics import (
     OUT_OF_DISTRIBUTION,
     TOXICITY_METRICS,
 )
-from unidetox.methods import METHODS
 
 METHOD_NAMES = {name: m.label for name, m in METHODS.items()}
 METHOD_ORDER = list(METHODS)

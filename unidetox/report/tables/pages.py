@@ -1,6 +1,6 @@
 """Tables shaped for one page of the book each, built from the frames the pipeline and the analyses return.
 
-The general tables (main table, deltas, transfer, grid) are in :mod:`unidetox.report.tables`; these are the
+The general tables (main table, deltas, transfer, grid) are in :mod:`unidetox.report.tables.main`; these are the
 per-page reshapes the notebooks show: the base against the toxic model, the text statistics with readable
 row names, the text types of each text set, the transfer gaps in long form, the distinctive words side by side,
 and the sample sizes predicted from the run as a pilot.
@@ -15,7 +15,7 @@ import pandas as pd
 from unidetox.analysis.textstats import STATS_COLUMNS
 from unidetox.analysis.texttype import TEXT_TYPES
 from unidetox.measure.power import PowerPlan
-from unidetox.report.tables import COLUMNS, ci_cell, seed_summary, short_name
+from unidetox.report.tables.main import COLUMNS, ci_cell, seed_summary, short_name
 
 # (domain, metric) -> column of the toxicity columns: TP and EMT, in- and out-of-distribution
 TOXICITY_COLUMNS = COLUMNS[:4]
@@ -170,7 +170,7 @@ def budget_sentences(table: pd.DataFrame, chosen: int, cheapest: int, n_per_doma
 
 
 def transfer_gaps(transfer: pd.DataFrame) -> pd.DataFrame:
-    """A :func:`unidetox.report.tables.transfer_table` in long form for a bar chart: columns target, method,
+    """A :func:`unidetox.report.tables.main.transfer_table` in long form for a bar chart: columns target, method,
     gap ("TP (in) gap" or "EMT (in) gap"), value, and row ("<target>: <method>")."""
     long = transfer.melt(id_vars=["target", "method"], value_vars=["TP (in) gap", "EMT (in) gap"], var_name="gap")
     long["row"] = long.target + ": " + long.method

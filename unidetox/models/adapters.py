@@ -96,7 +96,7 @@ def add_lora(model: torch.nn.Module, settings, base_spec: str):
     config = LoraConfig(task_type="CAUSAL_LM", r=settings.r, lora_alpha=settings.alpha,
                         lora_dropout=settings.dropout, target_modules=list(targets), bias="none")  # fmt: skip
     peft_model = get_peft_model(model, config, autocast_adapter_dtype=True)
-    peft_model.peft_config["default"].base_model_name_or_path = base_spec  # what unidetox.models loads it from
+    peft_model.peft_config["default"].base_model_name_or_path = base_spec  # what unidetox.models.loading loads it from
     return peft_model
 
 

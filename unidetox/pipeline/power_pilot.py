@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config import ConfigError, Profile
-from unidetox.jsonl import read_jsonl
 from unidetox.measure.evaluate import GENERATION
 from unidetox.measure.power import PilotCosts
 from unidetox.pipeline.candidates import toxic_candidate, untouched
@@ -18,7 +17,8 @@ from unidetox.pipeline.evaluation import evaluate
 from unidetox.pipeline.report_sizes import report_prompts_per_domain
 from unidetox.pipeline.study import study
 from unidetox.pipeline.study_tables import per_prompt_rows
-from unidetox.store import DONE, read_json
+from unidetox.store.jsonl import read_jsonl
+from unidetox.store.run_store import DONE, read_json
 
 
 @dataclass(frozen=True)

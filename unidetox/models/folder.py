@@ -18,14 +18,14 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _error(message: str):
-    from unidetox.models import ModelLoadError
+    from unidetox.models.loading import ModelLoadError
 
     return ModelLoadError(message)
 
 
 def check_weight_files(path: Path) -> None:
     """`path` holds safetensors weights: not only pickles, and not a stage directory around a model folder."""
-    from unidetox.adapters import is_adapter_dir
+    from unidetox.models.adapters import is_adapter_dir
 
     if is_adapter_dir(path):
         return  # an adapter's weights are checked by check_model_folder
@@ -49,8 +49,8 @@ def check_weight_files(path: Path) -> None:
 def check_model_folder(spec: str) -> None:
     """A local model folder must hold safetensors weights and a valid config.json (checked before any work); an
     adapter folder its adapter's weights and a base model that passes these checks."""
-    from unidetox.adapters import adapter_base, is_adapter_dir
-    from unidetox.tiny_models import TINY_SPECS
+    from unidetox.models.adapters import adapter_base, is_adapter_dir
+    from unidetox.models.tiny import TINY_SPECS
 
     if spec in TINY_SPECS or spec.startswith("packaged:"):
         return
@@ -58,7 +58,7 @@ def check_model_folder(spec: str) -> None:
     if not path.is_dir():
         return  # a Hub id, or a missing path that the loader reports
     if is_adapter_dir(path):
-        from unidetox.models import check_model_spec
+        from unidetox.models.loading import check_model_spec
 
         if not (path / "adapter_model.safetensors").is_file():
             raise _error(f"{path} holds an adapter_config.json but no adapter_model.safetensors. Fix: give "

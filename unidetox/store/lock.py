@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from unidetox.store import DISK_FIX, StoreError, write_json
+from unidetox.store.run_store import DISK_FIX, StoreError, write_json
 
 LOCK = ".lock"
 HOLDER = ".lock.holder"

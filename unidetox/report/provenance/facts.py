@@ -1,7 +1,7 @@
 """Facts about what produced a result: software versions, git state, the machine, the environment, data checksums.
 
 Everything here reads the current process, the file system or the run store and returns plain dicts or
-DataFrames (:mod:`unidetox.report.provenance` turns them into the book's tables). Nothing secret is ever
+DataFrames (:mod:`unidetox.report.provenance.pages` turns them into the book's tables). Nothing secret is ever
 returned: environment variables are reported from an allow-list only, and those whose *name* looks like a
 credential (``HF_TOKEN``, ``*_API_KEY``, ...) are reported as set or not set, never by value.
 
@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 
 from unidetox.errors import UnidetoxError
-from unidetox.jsonl import read_jsonl
-from unidetox.store import sha256_file
+from unidetox.store.jsonl import read_jsonl
+from unidetox.store.run_store import sha256_file
 
 # distribution names, as pip knows them
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "papermill", "jupyter-book", "numpy", "pandas")

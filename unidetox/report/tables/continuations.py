@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from unidetox.jsonl import read_jsonl
-from unidetox.methods import METHODS
-from unidetox.report.tables import short_name
+from unidetox.config.compared_methods import METHODS
+from unidetox.report.tables.main import short_name
+from unidetox.store.jsonl import read_jsonl
 
 FILTER_COLUMNS = ("target", "method", "domain")
 TEXT_COLUMNS = ("prompt", "continuation")

@@ -1,6 +1,6 @@
 """Resumable training checkpoints as safetensors (tensors) + JSON (everything else); never pickle.
 
-A checkpoint is one directory, written whole with `unidetox.store.atomic_dir` (a kill during the
+A checkpoint is one directory, written whole with `unidetox.store.run_store.atomic_dir` (a kill during the
 write leaves the previous checkpoint in place):
 
 - ``model.safetensors``: the weights (`safetensors.torch.save_model`, tied weights stored once);
@@ -33,7 +33,7 @@ from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
 from unidetox.errors import UnidetoxError
-from unidetox.store import DISK_FIX, atomic_dir
+from unidetox.store.run_store import DISK_FIX, atomic_dir
 
 FORMAT = "unidetox-train-checkpoint/1"
 STATE_FILE = "trainer_state.json"

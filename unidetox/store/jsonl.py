@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unidetox.store import DISK_FIX, StoreError, write_text
+from unidetox.store.run_store import DISK_FIX, StoreError, write_text
 
 
 class JsonlWriter:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from unidetox.config import GRID_SETTINGS, PROFILES, Profile, to_dict
-from unidetox.profile_loader import load_profile
+from unidetox.config.loader import load_profile
 
 #: characters of a value shown; a longer one is cut and ends with "..."
 MAX_VALUE = 40

@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unidetox.config.compared_methods import BASELINES
 from unidetox.data.files import DataError, data_dir_choice, resolve_data_dir
-from unidetox.methods import BASELINES
-from unidetox.store import sha256_file
+from unidetox.store.run_store import sha256_file
 
 #: the paper's released distilled text, relative to the data directory
 RELEASED_CSV = "unidetox_released/generated_texts_alpha=0.1_beta=inf_checkpoint-15126.csv"

@@ -1,0 +1,3 @@
+"""Provenance: the facts about what produced a result (``facts``) and the book's pages built from them
+(``pages``).
+"""
