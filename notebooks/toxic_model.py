@@ -55,13 +55,16 @@ from unidetox.models.loading import load_tokenizer
 from unidetox.report.claims import DISTILLED
 from unidetox.report.provenance import facts
 from unidetox.report.provenance import pages as pv
-from unidetox.report.tables import main as T
+from unidetox.report.tables import cells
 from unidetox.report.tables import pages as PT
 
 paper = load_profile("paper")
 tox = prof.toxic
 tox_stage = P.silently(P.toxic_model, prof, quiet=True)
-base_name, toxic_name = f"base ({T.short_name(tox.base_model)})", f"toxic ({T.short_name(tox.base_model)} fine-tuned)"
+base_name, toxic_name = (
+    f"base ({cells.short_name(tox.base_model)})",
+    f"toxic ({cells.short_name(tox.base_model)} fine-tuned)",
+)
 run = tox.train
 length = f"{run.max_steps} optimizer steps" if run.max_steps else f"{run.epochs} epochs"
 display(

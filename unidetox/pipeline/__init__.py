@@ -14,12 +14,12 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import detox, detox_all, detox_on_texts, finetuned, training_texts
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts, rescore
+from unidetox.pipeline.full_run import run_all
 from unidetox.pipeline.power_pilot import Pilot, power_pilot
 from unidetox.pipeline.runtime import is_main_process, silently
 from unidetox.pipeline.study import (
     Study,
     compass_models,
-    run_all,
     stage_summaries,
     study,
     text_sets,

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from unidetox.config import Profile
+from unidetox.config import ConfigError, Profile
 from unidetox.measure.budget import budget_table, cheapest_as_good
 from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
 from unidetox.pipeline.runtime import EvalModels, begin, log, reuse, stage_dir
+from unidetox.pipeline.study import study
+from unidetox.pipeline.study_tables import per_prompt_rows
 from unidetox.store.run_store import StageDir, read_json, write_json, write_text
 
 
@@ -54,10 +56,6 @@ def _train_seconds(cand_path: str) -> float:
 def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | None = None) -> BudgetCurve:
     """Run (or reuse) the study, the curve's fine-tunes and their validation evaluations; the table goes to
     ``runs/<profile>/budget/<key>/curve.csv``. Raises ConfigError when ``study.budget_steps`` is empty."""
-    from unidetox.config import ConfigError
-    from unidetox.pipeline.study import study
-    from unidetox.pipeline.study_tables import per_prompt_rows
-
     steps = budgets(profile)
     if not steps:
         raise ConfigError("study.budget_steps is empty: the budget curve is off; set e.g. "

@@ -30,7 +30,8 @@ from lm_eval.api.registry import register_model
 
 from unidetox.measure.lmeval_results import TaskError, doc_settings
 from unidetox.method.generate import GenerationSettings, generate_unit, plan_units, unit_generator
-from unidetox.models.loading import LoadedModel, check_model_spec, load_model, resolve_device
+from unidetox.models.folder import check_model_spec
+from unidetox.models.loading import LoadedModel, load_model, resolve_device
 from unidetox.models.precision import inference_dtype
 
 MODEL_NAME = "unidetox"

@@ -11,6 +11,7 @@ import pandas as pd
 from unidetox.config import ConfigError, Profile
 from unidetox.measure.evaluate import GENERATION
 from unidetox.measure.power import PilotCosts
+from unidetox.pipeline.budget import budget_curve, budgets
 from unidetox.pipeline.candidates import toxic_candidate, untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
@@ -38,8 +39,6 @@ def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) 
     """Keys of the evaluate stages the book's run makes: those of the study stage at `study_path`, of the budget
     curve when it is on, and of the toxic-model diagnostics (:func:`unidetox.pipeline.study.toxic_vs_base`); the
     last two are run or reused."""
-    from unidetox.pipeline.budget import budget_curve, budgets
-
     inputs = read_json(study_path / "config.json").get("inputs", {}).get("stages", "")
     eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
     keys = {k for k in inputs.split(",") if k and (eval_dir / k / DONE).is_file()}

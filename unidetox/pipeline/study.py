@@ -76,7 +76,7 @@ def check_specs(profile: Profile) -> None:
     model, missing local folder), before any work: ``eval.scorer``, ``study.second_scorer``, ``validity.scorers``,
     ``toxic.base_model``, ``detox.targets``, ``eval.perplexity_model``. Hub ids are only checked when loaded."""
     from unidetox.measure.scorers import check_scorer_spec
-    from unidetox.models.loading import check_model_spec
+    from unidetox.models.folder import check_model_spec
 
     check_scorer_spec(profile.eval.scorer, "eval.scorer")
     if profile.study.second_scorer:
@@ -343,7 +343,7 @@ def text_type_sets(profile: Profile, *, quiet: bool = False) -> dict[str, list[s
 
 def compass_models(profile: Profile, *, quiet: bool = False) -> list[tuple[str, str]]:
     """(label, model path or spec) of the models the political-bias analysis probes (each path on disk)."""
-    from unidetox.report.tables.main import short_name
+    from unidetox.report.tables.cells import short_name
 
     st = study(profile, quiet=quiet)
     base = profile.toxic.base_model
@@ -365,22 +365,6 @@ def toxic_vs_base(profile: Profile, *, quiet: bool = False) -> pd.DataFrame:
     cands = [untouched(profile.toxic.base_model), toxic_candidate(profile, quiet=quiet)]
     ppl = profile.study.validation_perplexity
     return candidate_rows([(c, evaluate(profile, c, split=split, perplexity=ppl, quiet=quiet)) for c in cands])
-
-
-def run_all(profile: Profile, *, quiet: bool = False) -> Study:
-    """Everything the book reads: the study, the budget curve (when on), the scorers' validity (when on), the
-    toxic-model diagnostics, the text sets."""
-    from unidetox.pipeline.budget import budget_curve, budgets
-    from unidetox.pipeline.validity import scorer_validity
-
-    out = study(profile, quiet=quiet)
-    if budgets(profile):
-        budget_curve(profile, quiet=quiet)
-    if profile.validity.enabled:
-        scorer_validity(profile, quiet=quiet)
-    toxic_vs_base(profile, quiet=quiet)
-    text_sets(profile, quiet=quiet)
-    return out
 
 
 def stage_summaries(profile: Profile) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from unidetox.measure.metrics import IN_DISTRIBUTION
 from unidetox.measure.validity import VERDICT_RULE, VERDICT_RULE_WHY
-from unidetox.report.tables.main import ci_cell, ratio_cell
+from unidetox.report.tables.cells import ci_cell, ratio_cell, short_name
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -321,8 +321,6 @@ def forest_rows(table: pd.DataFrame) -> pd.DataFrame:
     scale), ``scorer`` (``primary``/``second``; the fluency rows have only ``primary``), ``value, lo, hi``,
     ``verdict`` (the row's) and ``reference``: where the claim's line is drawn (0, or the ratio / drop limit).
     """
-    from unidetox.report.tables.main import short_name
-
     out = []
     for _, r in table.iterrows():
         if pd.isna(r["value"]):
@@ -348,8 +346,6 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
     """The claims table as a Markdown table narrow enough for a page: claim letter, target, measure, value [interval]
     under the primary and the second scorer, the verdict and the scorers' agreement (the claims' statements and the
     rows' notes are in :func:`claims_summary`)."""
-    from unidetox.report.tables.main import short_name
-
     head = ["claim", "target", "measure", f"primary `{first}`", f"second `{second}`" if second else "second (off)",
             "verdict", "agree"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -368,8 +364,6 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
 
 
 def _row_text(r: pd.Series, digits: int) -> str:
-    from unidetox.report.tables.main import short_name
-
     target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
     note = f" ({r['note']})" if isinstance(r.get("note"), str) and r["note"] else ""
     if pd.isna(r["value"]):

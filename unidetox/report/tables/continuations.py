@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from unidetox.config.compared_methods import METHODS
-from unidetox.report.tables.main import short_name
+from unidetox.report.tables.cells import short_name
 from unidetox.store.jsonl import read_jsonl
 
 FILTER_COLUMNS = ("target", "method", "domain")

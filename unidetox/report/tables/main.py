@@ -21,6 +21,7 @@ from unidetox.measure.metrics import (
     OUT_OF_DISTRIBUTION,
     TOXICITY_METRICS,
 )
+from unidetox.report.tables.cells import ci_text, ratio_cell, short_name
 
 METHOD_NAMES = {name: m.label for name, m in METHODS.items()}
 METHOD_ORDER = list(METHODS)
@@ -31,11 +32,6 @@ COLUMNS = [  # (domain, metric) -> display column: "TP (in)", "EMT (in)", "TP (o
     *(((domain, m), f"{m} ({side})") for domain, side in SIDES.items() for m in TOXICITY_METRICS),
     *(((ALL, m), m) for m in FLUENCY_METRICS),
 ]
-
-
-def short_name(spec: str) -> str:
-    """A display name for a model spec: 'packaged:smollm2-135m' -> 'smollm2-135m', 'org/name' -> 'name'."""
-    return spec.split(":")[-1].rstrip("/").split("/")[-1]
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,36 +115,6 @@ def _config_text(row: pd.Series) -> str:
     if not np.isnan(row.lr):
         return f"lr={row.lr:g}, {int(row.steps)} steps"
     return ""
-
-
-def ratio_cell(v: float, lo: float = np.nan, hi: float = np.nan) -> str:
-    """``'1.11 [0.85, 1.43]'``: an unsigned ratio and its interval, 2 decimals ('' without a value, no brackets
-    without an interval)."""
-    if pd.isna(v):
-        return ""
-    return f"{v:.2f}" if pd.isna(lo) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
-def ci_cell(v: float, lo: float = np.nan, hi: float = np.nan, digits: int = 3) -> str:
-    """``'-0.123 [-0.200, -0.050]'``: a signed value and its interval ('' without a value, no brackets without an
-    interval)."""
-    if pd.isna(v):
-        return ""
-    text = f"{v:+.{digits}f}"
-    return text if pd.isna(lo) else f"{text} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-
-def ci_text(table: pd.DataFrame, col: str, digits: int = 3) -> pd.Series:
-    """``'-0.123 [-0.2, -0.05]'`` strings of a difference column and its ``lo``/``hi`` bounds ('' when absent)."""
-    if col not in table:
-        return pd.Series([""] * len(table), index=table.index)
-
-    def fmt(r):
-        if pd.isna(r[col]):
-            return ""
-        return f"{r[col]:+.{digits}f} [{r[f'{col} lo']:+.{digits}f}, {r[f'{col} hi']:+.{digits}f}]"
-
-    return table.apply(fmt, axis=1)
 
 
 def transfer_table(report: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,8 @@ import pandas as pd
 from unidetox.analysis.textstats import STATS_COLUMNS
 from unidetox.analysis.texttype import TEXT_TYPES
 from unidetox.measure.power import PowerPlan
-from unidetox.report.tables.main import COLUMNS, ci_cell, seed_summary, short_name
+from unidetox.report.tables.cells import ci_cell, short_name
+from unidetox.report.tables.main import COLUMNS, seed_summary
 
 # (domain, metric) -> column of the toxicity columns: TP and EMT, in- and out-of-distribution
 TOXICITY_COLUMNS = COLUMNS[:4]

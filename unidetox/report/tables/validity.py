@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from unidetox.measure.validity import AUC, CONTINUATIONS, ScorerChoice, set_info
-from unidetox.report.tables.main import short_name
+from unidetox.report.tables.cells import short_name
 
 
 def validity_cell(measure: str, value: float, lo: float, hi: float, n_toxic: int | None = None) -> str:
