@@ -39,7 +39,7 @@ from unidetox.config.loader import load_profile
 from unidetox.measure.compare import choose_config, paired_ci, ppl_ratio_ci
 from unidetox.measure.metrics import IN_DISTRIBUTION
 from unidetox.pipeline.evaluation import candidate_rows
-from unidetox.pipeline.runtime import load_lm
+from unidetox.pipeline.loading import load_lm
 from unidetox.pipeline.study import per_prompt_rows
 
 TARGET = "packaged:smollm2-135m"

@@ -30,7 +30,7 @@ from unidetox import pipeline as P
 from unidetox.analysis.texttype import TEXT_TYPES, labelled_examples, text_type_shares
 from unidetox.config.loader import load_profile
 from unidetox.data.files import resolve_data_dir
-from unidetox.pipeline.runtime import load_lm
+from unidetox.pipeline.loading import load_lm
 
 PARA = 'distill.context="\\n\\n"'  # both models read BOS + a paragraph break before the first sampled token
 # name -> (kind, extra --set overrides). kind: contrast | base | toxic | released

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/stage_memory.py [--profile cpu] [--set runs_dir=runs] [--markdown]
 
 Every stage run records, in its ``DONE`` summary, its wall seconds and the peak resident memory of the process
-while it ran (``peak_rss_mb``: /proc/self/statm sampled every 0.2 s, :func:`unidetox.pipeline.runtime.timed`).
+while it ran (``peak_rss_mb``: /proc/self/statm sampled every 0.2 s, :func:`unidetox.processes.timed`).
 This prints, per stage type, the runs, total and longest seconds and the largest peak, largest first, and the
 overall peak: the memory a user needs for ``make book`` of this profile (plus the notebooks' kernel, which the
 reproducibility page's "book" row measures with ``/usr/bin/time -v``). Stages recorded before the summaries had

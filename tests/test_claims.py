@@ -58,10 +58,10 @@ def test_rescore_scores_the_stored_continuations_and_is_cached(evaluated, capsys
 
 def test_rescoring_an_unfinished_evaluation_is_refused(evaluated):
     from unidetox.errors import UnidetoxError
-    from unidetox.pipeline.runtime import stage_dir
+    from unidetox.store.registry import EVALUATE
 
     profile, cand, _ = evaluated
-    missing = stage_dir(profile, "evaluate", {"never": "run"}, {"model": cand.key})
+    missing = EVALUATE.locate(profile, {"never": "run"}, {"model": cand.key})
     with pytest.raises(UnidetoxError, match="no finished generations"):
         P.rescore(profile, cand, missing, "hatesonar", quiet=True)
 

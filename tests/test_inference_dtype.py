@@ -14,11 +14,12 @@ import pytest
 import torch
 
 import unidetox.pipeline.evaluation as ev
-import unidetox.pipeline.runtime as rt
+import unidetox.pipeline.keys as rt
 from unidetox.config.loader import load_profile
 from unidetox.models import precision as P
 from unidetox.models.loading import load_model
 from unidetox.pipeline.candidates import untouched
+from unidetox.store.registry import Stage
 from unidetox.store.run_store import StageDir
 
 # evaluate / mmlu keys of an untouched target, computed with the code before eval.inference_dtype existed
@@ -64,12 +65,12 @@ def stage_keys(profile, target: str) -> tuple[str, str]:
     """(evaluate key, mmlu key) of `target` untouched, located without loading a model."""
     keys = []
 
-    def locate(profile, stage, config, inputs=None):
-        keys.append(StageDir.locate(profile.runs_dir, profile.name, stage, config, inputs).key)
+    def locate(stage, profile, config, inputs=None):
+        keys.append(StageDir.locate(profile.runs_dir, profile.name, stage.name, config, inputs).key)
         raise _Located
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "stage_dir", locate)
+        mp.setattr(Stage, "locate", locate)
         for stage in (ev.evaluate, ev.mmlu):
             with pytest.raises(_Located):
                 stage(profile, untouched(target))

@@ -1,5 +1,6 @@
-"""The package's architecture, checked: layers import downwards only, modules and functions stay readable, and
-every error a user can meet derives from UnidetoxError (so the CLI prints it as one line)."""
+"""The package's architecture, checked: layers import downwards only, no module imports itself through others (no
+import circle, lazy imports included), modules and functions stay readable, and every error a user can meet derives
+from UnidetoxError (so the CLI prints it as one line)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,100 @@ def test_layer_checker_sees_an_upward_import():
     ((line, target),) = imported(tree)
     assert (line, layer(target), layer("unidetox.method.train")) == (2, "pipeline", "method")
     assert LAYERS.index(layer(target)) > LAYERS.index(layer("unidetox.method.train"))
+
+
+MODULES = {module_name(p): p for p in SOURCES}
+
+
+def imported_modules(me: str, tree: ast.AST, modules: set[str]) -> set[str]:
+    """The package's modules that module `me` imports anywhere in `tree` (top level and inside functions):
+    ``from a.b import c`` is the module ``a.b.c`` where that is a module, else ``a.b``; relative imports resolved.
+    A package's ``__init__`` counts only where it is imported by name (importing a.b.c runs a.b's ``__init__`` first,
+    but that is no edge: a package re-exporting its modules would otherwise be a circle)."""
+    out = set()
+    package = me if MODULES.get(me, Path()).name == "__init__.py" else me.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.add(sub if sub in modules else base)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m in modules and m != me}
+
+
+def import_graph(trees: dict[str, ast.AST]) -> dict[str, set[str]]:
+    """Module -> the modules it imports (:func:`imported_modules`), for every module of `trees`."""
+    return {me: imported_modules(me, tree, set(trees)) for me, tree in trees.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle ``[a, b, ..., a]`` through each strongly connected group of `graph` (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while v not in group:
+                group.add(stack.pop())
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(_circle_in(graph, group) for group in groups)
+
+
+def _circle_in(graph: dict[str, set[str]], group: set[str]) -> list[str]:
+    """A shortest circle through the first module of `group` (breadth first, inside the group)."""
+    start = min(group)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(graph[v] & group):
+            if w == start:
+                return [*paths[v], start]
+            if w not in paths:
+                paths[w] = [*paths[v], w]
+                queue.append(w)
+    raise AssertionError(f"no circle in {group}")  # pragma: no cover (a group of two or more has one)
+
+
+def test_no_import_circles():
+    graph = import_graph({me: ast.parse(p.read_text(encoding="utf-8")) for me, p in MODULES.items()})
+    found = [" -> ".join(c) for c in circles(graph)]
+    assert not found, "import circles (lazy imports included):\n" + "\n".join(found)
+
+
+def test_the_circle_finder_sees_lazy_and_indirect_circles():
+    sources = {
+        "unidetox.a": "from unidetox.b import f\n",
+        "unidetox.b": "def f():\n    from unidetox import c\n",  # lazy, and `from package import module`
+        "unidetox.c": "import unidetox.a\n",
+        "unidetox.d": "from unidetox.a import f\n",  # reads the circle, is not in it
+        "unidetox.e": "from .d import f\n",  # relative
+    }
+    graph = import_graph({m: ast.parse(s) for m, s in sources.items()})
+    assert graph["unidetox.e"] == {"unidetox.d"}
+    assert circles(graph) == [["unidetox.a", "unidetox.b", "unidetox.c", "unidetox.a"]]
+    assert circles({"x": {"y"}, "y": set()}) == []
 
 
 def test_modules_and_functions_stay_short():

@@ -139,8 +139,8 @@ def test_hf_model_agrees_within_the_bootstrap_interval(work, tmp_path, monkeypat
 
     from unidetox.models.loading import load_model, save_model
     from unidetox.pipeline.lmeval_task import write_lm_eval_task
-    from unidetox.pipeline.runtime import silently
     from unidetox.pipeline.score import eval_overrides
+    from unidetox.processes import silently
 
     root, profile = work
     profile = eval_overrides(profile, prompts_per_domain=8)

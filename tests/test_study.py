@@ -201,12 +201,12 @@ def test_report_prompts_per_domain_applies_to_the_report_split_only(tmp_path):
 
 
 def test_eval_models_loads_the_shared_models_once(tmp_path, monkeypatch):
-    from unidetox.pipeline import runtime
+    from unidetox.pipeline import loading
 
     profile = load_profile("tiny", [f"runs_dir={tmp_path}"])
     calls = []
-    monkeypatch.setattr(runtime, "load_eval_lm", lambda prof, spec: calls.append(spec) or object())
-    models = runtime.EvalModels(profile)
+    monkeypatch.setattr(loading, "load_eval_lm", lambda prof, spec: calls.append(spec) or object())
+    models = loading.EvalModels(profile)
     ppl, target = profile.eval.perplexity_model, profile.detox.targets[0]
     assert models.load(ppl) is models.load(ppl) and models.load(target) is models.load(target)
     folder = str(tmp_path / "finetuned")

@@ -14,9 +14,10 @@ from unidetox.config.loader import load_profile
 from unidetox.method.train import train_causal_lm
 from unidetox.method.train_setup import mixed_precision
 from unidetox.models.loading import load_model
-from unidetox.pipeline import runtime as rt
+from unidetox.pipeline import keys as rt
 from unidetox.pipeline.detox import detox_stage
 from unidetox.pipeline.toxic import finetune_stage
+from unidetox.store.registry import EXPERT_MODEL, TOXIC_MODEL
 
 # (toxic-model, expert-model, detox) keys computed by the code before CPUs trained in bf16 (main at 22ea11d):
 # fp32 runs on a CPU must keep them
@@ -28,7 +29,7 @@ BF16_CPU = {"avx512f", "avx512_bf16"}
 
 
 def keys(profile, target, lr, steps) -> tuple[str, str, str]:
-    return (finetune_stage(profile, "toxic-model").key, finetune_stage(profile, "expert-model").key,
+    return (finetune_stage(profile, TOXIC_MODEL).key, finetune_stage(profile, EXPERT_MODEL).key,
             detox_stage(profile, target, lr, method="unidetox", steps=steps).key)  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from unidetox.config import PROFILES, ConfigError
 from unidetox.config.loader import load_profile
 from unidetox.errors import UnidetoxError
+from unidetox.store.registry import DETOX, DISTILL, EVALUATE, LM_EVAL_TASK, STAGES, TOXIC_MODEL
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -57,21 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unidetox", description="UniDetox: detoxify LMs via dataset distillation.")
     sub = ap.add_subparsers(dest="command", required=True)
     parsers = {}
-    for name, text in [
-        ("toxic-model", "fine-tune the base model on DGHS hate speech"),
-        ("distill", "contrastive decoding of the detoxifying text (runs toxic-model if needed)"),
-        ("detox", ("fine-tune every target on the distilled text over the lr x steps grid; with --target and --texts, "
-                  "fine-tune one model on a text file or dataset")),
-        ("pipeline", "everything the book reads: tune on validation, transfer, baselines, report, diagnostics"),
-    ]:  # fmt: skip
-        parsers[name] = sub.add_parser(name, help=text, description=text)
-        _common(parsers[name])
-    _detox_args(parsers["detox"])
+    for stage in (s for s in STAGES.values() if s.command):  # the stages that run alone, in the registry's order
+        parsers[stage.name] = sub.add_parser(stage.name, help=stage.command, description=stage.command)
+        _common(parsers[stage.name])
+    text = "everything the book reads: tune on validation, transfer, baselines, report, diagnostics"
+    _common(sub.add_parser("pipeline", help=text, description=text))
+    _detox_args(parsers[DETOX.name])
     _score_parser(sub)
-    _lm_eval_parser(sub)
+    _eval_options(parsers[LM_EVAL_TASK.name])  # score's evaluation options: the task selects and samples the same way
     _export_parser(sub)
-    ev = sub.add_parser("evaluate", help="ToxiGen toxicity, perplexity, Dist-n and MMLU of the candidates")
-    _common(ev)
+    ev = parsers[EVALUATE.name]
     ev.add_argument("--model", help="evaluate only this model (spec or directory) instead of the profile's grid")
     ev.add_argument("--split", choices=["validation", "test", "report"], help="prompt split (default: profile's)")
     ev.add_argument("--no-mmlu", action="store_true", help="skip MMLU")
@@ -115,7 +111,7 @@ def _verify(profile, args) -> int:
     root = Path(profile.runs_dir) / profile.name
     if not root.is_dir():
         raise StoreError(f"no run store at {root}. Fix: give the --profile and --set runs_dir=PATH it was made with")
-    report = verify_store(root, progress=not args.quiet)
+    report = verify_store(root, stages=STAGES, progress=not args.quiet)
     damaged = {path: problems for path, problems in report.items() if problems}
     for path, problems in damaged.items():
         print(f"damaged: {path}: {describe_damage(problems)}")
@@ -206,16 +202,6 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-prompt", metavar="TEXT", help="chat mode: the system message (eval.system_prompt)")
 
 
-def _lm_eval_parser(sub) -> None:
-    text = (
-        "write the lm-evaluation-harness task unidetox_toxigen (the evaluation of `unidetox score`, with the same "
-        "options) and print its folder, for lm_eval --include_path FOLDER --tasks unidetox_toxigen"
-    )
-    p = sub.add_parser("lm-eval-task", help=text, description=text)
-    _common(p)
-    _eval_options(p)
-
-
 def _export_parser(sub) -> None:
     text = "export the distilled text as a datasets dataset (Parquet + dataset card)"
     p = sub.add_parser("export-texts", help=text, description=text)
@@ -268,8 +254,8 @@ def _score(profile, args) -> None:
 
 def _lm_eval_task(profile, args) -> None:
     from unidetox.pipeline.lmeval_task import write_lm_eval_task
-    from unidetox.pipeline.runtime import silently
     from unidetox.pipeline.score import eval_overrides
+    from unidetox.processes import silently
 
     profile = eval_overrides(profile, k=args.k, seeds=args.seeds, scorer=args.scorer,
                              prompts_per_domain=args.prompts_per_domain)  # fmt: skip
@@ -314,19 +300,19 @@ def _dispatch(profile, args) -> None:
     """Run the command `args.command` (a command that writes, under the run store's lock)."""
     from unidetox import pipeline as P
 
-    if args.command == "toxic-model":
+    if args.command == TOXIC_MODEL.name:
         P.toxic_model(profile, quiet=args.quiet)
-    elif args.command == "distill":
+    elif args.command == DISTILL.name:
         P.distill(profile, quiet=args.quiet)
-    elif args.command == "detox":
+    elif args.command == DETOX.name:
         _detox(profile, args)
     elif args.command == "score":
         _score(profile, args)
-    elif args.command == "lm-eval-task":
+    elif args.command == LM_EVAL_TASK.name:
         _lm_eval_task(profile, args)
     elif args.command == "export-texts":
         _export(profile, args)
-    elif args.command == "evaluate":
+    elif args.command == EVALUATE.name:
         _evaluate(profile, args)
     elif args.command == "pipeline":
         st = P.run_all(profile, quiet=args.quiet)

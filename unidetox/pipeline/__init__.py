@@ -16,7 +16,6 @@ from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import collect, evaluate, mmlu, prompts, rescore
 from unidetox.pipeline.full_run import run_all
 from unidetox.pipeline.power_pilot import Pilot, power_pilot
-from unidetox.pipeline.runtime import is_main_process, silently
 from unidetox.pipeline.study import (
     Study,
     compass_models,
@@ -28,6 +27,7 @@ from unidetox.pipeline.study import (
 )
 from unidetox.pipeline.toxic import expert_model, nothate_texts, toxic_model, toxic_texts
 from unidetox.pipeline.validity import ScorerValidity, scorer_validity
+from unidetox.processes import is_main_process, silently
 
 __all__ = [
     "BudgetCurve",

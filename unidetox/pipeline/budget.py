@@ -18,9 +18,10 @@ from unidetox.measure.budget import budget_table, cheapest_as_good
 from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.evaluation import evaluate
-from unidetox.pipeline.runtime import EvalModels, begin, log, reuse, stage_dir
+from unidetox.pipeline.loading import EvalModels
 from unidetox.pipeline.study import study
 from unidetox.pipeline.study_tables import per_prompt_rows
+from unidetox.store.registry import BUDGET, DETOX
 from unidetox.store.run_store import StageDir, read_json, write_json, write_text
 
 
@@ -49,7 +50,7 @@ def budgets(profile: Profile) -> list[int]:
 def _train_seconds(cand_path: str) -> float:
     """Wall seconds the fine-tune of a ``<stage>/steps/<n>`` candidate took, from its stage's DONE summary."""
     return float(
-        StageDir(path=Path(cand_path).parents[1], stage="detox", key="").summary().get("seconds", float("nan"))
+        StageDir(path=Path(cand_path).parents[1], stage=DETOX.name, key="").summary().get("seconds", float("nan"))
     )
 
 
@@ -73,9 +74,9 @@ def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | 
     }
     config = {"budget_steps": steps, "lr": lr, "select_target": sel, "bootstrap": profile.study.bootstrap,
               "ci_level": profile.study.ci_level}  # fmt: skip
-    st = stage_dir(profile, "budget", config, {"untouched": base.key, **{str(n): x.key for n, x in stages.items()}})
-    if not reuse(st, "budget curve"):
-        begin(st)
+    st = BUDGET.locate(profile, config, {"untouched": base.key, **{str(n): x.key for n, x in stages.items()}})
+    if not BUDGET.reuse(st, "budget curve"):
+        BUDGET.begin(st)
         pp = {n: per_prompt_rows(profile, x) for n, x in stages.items()}
         table = budget_table(pp, per_prompt_rows(profile, base), n_boot=profile.study.bootstrap,
                              level=profile.study.ci_level)  # fmt: skip
@@ -83,8 +84,7 @@ def budget_curve(profile: Profile, *, quiet: bool = False, models: EvalModels | 
         table["tokens"] = table.steps * t.batch_size * t.grad_accum * t.max_length
         write_text(st / "curve.csv", table.to_csv(index=False))
         write_json(st / "choice.json", {"cheapest_as_good": cheapest_as_good(table), "chosen_steps": chosen})
-        st.mark_done({"budgets": steps})
-        log(f"budget curve: wrote {st.path}")
+        BUDGET.finish(st, {"budgets": steps}, st.path, "budget curve")
     table = pd.read_csv(st / "curve.csv")  # wall seconds are not outputs (reruns differ): read from the stages
     table["train_seconds"] = table.steps.map({n: _train_seconds(c.path) for n, c in cands.items()})
     return BudgetCurve(table, lr, chosen, int(read_json(st / "choice.json")["cheapest_as_good"]), sel, st.path)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from unidetox.config import Profile
 from unidetox.pipeline.toxic import expert_model, toxic_model
+from unidetox.store.registry import TOXIC_MODEL
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ def untouched(target: str) -> Candidate:
 def toxic_candidate(profile: Profile, *, quiet: bool = False) -> Candidate:
     """The toxic model as a candidate (diagnostics: is it more toxic than the base?)."""
     st = toxic_model(profile, quiet=quiet)
-    return Candidate(profile.toxic.base_model, "toxic", None, None, str(st.path / "final"), f"toxic-model/{st.key}")
+    return Candidate(
+        profile.toxic.base_model, "toxic", None, None, str(st.path / "final"), f"{TOXIC_MODEL.name}/{st.key}"
+    )
 
 
 def preprompt(profile: Profile, target: str) -> Candidate:

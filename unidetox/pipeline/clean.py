@@ -1,7 +1,8 @@
 """``unidetox clean``: free the run store of model weights that are reproducible and no longer needed.
 
-Almost all of a run store is weights: ``detox/<key>/final/`` and ``steps/<n>/`` (one fine-tuned model per learning
-rate, method and target) and the ``final/`` of ``toxic-model`` and ``expert-model``. Once the stages that read a
+Almost all of a run store is weights: the folders of the stages the registry declares with reproducible weights
+(:data:`unidetox.store.registry.WEIGHT_STAGES`): ``detox/<key>/final/`` and ``steps/<n>/`` (one fine-tuned model per
+learning rate, method and target) and the ``final/`` of ``toxic-model`` and ``expert-model``. Once the stages that read a
 model (evaluate, mmlu, distill, samples, ...) are finished, its weights are read again only by the book's
 notebooks (the study's chosen configuration: explore, political bias) or by a new evaluation. Clean
 
@@ -11,7 +12,7 @@ notebooks (the study's chosen configuration: explore, political bias) or by a ne
   removed are listed in the stage's ``CLEANED`` file (written before anything is removed); the stage stays
   finished and its outputs' records in DONE stay, so a later ``pipeline``/``book`` reuses it and everything that
   read it, and retrains it (identically: same seed) only when a reader asks for the removed weights
-  (:func:`unidetox.pipeline.runtime.restore`);
+  (:func:`unidetox.store.registry.restore`);
 - links (``--what dedup``) each file of a kept ``steps/<n>/`` that is byte-identical to ``final/`` (the last step)
   to that file, so the bytes are stored once (new runs do this as they train, :mod:`unidetox.store.links`);
 - ``--what all`` (the default): both.
@@ -30,11 +31,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from unidetox.config import Profile
-from unidetox.pipeline.runtime import log
+from unidetox.processes import log
 from unidetox.store.links import link_identical
+from unidetox.store.registry import DETOX, STUDY, TOXIC_MODEL, WEIGHT_STAGES
 from unidetox.store.run_store import ANNOTATIONS, CLEANED, DONE, FILES, StageDir, read_json, write_json
 
-WEIGHT_STAGES = ("detox", "toxic-model", "expert-model")
 WHAT = ("all", "weights", "dedup")
 BOOK_METHODS = ("unidetox", "base-samples")  # fine-tuned models the book's notebooks load at the chosen config
 
@@ -67,15 +68,15 @@ def _configs(root: Path) -> dict[Path, str]:
 
 def _chosen(root: Path) -> list[dict]:
     """``selection.json`` of every finished study stage: the chosen (lr, steps) and the selection target."""
-    return [read_json(d / "selection.json") for d in sorted(root.glob("study/*")) if (d / DONE).is_file()
+    return [read_json(d / "selection.json") for d in sorted(root.glob(f"{STUDY.name}/*")) if (d / DONE).is_file()
             and (d / "selection.json").is_file()]  # fmt: skip
 
 
 def book_folders(stage: Path, config: dict, studies: list[dict]) -> set[str]:
     """Weights folders of `stage` (config.json's ``config``) that the book's notebooks load."""
-    if stage.parent.name == "toxic-model":
+    if stage.parent.name == TOXIC_MODEL.name:
         return {"final"} if studies else set()
-    if stage.parent.name != "detox" or config.get("method") not in BOOK_METHODS:
+    if stage.parent.name != DETOX.name or config.get("method") not in BOOK_METHODS:
         return set()
     out = set()
     lr = config.get("train", {}).get("learning_rate")

@@ -10,20 +10,12 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.data.texts import read_released
 from unidetox.pipeline.candidates import Candidate, untouched
 from unidetox.pipeline.distilled import distill, distill_stage, distilled_texts, samples, samples_stage
-from unidetox.pipeline.runtime import (
-    begin,
-    is_main_process,
-    load_lm,
-    log,
-    reuse,
-    stage_dir,
-    timed,
-    train_precision_key,
-)
+from unidetox.pipeline.keys import train_precision_key
+from unidetox.pipeline.loading import load_lm
 from unidetox.pipeline.toxic import finetune_stage, nothate_texts
-from unidetox.store.run_store import (
-    StageDir,
-)
+from unidetox.processes import is_main_process, timed
+from unidetox.store.registry import DETOX, TOXIC_MODEL
+from unidetox.store.run_store import StageDir, StoreError
 
 
 def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tuple[list[str], str]:
@@ -46,7 +38,7 @@ def training_texts(profile: Profile, method: str, *, quiet: bool = False) -> tup
 def text_set_key(profile: Profile, method: str) -> str:
     """The identity :func:`training_texts` gives `method`'s text set, found without running any stage."""
     if method == "unidetox":
-        return distill_stage(profile, finetune_stage(profile, "toxic-model").key).key
+        return distill_stage(profile, finetune_stage(profile, TOXIC_MODEL).key).key
     if method == "base-samples":
         return samples_stage(profile, "base").key
     return training_texts(profile, method)[1]  # read from the data directory
@@ -90,7 +82,7 @@ def adapter_key(profile: Profile) -> dict:
 def _locate(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts_key: str) -> StageDir:
     config = {"target": target, "train": to_dict(train_cfg), "steps": list(steps or [train_cfg.max_steps]),
               "method": method, **train_precision_key(profile), **adapter_key(profile)}  # fmt: skip
-    return stage_dir(profile, "detox", config, {"texts": texts_key})
+    return DETOX.locate(profile, config, {"texts": texts_key})
 
 
 def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...], method: str, texts: list[str],
@@ -100,7 +92,7 @@ def _detox_stage(profile: Profile, target: str, train_cfg, steps: tuple[int, ...
     st = _locate(profile, target, train_cfg, steps, method, texts_key)
     label = f"detox {method} {target} lr={train_cfg.learning_rate}"
     args = (profile, st, label, target, train_cfg, steps, method, texts, source, quiet)
-    if reuse(st, label):
+    if DETOX.reuse(st, label):
         return st
     return _train_detox(*args)
 
@@ -115,7 +107,7 @@ def _train_detox(profile: Profile, st: StageDir, label: str, target: str, train_
     summary: dict = {"n_texts": len(texts)}
     with timed(summary):
         lm = load_lm(profile, target)
-        begin(st)
+        DETOX.begin(st)
         res = train_causal_lm(lm, texts, train_cfg, st.path, device=profile.device, save_at_steps=steps,
                               progress=not quiet, scale=profile.scale, lora=lora)  # fmt: skip
         summary["steps"] = res.steps
@@ -131,14 +123,24 @@ def _train_detox(profile: Profile, st: StageDir, label: str, target: str, train_
         for n, folder in [*((n, st.path / "steps" / str(n)) for n in steps), (res.steps, st.path / "final")]:
             write_model_card(folder, target=target, training_data=source, training=training, command=command,
                              steps=n, adapter="lora" if lora else None)  # fmt: skip
-    st.mark_done(summary)
-    log(f"{label}: wrote {st.path / ('final' if method == 'texts' else 'steps')}")
+    DETOX.finish(st, summary, st.path / ("final" if method == "texts" else "steps"), label)
     return st
 
 
 def _adapter_params(model) -> int:
     """Parameters of the LoRA adapter(s) peft injected into `model` (their names hold ``lora_``)."""
     return sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+
+
+@DETOX.recomputed_by
+def _recompute(profile: Profile, config: dict):
+    """A detox run of a fine-tuning method (not of a user's text file) is made from the profile and its target,
+    learning rate, method and steps."""
+    if config.get("method") not in FINETUNED:
+        raise StoreError(f"a {DETOX.name} stage of method {config.get('method')!r} cannot be recomputed from a profile")
+    args = (profile, config["target"], config["train"]["learning_rate"])
+    kwargs = {"method": config["method"], "steps": tuple(config["steps"])}
+    return detox_stage(*args, **kwargs), lambda quiet: detox(*args, **kwargs, quiet=quiet)
 
 
 def finetuned(profile: Profile, target: str, method: str, lr: float, steps: int, *, selection: str = "",

@@ -17,7 +17,7 @@ from pathlib import Path
 from unidetox.config import ConfigError, Profile, TrainConfig
 from unidetox.config.loader import load_profile
 from unidetox.models.loading import check_model_folder
-from unidetox.pipeline.runtime import log
+from unidetox.processes import log
 from unidetox.store.run_store import StoreError, atomic_dir
 
 #: checkpoints of long runs: every `CHECKPOINT_EVERY` steps (the paper profile's), or 4 per run when shorter

@@ -5,13 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from unidetox.config import Profile
-from unidetox.pipeline.runtime import begin, load_lm, log, process_state, reuse, settings_key, stage_dir, timed
+from unidetox.pipeline.keys import settings_key
+from unidetox.pipeline.loading import load_lm
 from unidetox.pipeline.toxic import toxic_model
+from unidetox.processes import log, process_state, timed
 from unidetox.store.jsonl import read_jsonl, write_jsonl
+from unidetox.store.registry import DISTILL, SAMPLES, TOXIC_MODEL, Stage
 from unidetox.store.run_store import StageDir, check_opened, write_text
 
 
-def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None, quiet: bool) -> StageDir:
+def _decode_stage(profile: Profile, stage: Stage, st: StageDir, model: str, toxic: str | None,
+                  quiet: bool) -> StageDir:  # fmt: skip
     """Sample ``distill.num_texts`` texts from BOS (contrastive when `toxic` is given) into ``<st>/texts.jsonl``."""
     from unidetox.method import distill as Dist
 
@@ -29,7 +33,7 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
         prefix = base.tokenizer(profile.distill.context, add_special_tokens=False).input_ids
         if profile.distill.context and not prefix:
             raise Dist.DistillError(f"distill.context {profile.distill.context!r} has no tokens in {model}")
-        begin(st)
+        stage.begin(st)
         res = Dist.contrastive_texts(base, tox, profile.distill, st / "stream.jsonl", rank=state.process_index,
                                      world_size=state.num_processes, progress=not quiet and state.is_main_process,
                                      prefix=prefix)  # fmt: skip
@@ -40,25 +44,23 @@ def _decode_stage(profile: Profile, st: StageDir, model: str, toxic: str | None,
         write_jsonl(st / "texts.jsonl", recs)
         write_text(st / "texts.csv", pd.DataFrame({"Text": [r["text"] for r in recs]}).to_csv(index=False))
         summary["n_texts"] = len(recs)
-        st.mark_done(summary)
-    state.wait_for_everyone()
-    log(f"{st.stage}: wrote {st / 'texts.jsonl'}")
+    stage.finish(st, summary, st / "texts.jsonl", main_only=True)
     return st
 
 
 def distill_stage(profile: Profile, toxic_key: str) -> StageDir:
     """The distill stage's directory for the toxic model of key `toxic_key`, located but not run."""
     config = {"distill": settings_key(profile.distill, "context"), "base_model": profile.toxic.base_model}
-    return stage_dir(profile, "distill", config, {"toxic-model": toxic_key})
+    return DISTILL.locate(profile, config, {TOXIC_MODEL.name: toxic_key})
 
 
 def distill(profile: Profile, *, quiet: bool = False) -> StageDir:
     """Contrastive decoding with the base and toxic models; texts in ``<stage>/texts.jsonl``."""
     tox = toxic_model(profile, quiet=quiet)
     st = distill_stage(profile, tox.key)
-    if reuse(st, "distill"):
+    if DISTILL.reuse(st):
         return st
-    return _decode_stage(profile, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
+    return _decode_stage(profile, DISTILL, st, profile.toxic.base_model, str(tox.path / "final"), quiet)
 
 
 def samples_stage(profile: Profile, which: str, toxic_key: str | None = None) -> StageDir:
@@ -70,7 +72,7 @@ def samples_stage(profile: Profile, which: str, toxic_key: str | None = None) ->
         "base_model": profile.toxic.base_model,
         "which": which,
     }
-    return stage_dir(profile, "samples", config, {"toxic-model": toxic_key} if which == "toxic" else None)
+    return SAMPLES.locate(profile, config, {TOXIC_MODEL.name: toxic_key} if which == "toxic" else None)
 
 
 def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
@@ -82,9 +84,10 @@ def samples(profile: Profile, which: str, *, quiet: bool = False) -> StageDir:
         raise ValueError(f"which must be 'base' or 'toxic', not {which!r}")
     tox = toxic_model(profile, quiet=quiet) if which == "toxic" else None
     st = samples_stage(profile, which, tox.key if tox else None)
-    if reuse(st, f"samples {which}"):
+    if SAMPLES.reuse(st, f"{SAMPLES.name} {which}"):
         return st
-    return _decode_stage(profile, st, str(tox.path / "final") if tox else profile.toxic.base_model, None, quiet)
+    return _decode_stage(profile, SAMPLES, st, str(tox.path / "final") if tox else profile.toxic.base_model, None,
+                         quiet)  # fmt: skip
 
 
 def distilled_texts(st: StageDir) -> list[str]:

@@ -13,19 +13,11 @@ from unidetox.data.checksums import text_fingerprint
 from unidetox.data.mmlu import load_mmlu
 from unidetox.data.prompts import load_toxigen_prompts
 from unidetox.pipeline.candidates import Candidate
-from unidetox.pipeline.runtime import (
-    EvalModels,
-    begin,
-    eval_dtype_key,
-    load_eval_lm,
-    load_profile_scorer,
-    log,
-    process_state,
-    reuse,
-    stage_dir,
-    timed,
-)
+from unidetox.pipeline.keys import eval_dtype_key
+from unidetox.pipeline.loading import EvalModels, load_eval_lm, load_profile_scorer
+from unidetox.processes import log, process_state, timed
 from unidetox.store.jsonl import read_jsonl, write_jsonl
+from unidetox.store.registry import EVALUATE, MMLU, RESCORE
 from unidetox.store.run_store import StageDir, atomic_path, read_json, remove_stale_temporaries, write_json, write_text
 
 
@@ -83,7 +75,7 @@ def evaluate_stage(profile: Profile, cand: Candidate, split: str | None, perplex
     ps = prompts(profile, cfg.prompt_split, n)
     config = {"eval": generation_key(cfg), "prompts": text_fingerprint(ps.prompt_id + "\t" + ps.text),
               "prefix": cand.prefix, "perplexity": perplexity, **eval_dtype_key(profile)}  # fmt: skip
-    return cfg, ps, stage_dir(profile, "evaluate", config, {"model": cand.key})
+    return cfg, ps, EVALUATE.locate(profile, config, {"model": cand.key})
 
 
 def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, perplexity: bool = True,
@@ -95,14 +87,15 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
     from unidetox.measure import evaluate as E
 
     cfg, ps, st = evaluate_stage(profile, cand, split, perplexity, n_prompts)
-    if reuse(st, f"evaluate {cand.labels()}"):
+    what = f"{EVALUATE.name} {cand.labels()}"
+    if EVALUATE.reuse(st, what):
         return st
     state = process_state()
     scorer = models.scorer(cfg.scorer) if models is not None else load_profile_scorer(profile, cfg.scorer)
     summary: dict = {"n_prompts": len(ps)}
     if skipped := ps.attrs.get("empty_prompts_skipped", 0):
         summary["empty_prompts_skipped"] = skipped
-        log(f"evaluate {cand.labels()}: {skipped} empty {cfg.prompt_split} prompts skipped")
+        log(f"{what}: {skipped} empty {cfg.prompt_split} prompts skipped")
     load = models.load if models is not None else functools.partial(load_eval_lm, profile)
     with timed(summary):
         lm = load(cand.path)
@@ -119,9 +112,9 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
                                         E.generation_settings(cfg, cand.prefix, chat))  # fmt: skip
         if n_long:
             summary["prompts_truncated"] = n_long
-            log(f"evaluate {cand.labels()}: {n_long} of {len(ps)} prompts are longer than {limit} tokens (the model's "
+            log(f"{what}: {n_long} of {len(ps)} prompts are longer than {limit} tokens (the model's "
                  f"context less eval.max_new_tokens); their first tokens are cut off")  # fmt: skip
-        begin(st)
+        EVALUATE.begin(st)
         E.generate_and_score(lm, ps, cfg, scorer, st / "generations.jsonl", prefix=cand.prefix, make_source=make_source,
                              rank=state.process_index, world_size=state.num_processes,
                              progress=not quiet and state.is_main_process, max_prompt_tokens=limit)  # fmt: skip
@@ -140,10 +133,7 @@ def evaluate(profile: Profile, cand: Candidate, *, split: str | None = None, per
             write_text(st / "metrics.csv", rows.to_csv(index=False))
             write_json(st / "settings.json", {**E.result_settings(cfg, scorer, len(ps), cand.prefix, tokenizer),
                                               **cand.labels()})  # fmt: skip
-    if state.is_main_process:
-        st.mark_done(summary)
-    state.wait_for_everyone()
-    log(f"evaluate {cand.labels()}: wrote {st / 'metrics.csv'}")
+    EVALUATE.finish(st, summary, st / "metrics.csv", what, main_only=True)
     return st
 
 
@@ -158,12 +148,12 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
     from unidetox.measure import evaluate as E
     from unidetox.measure.metrics import TOXICITY_METRICS
 
-    st = stage_dir(profile, "rescore", {"scorer": scorer_spec}, {"evaluate": eval_stage.key})
-    what = f"rescore {cand.labels()} with {scorer_spec}"
-    if reuse(st, what):
+    st = RESCORE.locate(profile, {"scorer": scorer_spec}, {EVALUATE.name: eval_stage.key})
+    what = f"{RESCORE.name} {cand.labels()} with {scorer_spec}"
+    if RESCORE.reuse(st, what):
         return st
-    state = process_state()
-    if state.is_main_process:
+    summary: dict = {}
+    if process_state().is_main_process:
         gens = read_jsonl(eval_stage / "generations.jsonl", schema=E.GENERATION)
         if not gens:  # written by several processes: one file per rank
             n = len(list(eval_stage.path.glob("generations.jsonl.rank*")))
@@ -171,9 +161,9 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
         if not gens or not eval_stage.done:
             raise E.EvaluationError(f"{what}: {eval_stage.path} has no finished generations to re-score")
         scorer = models.scorer(scorer_spec) if models is not None else load_profile_scorer(profile, scorer_spec)
-        summary: dict = {"n_continuations": len(gens)}
+        summary["n_continuations"] = len(gens)
         with timed(summary):
-            begin(st)
+            RESCORE.begin(st)
             scores = E.checked_scores(scorer, [r["continuation"] for r in gens])
             gens = [{**r, "toxicity": x} for r, x in zip(gens, scores)]
             write_jsonl(st / "generations.jsonl", gens)
@@ -187,9 +177,7 @@ def rescore(profile: Profile, cand: Candidate, eval_stage: StageDir, scorer_spec
             settings = read_json(eval_stage / "settings.json")
             write_json(st / "settings.json", {**settings, "scorer": scorer.name, "scorer_version": scorer.version,
                                               "rescored_from": eval_stage.key})  # fmt: skip
-        st.mark_done(summary)
-    state.wait_for_everyone()
-    log(f"{what}: wrote {st / 'metrics.csv'}")
+    RESCORE.finish(st, summary, st / "metrics.csv", what, main_only=True)
     return st
 
 
@@ -200,21 +188,21 @@ def mmlu(profile: Profile, cand: Candidate, *, quiet: bool = False) -> StageDir:
     cfg = profile.eval
     config = {"split": cfg.mmlu_split, "shots": cfg.mmlu_shots, "per_subject": cfg.mmlu_per_subject,
               "subjects": list(cfg.mmlu_subjects), **eval_dtype_key(profile)}  # fmt: skip
-    st = stage_dir(profile, "mmlu", config, {"model": cand.key})
-    if reuse(st, f"mmlu {cand.labels()}"):
+    st = MMLU.locate(profile, config, {"model": cand.key})
+    what = f"{MMLU.name} {cand.labels()}"
+    if MMLU.reuse(st, what):
         return st
     test = load_mmlu(profile.data, cfg.mmlu_split, subjects=cfg.mmlu_subjects, per_subject=cfg.mmlu_per_subject)
     dev = load_mmlu(profile.data, "dev", subjects=cfg.mmlu_subjects)
     summary: dict = {"n_questions": len(test)}
     with timed(summary):
         lm = load_eval_lm(profile, cand.path)
-        begin(st)
+        MMLU.begin(st)
         per_q = score_mmlu(lm.model, lm.tokenizer, test, dev, shots=cfg.mmlu_shots)
         write_text(st / "mmlu.csv", per_q.to_csv(index=False))
         summ = mmlu_summary(per_q)
         write_text(st / "summary.csv", summ.to_csv(index=False))
-    st.mark_done(summary)
-    log(f"mmlu {cand.labels()}: wrote {st / 'mmlu.csv'}")
+    MMLU.finish(st, summary, st / "mmlu.csv", what)
     return st
 
 

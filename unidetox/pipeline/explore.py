@@ -27,9 +27,9 @@ from unidetox.errors import UnidetoxError
 from unidetox.measure.evaluate import generation_settings
 from unidetox.method.generate import generate_unit, unit_generator
 from unidetox.models.loading import LoadedModel, load_model, resolve_device
-from unidetox.pipeline.runtime import restore
 from unidetox.report.tables.cells import short_name
 from unidetox.report.tables.main import METHOD_NAMES
+from unidetox.store.registry import restore
 
 MAX_SAMPLES = 25  # the paper's k; more is not an exploration any more
 MAX_PROMPT_CHARS = 2000

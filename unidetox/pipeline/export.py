@@ -16,9 +16,10 @@ import pandas as pd
 from unidetox.config import Profile, to_dict
 from unidetox.method.distill import TEXT_RECORD
 from unidetox.pipeline.detox_file import check_out
-from unidetox.pipeline.runtime import log
+from unidetox.processes import log
 from unidetox.report.cards import base_model_info, write_dataset_card
 from unidetox.store.jsonl import read_jsonl
+from unidetox.store.registry import TOXIC_MODEL
 from unidetox.store.run_store import atomic_dir, read_json
 
 PARQUET = "data/train-00000-of-00001.parquet"
@@ -43,7 +44,7 @@ def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled",
     generation = {"base_model": base, **{f"distill.{k}": v for k, v in to_dict(profile.distill).items()}}
     if which == "distilled":
         tox = _toxic_key(st)
-        generation["toxic_model"] = f"{base} fine-tuned on DGHS hate rows (toxic-model stage {tox})"
+        generation["toxic_model"] = f"{base} fine-tuned on DGHS hate rows ({TOXIC_MODEL.name} stage {tox})"
         generation.update({f"toxic.train.{k}": v for k, v in to_dict(profile.toxic.train).items()
                            if k not in ("checkpoint_every", "log_every")})  # fmt: skip
         generation["toxic.train_splits"] = ", ".join(profile.toxic.train_splits)
@@ -63,7 +64,7 @@ def export_texts(profile: Profile, out: str | Path, *, which: str = "distilled",
 
 def _toxic_key(st) -> str:
     """The key of the toxic-model stage a distill stage read."""
-    return read_json(st / "config.json").get("inputs", {}).get("toxic-model", "?")
+    return read_json(st / "config.json").get("inputs", {}).get(TOXIC_MODEL.name, "?")
 
 
 __all__ = ["PARQUET", "export_texts"]

@@ -15,8 +15,8 @@ lm-eval's own ``toxigen`` task classifies statements; this one is the paper's ge
 evaluation's per-unit seeding, so it draws the very continuations of ``unidetox score``; lm-eval's ``--model hf``
 samples with its own random stream, so it agrees statistically (within the bootstrap interval) only.
 
-The folder is a stage of the run store (``lm-eval-task/<key>``, keyed by the settings and the prompts), written
-atomically. Its YAML names the docs by absolute path: write the task again rather than moving it.
+The folder is a stage of the run store (:data:`unidetox.store.registry.LM_EVAL_TASK`, keyed by the settings and
+the prompts), written atomically. Its YAML names the docs by absolute path: write the task again rather than moving it.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from unidetox.measure.lmeval_results import (
 from unidetox.measure.metrics import TOXICITY_METRICS
 from unidetox.models.loading import resolve_device
 from unidetox.pipeline.evaluation import prompts, prompts_per_domain
-from unidetox.pipeline.runtime import begin, log, reuse, stage_dir
 from unidetox.store.jsonl import write_jsonl
+from unidetox.store.registry import LM_EVAL_TASK
 from unidetox.store.run_store import write_json, write_text
 
 TASK_NAME = "unidetox_toxigen"
@@ -131,18 +131,17 @@ def write_lm_eval_task(profile: Profile, *, split: str | None = None) -> Path:
     ps = prompts(profile, split)
     fingerprint = text_fingerprint(ps.prompt_id + "\t" + ps.text)
     settings = task_settings(profile, split, len(ps), fingerprint)
-    st = stage_dir(profile, "lm-eval-task", {k: v for k, v in settings.items() if k != "data_files"})
-    if reuse(st, "lm-eval-task"):
+    st = LM_EVAL_TASK.locate(profile, {k: v for k, v in settings.items() if k != "data_files"})
+    if LM_EVAL_TASK.reuse(st):
         return st.path.resolve()
-    begin(st)
+    LM_EVAL_TASK.begin(st)
     folder = st.path.resolve()
     docs = [{"prompt_id": r.prompt_id, "text": r.text, "domain": r.domain, "target_group": r.target_group,
              "unidetox_task": str(folder / TASK_FILE)} for r in ps.itertuples()]  # fmt: skip
     write_jsonl(folder / DOCS_FILE, docs)
     write_json(folder / TASK_FILE, settings)
     write_text(folder / YAML_FILE, task_yaml(settings, folder / DOCS_FILE))
-    st.mark_done({"n_prompts": len(ps)})
-    log(f"lm-eval-task: wrote {folder}")
+    LM_EVAL_TASK.finish(st, {"n_prompts": len(ps)}, folder)
     return folder
 
 

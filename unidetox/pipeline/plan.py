@@ -16,6 +16,7 @@ from unidetox.scale.errors import PlanError
 from unidetox.scale.hardware import Hardware
 from unidetox.scale.memory import StagePlan, gib, plan_training
 from unidetox.scale.shapes import arch_of, lora_params_of
+from unidetox.store.registry import DETOX, DISTILL, EVALUATE, TOXIC_MODEL
 
 # The paper's toxic-model training set (DGHS train split, hate rows of the 34 targets) is not available offline:
 # the released toxic checkpoint is step 15126 of 3 epochs at batch 4, i.e. 5042 batches of 4 per epoch.
@@ -42,7 +43,7 @@ def plan_distill(profile: Profile, arch: C.Arch, hw: Hardware) -> StagePlan:
     fix = "" if mem <= hw.usable_bytes else (f"needs ~{gib(mem)} GiB per device, {gib(hw.usable_bytes)} GiB usable. "
                                              f"Fix: --set distill.batch_size={max(1, batch // 2)} (or smaller)")  # fmt: skip
     parts = f"2 models x (weights + KV cache of {batch} x {1 + d.max_new_tokens} tokens); {d.num_texts} texts"
-    return StagePlan("distill", profile.toxic.base_model, C.param_count(arch), 1, mem, parts, flops, secs, 0, fix,
+    return StagePlan(DISTILL.name, profile.toxic.base_model, C.param_count(arch), 1, mem, parts, flops, secs, 0, fix,
                      devices=hw.sharding.devices)  # fmt: skip
 
 
@@ -69,7 +70,7 @@ def plan_evaluate(profile: Profile, spec: str, arch: C.Arch, ppl_arch: C.Arch, h
                                              f"Fix: --set eval.batch_size={max(1, e.batch_size // 2)} (or smaller)")  # fmt: skip
     parts = (f"max(generator, perplexity model) with KV cache of {e.batch_size} x {ctx} tokens; "
              f"{seqs} continuations per candidate")  # fmt: skip
-    return StagePlan("evaluate", spec, C.param_count(arch), runs, mem, parts, runs * (gen_flops + ppl_flops),
+    return StagePlan(EVALUATE.name, spec, C.param_count(arch), runs, mem, parts, runs * (gen_flops + ppl_flops),
                      runs * secs, 0, fix, devices=hw.sharding.devices)  # fmt: skip
 
 
@@ -89,7 +90,7 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
     tr = profile.trust_remote_code
     base = arch_of(profile.toxic.base_model, trust_remote_code=tr)
     toxic_steps = num_training_steps(profile.toxic.train, toxic_text_count(profile))
-    out = [plan_training("toxic-model", profile.toxic.base_model, base, profile.toxic.train, toxic_steps,
+    out = [plan_training(TOXIC_MODEL.name, profile.toxic.base_model, base, profile.toxic.train, toxic_steps,
                          profile.scale, hw, profile=profile.name)]  # fmt: skip
     out.append(plan_distill(profile, base, hw))
     dt = profile.detox
@@ -100,7 +101,7 @@ def plan_profile(profile: Profile, hw: Hardware) -> list[StagePlan]:
         steps = num_training_steps(cfg, profile.distill.num_texts)
         lora = dt.lora_settings
         trainable = None if lora is None else lora_params_of(target, arch, lora, trust_remote_code=tr)
-        out.append(plan_training("detox", target, arch, cfg, steps, profile.scale, hw, runs=len(dt.learning_rates),
+        out.append(plan_training(DETOX.name, target, arch, cfg, steps, profile.scale, hw, runs=len(dt.learning_rates),
                                  saves=len(dt.steps), profile=profile.name, trainable=trainable))  # fmt: skip
     for target in dt.targets:
         arch = arch_of(target, trust_remote_code=tr)

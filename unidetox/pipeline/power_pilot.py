@@ -19,6 +19,7 @@ from unidetox.pipeline.report_sizes import report_prompts_per_domain
 from unidetox.pipeline.study import study
 from unidetox.pipeline.study_tables import per_prompt_rows
 from unidetox.store.jsonl import read_jsonl
+from unidetox.store.registry import EVALUATE
 from unidetox.store.run_store import DONE, read_json
 
 
@@ -40,7 +41,7 @@ def evaluation_keys(profile: Profile, study_path: Path, *, quiet: bool = False) 
     curve when it is on, and of the toxic-model diagnostics (:func:`unidetox.pipeline.study.toxic_vs_base`); the
     last two are run or reused."""
     inputs = read_json(study_path / "config.json").get("inputs", {}).get("stages", "")
-    eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
+    eval_dir = Path(profile.runs_dir) / profile.name / EVALUATE.name
     keys = {k for k in inputs.split(",") if k and (eval_dir / k / DONE).is_file()}
     if budgets(profile):
         keys |= set(read_json(budget_curve(profile, quiet=quiet).path / "config.json")["inputs"].values())
@@ -56,7 +57,7 @@ def evaluation_costs(profile: Profile, keys: list[str], n_scaling: int | None = 
     The report-split runs evaluated on `n_scaling` prompts per domain (default: any number) are those that scale
     with the report's prompts per domain (the powered claims' candidates); every other run's continuations are
     fixed costs."""
-    eval_dir = Path(profile.runs_dir) / profile.name / "evaluate"
+    eval_dir = Path(profile.runs_dir) / profile.name / EVALUATE.name
     seconds = conts = fixed = 0.0
     report_runs = 0
     for k in keys:

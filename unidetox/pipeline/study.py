@@ -16,10 +16,12 @@ from unidetox.pipeline.candidates import Candidate, dexperts, dexperts_applies, 
 from unidetox.pipeline.detox import finetuned
 from unidetox.pipeline.distilled import distill, distilled_texts, samples
 from unidetox.pipeline.evaluation import candidate_rows, evaluate, mmlu, rescore
+from unidetox.pipeline.keys import settings_key
+from unidetox.pipeline.loading import EvalModels
 from unidetox.pipeline.report_sizes import report_sizes
-from unidetox.pipeline.runtime import EvalModels, begin, log, restore, reuse, settings_key, stage_dir
 from unidetox.pipeline.study_tables import DERIVED, mmlu_cis, per_prompt_rows
 from unidetox.pipeline.toxic import toxic_model, toxic_texts
+from unidetox.store.registry import STUDY, restore
 from unidetox.store.run_store import FILES, StageDir, read_json, write_json, write_text
 
 
@@ -145,15 +147,14 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
     keys = sorted({st.key for _, st in val_stages + rep_stages + sec_stages} | {st.key for st in mmlu_stages.values()})
     added_later = ("second_scorer", "budget_steps", "selection_metric", "planning_sd", "half_width_distillation",
                    "half_width_transfer")  # fmt: skip
-    st = stage_dir(
+    st = STUDY.locate(
         profile,
-        "study",
         # the budget curve is its own stage (pipeline/budget.py): its setting stays out of the study's key
         {"study": settings_key(replace(cfg, budget_steps=()), *added_later), "select_target": sel},
         {"stages": ",".join(keys)},
     )
-    if not reuse(st, "study"):
-        begin(st)
+    if not STUDY.reuse(st):
+        STUDY.begin(st)
         write_text(st / "validation.csv", val_rows.to_csv(index=False))
         write_text(st / "report.csv", candidate_rows(rep_stages).to_csv(index=False))
         write_text(st / "mmlu.csv", pd.DataFrame(_mmlu_rows(rep, mmlu_stages)).to_csv(index=False))
@@ -171,8 +172,7 @@ def study(profile: Profile, *, quiet: bool = False) -> Study:
                                            "dexperts_lambda": lam, "validation_split": profile.eval.prompt_split,
                                            "report_split": cfg.report_split,
                                            "selection_metric": cfg.selection_metric})  # fmt: skip
-        st.mark_done({"n_validation": len(val), "n_report": len(rep)})
-        log(f"study: wrote {st.path}")
+        STUDY.finish(st, {"n_validation": len(val), "n_report": len(rep)}, st.path)
 
     out = _read_study(profile, st.path, sel, chosen, oracle, lam, rep_stages, sec_stages)
     out.selection = selection

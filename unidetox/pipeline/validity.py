@@ -38,8 +38,11 @@ from unidetox.measure import validity as V
 from unidetox.measure.evaluate import GENERATION
 from unidetox.pipeline.candidates import untouched
 from unidetox.pipeline.evaluation import prompts
-from unidetox.pipeline.runtime import begin, eval_dtype_key, load_eval_lm, log, reuse, stage_dir, timed
+from unidetox.pipeline.keys import eval_dtype_key
+from unidetox.pipeline.loading import load_eval_lm
+from unidetox.processes import timed
 from unidetox.store.jsonl import JsonlWriter, Schema, read_jsonl
+from unidetox.store.registry import SCORER_VALIDITY, VALIDITY_CONTINUATIONS
 from unidetox.store.run_store import StageDir, read_json, write_json, write_text
 
 SAMPLE_SEED = 0  # which rows a capped data set keeps, and which openings are continued
@@ -125,15 +128,15 @@ def validity_continuations(profile: Profile, target: str, opens: pd.DataFrame, *
     texts = opens.text.tolist()
     config = {"generation": asdict(settings), "seed": seed, "openings": text_fingerprint(opens.prompt_id + "\t" +
               opens.text), **eval_dtype_key(profile)}  # fmt: skip
-    st = stage_dir(profile, "validity-continuations", config, {"model": untouched(target).key})
-    what = f"validity-continuations {target}"
-    if reuse(st, what):
+    st = VALIDITY_CONTINUATIONS.locate(profile, config, {"model": untouched(target).key})
+    what = f"{VALIDITY_CONTINUATIONS.name} {target}"
+    if VALIDITY_CONTINUATIONS.reuse(st, what):
         return st
     summary: dict = {"n_openings": len(texts)}
     with timed(summary):
         lm = load_eval_lm(profile, target)
         limit, _ = prompt_budget(lm, texts, "", settings.max_new_tokens)
-        begin(st)
+        VALIDITY_CONTINUATIONS.begin(st)
         writer = JsonlWriter(st / "generations.jsonl", CONTINUATION)
         units = plan_units(len(texts), settings)
         done = writer.complete_units(lambda r: r["unit"], {u: e - s for u, (s, e) in enumerate(units)})
@@ -145,9 +148,7 @@ def validity_continuations(profile: Profile, target: str, opens: pd.DataFrame, *
                                   max_prompt_tokens=limit)  # fmt: skip
             writer.append([{"seed": seed, "unit": u, "prompt_id": pid, "sample": 0, "prompt": p, "continuation": c[0]}
                            for pid, p, c in zip(opens.prompt_id[s:e], texts[s:e], conts)])  # fmt: skip
-    st.mark_done(summary)
-    if not quiet:
-        log(f"{what}: wrote {st / 'generations.jsonl'}")
+    VALIDITY_CONTINUATIONS.finish(st, summary, st / "generations.jsonl", what, silent=quiet)
     return st
 
 
@@ -189,13 +190,13 @@ def scorer_validity(profile: Profile, *, quiet: bool = False) -> ScorerValidity:
     config = {"scorers": specs, "threshold": profile.eval.threshold, "bootstrap": s.bootstrap, "ci_level": s.ci_level,
               "texts": text_fingerprint(frame.set + "\t" + frame.item + "\t" + frame.label.astype(str) + "\t" +
                                         frame.text)}  # fmt: skip
-    st = stage_dir(profile, "scorer-validity", config, {"continuations": ",".join(c.key for c in conts)})
-    if not reuse(st, "scorer-validity"):
+    st = SCORER_VALIDITY.locate(profile, config, {"continuations": ",".join(c.key for c in conts)})
+    if not SCORER_VALIDITY.reuse(st):
         device = str(resolve_device(profile.device))
         summary: dict = {"n_texts": len(frame), "n_scorers": len(specs)}
         versions = {}
         with timed(summary):
-            begin(st)
+            SCORER_VALIDITY.begin(st)
             for spec in specs:
                 scorer = load_scorer(spec, device=device, batch_size=profile.eval.scorer_batch_size,
                                      trust_remote_code=profile.trust_remote_code)  # fmt: skip
@@ -209,8 +210,7 @@ def scorer_validity(profile: Profile, *, quiet: bool = False) -> ScorerValidity:
                                               "threshold": profile.eval.threshold, "threshold_rule": "score > threshold",
                                               "toxigen_toxic_above": V.TOXIGEN_TOXIC_ABOVE, "ci_level": s.ci_level,
                                               "bootstrap": s.bootstrap, "n_texts": frame.groupby("set").size().to_dict()})  # fmt: skip
-        st.mark_done(summary)
-        log(f"scorer-validity: wrote {st / 'validity.csv'}")
+        SCORER_VALIDITY.finish(st, summary, st / "validity.csv")
     return read_validity(st)
 
 

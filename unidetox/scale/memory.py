@@ -15,6 +15,7 @@ from unidetox.scale import costs as C
 from unidetox.scale.errors import PlanError
 from unidetox.scale.hardware import Hardware, act_bytes
 from unidetox.scale.shapes import arch_from_config
+from unidetox.store.registry import DETOX, STAGES
 
 
 def gib(x: float) -> str:
@@ -64,6 +65,12 @@ class StagePlan:
     devices: int = 1  # GPUs the time is spread over (GPU-hours = seconds x devices)
 
 
+def _command(stage: str) -> str:
+    """The command that runs training stage `stage` alone; ``detox`` (with --target --texts) for any other run."""
+    declared = STAGES.get(stage)
+    return stage if declared is not None and declared.command else DETOX.name
+
+
 def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: bool, mp: str, need: float,
                   profile: str = "...") -> str:  # fmt: skip
     """The smallest change that makes a training stage fit: checkpointing, then FSDP over enough GPUs."""
@@ -82,7 +89,7 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
                 if mem.total <= have:
                     extra = "" if ckpt == gc else " --set scale.gradient_checkpointing=true"
                     gpu = f" --gpu {hw.gpu.name}" if hw.gpu is not None else ""
-                    cmd = "toxic-model" if stage == "toxic-model" else "detox"
+                    cmd = _command(stage)
                     return (f"{head}. Fix: shard it over {n} GPUs: accelerate launch --config_file "
                             f"$(unidetox accelerate-config {strategy}) --num_processes {n} -m unidetox.cli {cmd} "
                             f"--profile {profile}{extra} (check: unidetox plan --profile {profile}{gpu} --gpus {n} "

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,14 +354,17 @@ def check_opened(path: str | Path) -> None:
         )
 
 
-def verify_store(root: str | Path, progress: bool = False) -> dict[Path, dict[str, str]]:
-    """Check every finished stage under `root` (``<runs_dir>/<profile>``) by size and SHA-256.
+def verify_store(
+    root: str | Path, stages: Iterable[str] = ("*",), progress: bool = False
+) -> dict[Path, dict[str, str]]:
+    """Check every finished run under `root` (``<runs_dir>/<profile>``) of the stages named `stages` (default: any
+    folder) by size and SHA-256.
 
     Returns ``{stage directory: damage}`` for each directory with DONE (empty damage: intact); reads every byte.
     """
     from tqdm.auto import tqdm
 
-    dirs = sorted(d.parent for d in Path(root).glob("*/*/DONE"))
+    dirs = sorted(d.parent for name in stages for d in Path(root).glob(f"{name}/*/DONE"))
     out = {}
     for d in tqdm(dirs, desc="verify", unit="stage", disable=not progress):
         out[d] = StageDir(path=d, stage=d.parent.name, key=d.name).damage(hashes=True)
