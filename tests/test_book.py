@@ -363,6 +363,21 @@ def test_bibliography_covers_the_cited_works():
     assert cited and cited <= set(keys), f"cited but not in references.bib: {cited - set(keys)}"
 
 
+def test_the_method_page_includes_the_kernels_from_the_package():
+    """The method page shows the contrastive score, the training step and TP/EMT as the package runs them
+    (``literalinclude`` with ``:pyobject:``), each naming a function that exists, so it cannot drift from the code."""
+    import ast
+
+    page = (ROOT / "book" / "method.md").read_text()
+    included = re.findall(r"```\{literalinclude\} \.\./(\S+)\n:pyobject: (\w+)\n", page)
+    for path, name in included:
+        tree = ast.parse((ROOT / path).read_text())
+        assert name in {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}, (path, name)
+    assert {name for _, name in included} >= {
+        "plausibility_mask", "contrastive_scores", "_train_step", "toxicity_probability", "expected_max_toxicity"
+    }  # fmt: skip
+
+
 def test_book_builds_every_toc_page(book_repo):
     pages = book_pages(book_repo)
     missing = [p.name for p in pages if not p.is_file()]
@@ -393,6 +408,8 @@ def test_book_builds_every_toc_page(book_repo):
     assert 'id="fig-claims"' in main and main.index('id="fig-claims"') < main.index('id="the-paper-s-claims')
     repro = (html / "_generated" / "reproducibility.html").read_text()
     assert "$k = " not in repro and "math notranslate" in repro
+    method = (html / "method.html").read_text()  # the kernels, included from the package's code
+    assert all(name in method for name in ("contrastive_scores", "masked_fill", "_train_step", "expected_max_toxicity"))
 
 
 class _Assets(HTMLParser):
