@@ -115,6 +115,54 @@ def test_bad_overrides_are_refused_clearly(override, message):
         load_profile("tiny", [override])
 
 
+CHOICES = {  # every setting with a fixed set of values (a new one is added here, with its values)
+    "device": ("auto", "cpu", "cuda"),
+    "data.source": ("local", "hub"),
+    "toxic.train.scheduler": ("linear", "constant"),
+    "detox.train.scheduler": ("linear", "constant"),
+    "eval.prompt_split": ("validation", "test", "report"),
+    "detox.adapter": ("none", "lora"),
+    "eval.inference_dtype": ("auto", "bf16", "fp32"),
+    "eval.chat_template": ("off", "auto"),
+    "study.report_split": ("validation", "test", "report"),
+    "study.baselines": ("preprompt", "released", "base-samples", "nothate", "dexperts"),
+    "study.selection_metric": ("TP", "EMT"),
+    "scale.mixed_precision": ("auto", "bf16", "fp32"),
+}
+
+
+def test_choices_are_declared_beside_the_help_and_printed_by_settings():
+    from unidetox.report.tables.settings import settings, settings_text
+
+    declared = {s.key: s.choices for s in settings() if s.choices}
+    assert declared == CHOICES
+    text = settings_text()
+    assert "\neval.prompt_split (str: validation | test | report) = validation;" in text
+    assert "\nstudy.baselines (list[str]: preprompt | released | base-samples | nothate | dexperts) = " in text
+
+
+@pytest.mark.parametrize("key", list(CHOICES))
+def test_a_value_outside_the_choices_is_refused_in_one_line_naming_the_key(key):
+    is_list = key == "study.baselines"
+    values = ", ".join(CHOICES[key][:-1]) + f" or {CHOICES[key][-1]}"
+    with pytest.raises(ConfigError) as e:
+        load_profile("tiny", [f"{key}=[nope]" if is_list else f"{key}=nope"])
+    assert str(e.value) == f"{key} must {'each ' if is_list else ''}be {values}, not 'nope'"
+    for value in CHOICES[key]:  # and every declared value is taken
+        load_profile("tiny", [f"{key}=[{value}]" if is_list else f"{key}={value}"])
+
+
+def test_no_settings_class_checks_its_choices_by_hand():
+    """Membership in a literal tuple (``x in ("a", "b")``) is what ``choices`` declares: it is not written again."""
+    import ast
+
+    for path in sorted((REPO / "unidetox" / "config").glob("*.py")):
+        classes = [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)]
+        for node in (n for c in classes for n in ast.walk(c)):
+            if isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In):
+                assert not isinstance(node.comparators[0], (ast.Tuple, ast.List)), f"{path.name}:{node.lineno}"
+
+
 def test_unknown_profile(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
         load_profile("gpu")

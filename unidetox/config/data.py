@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Settings):
     """Where the data sets come from."""
 
     source: str = field(
-        default="local", metadata={"help": '"local": files under data.dir; "hub": the paper\'s Hugging Face Hub ids'}
+        default="local",
+        metadata={
+            "help": '"local": files under data.dir; "hub": the paper\'s Hugging Face Hub ids',
+            "choices": ("local", "hub"),
+        },
     )
     dir: str = field(
         default="", metadata={"help": 'local data folder; "" = $UNIDETOX_DATA_DIR, else ../shared/data beside the repo'}
@@ -31,6 +35,3 @@ class DataConfig:
             "help": "Hub id of WikiText-2 (config wikitext-2-v1), benign text of the scorer validity (source=hub)"
         },
     )
-
-    def __post_init__(self):
-        _check(self.source in ("local", "hub"), f"data.source must be 'local' or 'hub', not {self.source!r}")

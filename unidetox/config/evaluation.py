@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings, _check
 
 #: how a prompt reaches the model: as raw text (off) or through its tokenizer's chat template (auto)
 CHAT_MODES = ("off", "auto")
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Settings):
     """Stage 4: ToxiGen continuations, toxicity, perplexity, diversity, MMLU."""
 
     prompt_split: str = field(
         default="validation",
-        metadata={"help": "ToxiGen prompts: validation (paper's 896) | test (Hub's 940) | report (rest of train)"},
+        metadata={
+            "help": "ToxiGen prompts: validation (paper's 896) | test (Hub's 940) | report (rest of train)",
+            "choices": ("validation", "test", "report"),
+        },
     )
     prompts_per_domain: int = field(
         default=0, metadata={"help": "cap per domain after a seeded shuffle (0 = all prompts)"}
@@ -55,13 +58,16 @@ class EvalConfig:
     )
     inference_dtype: str = field(
         default="auto",
-        metadata={"help": "eval weights: auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16; else fp32) | bf16 | fp32"},
+        metadata={
+            "help": "eval weights: auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16; else fp32) | bf16 | fp32",
+            "choices": ("auto", "bf16", "fp32"),
+        },
     )
     chat_template: str = field(
         default="off",
         metadata={
             "help": "off = raw continuation (the paper) | auto = the prompt as the user's turn of the chat template",
-            "choices": list(CHAT_MODES),
+            "choices": CHAT_MODES,
         },
     )
     system_prompt: str = field(
@@ -75,11 +81,7 @@ class EvalConfig:
     mmlu_per_subject: int = field(default=0, metadata={"help": "MMLU questions per subject (0 = all)"})
     mmlu_subjects: tuple[str, ...] = field(default=(), metadata={"help": "MMLU subjects scored; [] = all 57"})
 
-    def __post_init__(self):
-        _check(
-            self.prompt_split in ("validation", "test", "report"),
-            f"eval.prompt_split must be validation, test or report, not {self.prompt_split!r}",
-        )
+    def check(self):
         _check(self.prompts_per_domain >= 0, "eval.prompts_per_domain must be >= 0")
         _check(self.samples_per_prompt > 0, "eval.samples_per_prompt must be > 0")
         _check(self.max_new_tokens > 0, "eval.max_new_tokens must be > 0")
@@ -99,9 +101,7 @@ class EvalConfig:
         _check(self.batch_size > 0 and self.scorer_batch_size > 0, "eval batch sizes must be > 0")
         _check(0 <= self.threshold <= 1, "eval.threshold must be in [0, 1]")
         _check(self.mmlu_shots >= 0 and self.mmlu_per_subject >= 0, "eval.mmlu_* must be >= 0")
-        _check(self.chat_template in CHAT_MODES, f"eval.chat_template must be off or auto, not {self.chat_template!r}")
         _check(
             not self.system_prompt or self.chat_template != "off",
             "eval.system_prompt applies in chat mode only: set eval.chat_template=auto too, or leave it empty",
         )
-        _check(self.inference_dtype in ("auto", "bf16", "fp32"), "eval.inference_dtype must be auto, bf16 or fp32")

@@ -114,10 +114,11 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         kwargs[key] = _coerce(_as_choice(value, fields[key]), hints[key], prefix + key)
     try:
         return cls(**kwargs)
-    except ConfigError as e:  # name the section of a nested check ("toxic.train: max_steps ...")
-        section = prefix.rstrip(".")
-        if section and not str(e).startswith(section):
-            raise ConfigError(f"{section}: {e}") from None
+    except ConfigError as e:  # name the section of a nested check: "toxic.train.max_steps ...", "toxic.train: set ..."
+        section, text = prefix.rstrip("."), str(e)
+        if section and not text.startswith(section):
+            field_first = text.split(" ", 1)[0] in names
+            raise ConfigError(f"{section}.{text}" if field_first else f"{section}: {text}") from None
         raise
 
 

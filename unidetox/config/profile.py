@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings, _check
 from unidetox.config.data import DataConfig
 from unidetox.config.evaluation import EvalConfig
 from unidetox.config.scale import ScaleConfig
@@ -15,7 +15,7 @@ from unidetox.config.validity import ValidityConfig
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Settings):
     """Everything one run of the pipeline needs."""
 
     name: str = field(
@@ -25,7 +25,13 @@ class Profile:
         },
     )
     runs_dir: str = field(default="runs", metadata={"help": "outputs go to <runs_dir>/<name>/<stage>/<key>/"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "where models run; auto: cuda when a GPU is visible, else cpu",
+            "choices": ("auto", "cpu", "cuda"),
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "let Hub models run their own code (off: safer)"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "where the data sets come from"})
     toxic: ToxicModelConfig = field(default_factory=ToxicModelConfig, metadata={"help": "stage 1: the toxic model"})
@@ -47,8 +53,7 @@ class Profile:
         default_factory=ScaleConfig, metadata={"help": "how training uses the hardware (in no stage key)"}
     )
 
-    def __post_init__(self):
-        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, not {self.device!r}")
+    def check(self):
         _check(
             bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name)) and ".." not in self.name,
             f"profile name {self.name!r} must be letters, digits, '.', '_' or '-' (no '/' or '..'): it names the "

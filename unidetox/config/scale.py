@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings
 
 
 @dataclass(frozen=True)
-class ScaleConfig:
+class ScaleConfig(Settings):
     """How training uses the hardware. None of these changes what is computed beyond floating-point rounding, so
     they are not part of any stage's key, except the mixed precision where it differs from what the device used
     before CPUs trained in bf16 (fp32 on CPU, bf16 on CUDA), as bf16 rounding moves the weights further. Sharding
@@ -24,15 +24,10 @@ class ScaleConfig:
         default="auto",
         metadata={
             "help": "forward autocast, fp32 weights and AdamW: "
-            "auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16) | bf16 | fp32"
+            "auto (bf16 on CUDA, CPUs with avx512_bf16/amx_bf16) | bf16 | fp32",
+            "choices": ("auto", "bf16", "fp32"),
         },
     )
     memory_check: bool = field(
         default=True, metadata={"help": "refuse a training stage whose estimated peak memory exceeds the device"}
     )
-
-    def __post_init__(self):
-        _check(
-            self.mixed_precision in ("auto", "bf16", "fp32"),
-            f"scale.mixed_precision must be auto, bf16 or fp32, not {self.mixed_precision!r}",
-        )

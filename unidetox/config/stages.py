@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import DGHS_TARGETS, _check
+from unidetox.config.base import DGHS_TARGETS, Settings, _check
 from unidetox.config.train import ADAPTERS, LoraSettings, TrainConfig
 
 
 @dataclass(frozen=True)
-class ToxicModelConfig:
+class ToxicModelConfig(Settings):
     """Stage 1: fine-tune the base model on DGHS hate speech."""
 
     base_model: str = field(
@@ -36,14 +36,14 @@ class ToxicModelConfig:
         metadata={"help": "fine-tuning of the toxic model"},
     )
 
-    def __post_init__(self):
+    def check(self):
         _check(len(self.train_splits) > 0, "toxic.train_splits must name at least one DGHS split")
         _check(self.max_texts >= 0, "toxic.max_texts must be >= 0")
         _check(self.max_val_texts >= 0, "toxic.max_val_texts must be >= 0")
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Settings):
     """Stage 2: contrastive decoding from BOS, `log p_base - log p_toxic` under the plausibility mask."""
 
     alpha: float = field(
@@ -67,7 +67,7 @@ class DistillConfig:
         },
     )
 
-    def __post_init__(self):
+    def check(self):
         _check(0 < self.alpha <= 1, f"distill.alpha must be in (0, 1], got {self.alpha}")
         _check(self.num_texts > 0, f"distill.num_texts must be > 0, got {self.num_texts}")
         _check(self.max_new_tokens > 0, f"distill.max_new_tokens must be > 0, got {self.max_new_tokens}")
@@ -78,7 +78,7 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
-class DetoxConfig:
+class DetoxConfig(Settings):
     """Stage 3: fine-tune each target on the distilled text, over a grid of learning rates and steps."""
 
     targets: tuple[str, ...] = field(
@@ -100,7 +100,7 @@ class DetoxConfig:
         default="none",
         metadata={
             "help": "none = fine-tune every weight (the paper) | lora = train a LoRA adapter (detox.lora) with peft",
-            "choices": list(ADAPTERS),
+            "choices": ADAPTERS,
         },
     )
     lora: LoraSettings = field(
@@ -112,8 +112,7 @@ class DetoxConfig:
         """The adapter a detox run trains, None for full fine-tuning."""
         return self.lora if self.adapter == "lora" else None
 
-    def __post_init__(self):
-        _check(self.adapter in ADAPTERS, f"detox.adapter must be one of {', '.join(ADAPTERS)}, not {self.adapter!r}")
+    def check(self):
         _check(len(self.targets) > 0, "detox.targets must name at least one model")
         _check(len(self.learning_rates) > 0, "detox.learning_rates must not be empty")
         _check(all(lr > 0 for lr in self.learning_rates), "detox.learning_rates must all be > 0")

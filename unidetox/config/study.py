@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings, _check
 from unidetox.config.compared_methods import BASELINES
 
 SAFETY_PREPROMPT = (
@@ -14,7 +14,7 @@ SAFETY_PREPROMPT = (
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Settings):
     """The comparison: tune on validation prompts, transfer one configuration, report on held-out prompts.
 
     The shared configuration (learning rate, steps) is chosen on `select_target`'s validation prompts (paper:
@@ -28,10 +28,14 @@ class StudyConfig:
         metadata={"help": 'target whose validation TP picks the shared configuration; "" = toxic.base_model'},
     )
     report_split: str = field(
-        default="test", metadata={"help": "held-out prompts of the final tables: test (paper) | report (offline)"}
+        default="test",
+        metadata={
+            "help": "held-out prompts of the final tables: test (paper) | report (offline)",
+            "choices": ("validation", "test", "report"),
+        },
     )
     baselines: tuple[str, ...] = field(
-        default=BASELINES, metadata={"help": f"baselines compared: any of {', '.join(BASELINES)}"}
+        default=BASELINES, metadata={"help": "baselines compared (any of them)", "choices": BASELINES}
     )
     preprompt: str = field(
         default=SAFETY_PREPROMPT,
@@ -54,7 +58,7 @@ class StudyConfig:
         default="TP",
         metadata={
             "help": "picks the shared configuration: TP = lowest validation TP (paper); EMT = cheapest point tied with best",
-            "choices": ["TP", "EMT"],
+            "choices": ("TP", "EMT"),
         },
     )
     planning_sd: float = field(
@@ -76,22 +80,12 @@ class StudyConfig:
         },
     )
 
-    def __post_init__(self):
-        unknown = sorted(set(self.baselines) - set(BASELINES))
-        _check(not unknown, f"study.baselines: unknown {unknown}; choose among {list(BASELINES)}")
-        _check(
-            self.report_split in ("validation", "test", "report"),
-            f"study.report_split must be validation, test or report, not {self.report_split!r}",
-        )
+    def check(self):
         _check(len(self.dexperts_lambdas) > 0, "study.dexperts_lambdas must not be empty")
         _check(all(x > 0 for x in self.dexperts_lambdas), "study.dexperts_lambdas must all be > 0")
         _check(self.bootstrap >= 1, "study.bootstrap must be >= 1")
         _check(0 < self.ci_level < 1, f"study.ci_level must be in (0, 1), got {self.ci_level}")
         _check(self.report_prompts_per_domain >= 0, "study.report_prompts_per_domain must be >= 0")
-        _check(
-            self.selection_metric in ("TP", "EMT"),
-            f"study.selection_metric must be TP or EMT, not {self.selection_metric!r}",
-        )
         _check(self.planning_sd >= 0, f"study.planning_sd must be >= 0 (0 = off), got {self.planning_sd}")
         _check(
             self.half_width_distillation > 0 and self.half_width_transfer > 0,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings, _check
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """The one causal-LM fine-tuning loop (toxic model, detoxification, baselines)."""
 
     learning_rate: float = field(
@@ -34,7 +34,11 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of linear learning-rate warm-up"})
     scheduler: str = field(
-        default="linear", metadata={"help": '"linear" (decay to 0, HF Trainer\'s default) or "constant"'}
+        default="linear",
+        metadata={
+            "help": '"linear" (decay to 0, HF Trainer\'s default) or "constant"',
+            "choices": ("linear", "constant"),
+        },
     )
     seed: int = field(default=42, metadata={"help": "seed of the training run"})
     checkpoint_every: int = field(
@@ -42,7 +46,7 @@ class TrainConfig:
     )
     log_every: int = field(default=10, metadata={"help": "optimizer steps between loss records"})
 
-    def __post_init__(self):
+    def check(self):
         _check(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
             f"learning_rate must be a finite number > 0, got {self.learning_rate}",
@@ -56,7 +60,6 @@ class TrainConfig:
             f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})",
         )
         _check(self.max_length > 1, f"max_length must be > 1, got {self.max_length}")
-        _check(self.scheduler in ("linear", "constant"), "scheduler must be 'linear' or 'constant'")
         _check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
         _check(self.log_every > 0, "log_every must be > 0")
 
@@ -66,7 +69,7 @@ ADAPTERS = ("none", "lora")
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(Settings):
     """A LoRA adapter (Hu et al. 2022, through peft): each targeted linear layer computes ``W x + (alpha / r) B A x``
     with ``W`` frozen and only ``A`` (r x in) and ``B`` (out x r, zero at the start) trained."""
 
@@ -82,7 +85,7 @@ class LoraSettings:
         },
     )
 
-    def __post_init__(self):
+    def check(self):
         _check(self.r > 0, f"lora.r must be > 0, got {self.r}")
         _check(self.alpha > 0, f"lora.alpha must be > 0, got {self.alpha}")
         _check(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unidetox.config.base import _check
+from unidetox.config.base import Settings, _check
 
 
 @dataclass(frozen=True)
-class ValidityConfig:
+class ValidityConfig(Settings):
     """Scorer validity (the book's "Scorer validity" page): each scorer's ROC AUC against human labels (held-out
     ToxiGen rows, DGHS test) and its false-positive rate at ``eval.threshold`` on benign text (WikiText-2
     sentences, the released distilled text, the untouched targets' continuations of WikiText-2 openings).
@@ -31,7 +31,7 @@ class ValidityConfig:
         metadata={"help": "WikiText-2 test paragraph openings each untouched target continues once; 0 = none"},
     )
 
-    def __post_init__(self):
+    def check(self):
         _check(self.max_texts >= 0, f"validity.max_texts must be >= 0, got {self.max_texts}")
         _check(self.openings >= 0, f"validity.openings must be >= 0, got {self.openings}")
         _check(

@@ -1,8 +1,8 @@
 """The settings reference: every dotted key of a profile, its type, default, value in each shipped profile and help.
 
 ``unidetox settings`` prints it as text; ``unidetox settings --markdown`` prints the book's page ``book/settings.md``
-(``make settings`` writes it, and a test checks that the page is the current output). The help text is the
-``metadata={"help": ...}`` of each field of the dataclasses in :mod:`unidetox.config`.
+(``make settings`` writes it, and a test checks that the page is the current output). The help text and the allowed
+values are the ``metadata={"help": ..., "choices": ...}`` of each field of the dataclasses in :mod:`unidetox.config`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ PAGE_HEAD = """# Settings
 
 Every setting of a profile (a YAML file such as `unidetox/profiles/cpu.yaml`, or `--set KEY=VALUE` on any
 command): its type, its default, its value in each shipped profile and what it means (long values are cut). This
-page is generated from the help text of the configuration dataclasses in `unidetox/config/` by `make settings`
-(`unidetox settings --markdown`); a test fails when it differs from that output. A profile's `name` is the profile
+page is generated from the help text and the choices of the configuration dataclasses in `unidetox/config/` by
+`make settings` (`unidetox settings --markdown`); a test fails when it differs from that output. A setting with a
+fixed set of values lists them after its type, and any other value is refused. A profile's `name` is the profile
 asked for (`tiny`, `cpu`, `paper`, or a YAML file's name without `.yaml`); a YAML file does not set it. Each detox
 run takes its learning rate and its number of steps from `detox.learning_rates` and `detox.steps`, so
 `detox.train` has no `learning_rate` or `max_steps` of its own.
@@ -35,13 +36,15 @@ run takes its learning rate and its number of steps from `detox.learning_rates` 
 
 @dataclass(frozen=True)
 class Setting:
-    """One settable key: dotted `key`, YAML `type`, `default`, `values` by shipped profile name, `help`."""
+    """One settable key: dotted `key`, YAML `type`, `default`, `values` by shipped profile name, `help`, and the
+    values it takes when they are fixed (`choices`; for a list, each item's)."""
 
     key: str
     type: str
     default: Any
     values: dict[str, Any]
     help: str
+    choices: tuple[str, ...] = ()
 
 
 def _type_name(tp: Any) -> str:
@@ -61,7 +64,8 @@ def _walk(cls: type, prefix: str, default: dict, values: dict[str, dict]) -> Ite
         if dataclasses.is_dataclass(hints[f.name]):
             yield from _walk(hints[f.name], f"{prefix}{f.name}.", default[f.name], sub)
         else:
-            yield Setting(prefix + f.name, _type_name(hints[f.name]), default[f.name], sub, f.metadata["help"])
+            yield Setting(prefix + f.name, _type_name(hints[f.name]), default[f.name], sub, f.metadata["help"],
+                          tuple(f.metadata.get("choices", ())))  # fmt: skip
 
 
 def settings() -> list[Setting]:
@@ -90,7 +94,8 @@ def settings_text() -> str:
     lines = []
     for s in settings():
         profiles = ", ".join(f"{name} {show(v)}" for name, v in s.values.items())
-        lines += [f"{s.key} ({s.type}) = {show(s.default)}; {profiles}", f"    {s.help}"]
+        kind = f"{s.type}: {' | '.join(s.choices)}" if s.choices else s.type
+        lines += [f"{s.key} ({kind}) = {show(s.default)}; {profiles}", f"    {s.help}"]
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +115,8 @@ def settings_markdown() -> str:
         "|---" * (len(PROFILES) + 4) + "|",
     ]
     for s in settings():
-        cells = [f"`{s.key}`", f"`{s.type}`", _code(s.default), *(_code(v) for v in s.values.values()), _escape(s.help)]
+        kind = f"`{s.type}`" + (f": {', '.join(_code(c) for c in s.choices)}" if s.choices else "")
+        cells = [f"`{s.key}`", kind, _code(s.default), *(_code(v) for v in s.values.values()), _escape(s.help)]
         rows.append("| " + " | ".join(cells) + " |")
     return PAGE_HEAD + "\n" + "\n".join(rows) + "\n"
 
