@@ -3,9 +3,10 @@
 The package is a folder per layer; each layer imports only from the layers listed before it
 (``tests/test_layout.py`` checks this):
 
-* core (this folder): ``config`` (typed settings) and ``profile_loader``, ``methods`` (the study's methods),
-  ``store``/``lock``/``checkpoint`` (the run store), ``models``/``hub``, ``data/`` (the data sets), ``texts``
-  (external text files), ``safe_pickle``, ``errors``;
+* core (this folder): ``config/`` (typed settings, their loader, the compared methods), ``store/`` (the stage
+  registry, the run store, its lock, JSON Lines, checkpoints), ``models/`` (loading, model folders, LoRA adapters,
+  tiny models, Hub errors, precision), ``data/`` (the data sets, external text files), ``processes`` (process roles,
+  stage messages, timing), ``safe_pickle``, ``errors``;
 * ``scale/``: memory and time estimates, hardware, accelerate configurations;
 * ``method/``: the paper's method: sampling, the contrastive decoder (``distill``), generation, training, DExperts;
 * ``measure/``: log-likelihoods, toxicity scorers, metrics and their bootstrap, evaluation, MMLU, comparisons;

@@ -1,10 +1,12 @@
 """Typed configuration: one frozen dataclass per stage, grouped in a :class:`Profile`.
 
-Each field's ``metadata["help"]`` says what it means (``unidetox settings`` prints them all, with the value in each
-shipped profile). Reading a profile (YAML + ``--set`` overrides) is :mod:`unidetox.config.loader`. One module per
-part: ``base`` (profile names, DGHS target codes, :class:`ConfigError`, :func:`to_dict`), ``data``, ``train``
-(the fine-tuning loop), ``stages`` (toxic model, distillation, detoxification grid), ``evaluation``, ``scale``,
-``study``, ``validity`` and ``profile``; import the names from here.
+Each field's ``metadata["help"]`` says what it means, and ``metadata["choices"]`` the values it takes where they are
+fixed (``unidetox settings`` prints them all, with the value in each shipped profile). Reading a profile (YAML +
+``--set`` overrides) is :mod:`unidetox.config.loader`. One module per part: ``base`` (profile names, DGHS target
+codes, :class:`ConfigError`, the :class:`Settings` base that checks the choices, :func:`to_dict`), ``data``,
+``train`` (the fine-tuning loop), ``stages`` (toxic model, distillation, detoxification grid), ``evaluation``,
+``scale``, ``study``, ``validity`` and ``profile``; import the names from here. ``compared_methods`` is the registry
+of the methods the study compares.
 
 >>> from unidetox.config.loader import load_profile
 >>> load_profile("tiny", ["distill.alpha=0.2"]).distill.alpha
