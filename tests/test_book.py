@@ -306,6 +306,9 @@ def book_repo(tmp_path_factory) -> Path:
         shutil.copy2(ROOT / name, repo / name)
     shutil.copytree(ROOT / "book", repo / "book", symlinks=True, ignore=shutil.ignore_patterns("_build", "_generated"))
     shutil.copytree(ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # the method page includes the package's own code (``../unidetox/...``): a link, so that a kernel started in the
+    # copy imports the package itself, never a partial copy of it
+    (repo / "unidetox").symlink_to(ROOT / "unidetox", target_is_directory=True)
     index = build_book("tiny", root=repo, log=None)
     assert index == repo / "book" / "_build" / "html" / "index.html"
     return repo
