@@ -30,7 +30,7 @@ from unidetox.cli import run
 from unidetox.config import PROFILES, Profile, to_dict
 from unidetox.config.loader import load_profile
 
-SOURCES = sorted((REPO / "unidetox").glob("*.py"))
+SOURCES = sorted((REPO / "unidetox").rglob("*.py"))  # every module, in every folder of the package
 TOKEN_SHAPED = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # what a real Hugging Face access token looks like
 
 
