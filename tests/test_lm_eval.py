@@ -130,6 +130,16 @@ def test_unidetox_model_reproduces_unidetox_score(task_dir, work):
                 assert results[f"{name},none"] == pytest.approx(ours[name][0], abs=1e-12), name
 
 
+def test_importing_the_unidetox_model_keeps_lm_evals_own_models():
+    """lm-eval loads its own models only into an empty registry: registering ``unidetox`` first must not hide them
+    (``python -m unidetox.pipeline.lmeval_model --model hf`` would find no ``hf``). A fresh process, since any earlier
+    import of ``lm_eval.models`` in this one would hide the fault."""
+    code = ("import unidetox.pipeline.lmeval_model\nfrom lm_eval.api.registry import get_model\n"
+            "print(get_model('hf').__name__, get_model('unidetox').__name__)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.split() == ["HFLM", "UnidetoxLM"]
+
+
 def test_hf_model_agrees_within_the_bootstrap_interval(work, tmp_path, monkeypatch):
     """lm-eval's own `--model hf` on a tiny model folder samples with its own random stream: on 8 prompts per domain
     its in-distribution TP and EMT lie within the 95% bootstrap intervals that `unidetox score --prompts-per-domain

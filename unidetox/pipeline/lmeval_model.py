@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 
+import lm_eval.models  # noqa: F401  (lm-eval's own models: its registry loads them only while it is empty)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
