@@ -71,7 +71,8 @@ class ContrastiveSource:
     tokens (a constant per row in each, which cancels in the head's test and in the softmax)."""
 
     def __init__(self, base: torch.nn.Module, toxic: torch.nn.Module, alpha: float, banned: Sequence[int] = ()):
-        self.base, self.toxic, self.alpha = CausalLMSource(base, banned), CausalLMSource(toxic, banned), alpha
+        self.base, self.toxic = CausalLMSource(base, banned=banned), CausalLMSource(toxic, banned=banned)
+        self.alpha = alpha
 
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, repeats: int = 1) -> torch.Tensor:
         b = self.base.start(input_ids, attention_mask, repeats)
@@ -160,7 +161,7 @@ def decode_batch(
     if toxic is not None:
         source = ContrastiveSource(base.model, toxic.model, cfg.alpha, banned)
     else:
-        source = CausalLMSource(base.model, banned)
+        source = CausalLMSource(base.model, banned=banned)
     new = sample_loop(source, start, mask, max_new_tokens=cfg.max_new_tokens, params=params, generator=gen,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
     return strip_after_eos(new, tok.eos_token_id)
