@@ -99,6 +99,8 @@ def store_lock(runs_dir: str | Path, profile: str, *, wait: bool = True, command
         except FileNotFoundError:
             continue
         except OSError as e:
+            if isinstance(e, FileExistsError) and not root.exists():  # a holder that wrote nothing removed the
+                continue  # folder while mkdir was creating it: create it again
             raise StoreError(f"cannot lock {root / LOCK}: {e.strerror or e}. {DISK_FIX}") from None
         try:  # the file we locked may have been removed by a holder that wrote nothing: lock the current one
             if os.path.samestat(os.fstat(fds[-1]), os.stat(root / LOCK)):
