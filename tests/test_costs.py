@@ -92,6 +92,20 @@ def test_training_memory_by_hand_for_each_sharding():
         assert (f.weights, f.gradients, f.optimizer) == (TOY_P, TOY_P, 2 * TOY_P)
 
 
+def test_cpu_training_extras_by_hand():
+    # TOY: vocab 10, hidden 4, tied; matmul params TOY_P - 72 + 40 = 536; micro-batch 2 x 3 tokens
+    kw = {"micro_batch": 2, "seq": 3}
+    bf16 = C.cpu_training_extra(TOY, act_bytes=2, **kw)
+    # bf16 copies of the matrix weights 2 x 536, the head's fp32 gradient 4 x 10 x 4, logits 6 more bytes x 60
+    assert bf16 == 2 * 536 + 4 * 40 + 6 * 60
+    # fp32: no autocast copies and the loss's 12 bytes per logit are train_memory's (4 + 8) already
+    assert C.cpu_training_extra(TOY, act_bytes=4, **kw) == 4 * 40
+    # LoRA: the frozen head gets no gradient; untied: the head is its own parameter, with its own gradient counted
+    assert C.cpu_training_extra(TOY, act_bytes=2, trainable=100, **kw) == 2 * 536 + 6 * 60
+    untied = C.Arch("llama", layers=1, hidden=4, heads=2, kv_heads=1, intermediate=8, vocab=10, positions=8, tied=False)
+    assert C.cpu_training_extra(untied, act_bytes=4, **kw) == 0
+
+
 def test_gradient_checkpointing_keeps_layer_inputs_and_one_layer():
     m = C.train_memory(TOY, micro_batch=2, seq=3, gradient_checkpointing=True)
     assert m.activations == 2 * (2 * 3 * 2 * 4) + 996  # L layers x 2 bytes x s*b*h, plus one layer recomputed

@@ -109,15 +109,16 @@ def test_a_cpu_training_that_will_not_fit_the_available_memory_is_refused_before
     from unidetox.scale.memory import training_line
 
     monkeypatch.setattr(HW, "_meminfo_available", lambda: 64 * 2**20)  # 64 MiB free
-    monkeypatch.setattr(HW, "_own_rss", lambda: 0.0)
+    monkeypatch.setattr(HW, "own_rss", lambda: 0.0)
     hw = HW.runtime_hardware(Accelerator(cpu=True))
     assert hw.memory_bytes == 64 * 2**20
     lm = load_model("tiny:gpt2")
     cfg = TrainConfig(batch_size=64, max_length=512, max_steps=10)
     with pytest.raises(PlanError, match="would run out of memory: needs ~.* GiB per device, 0.1 GiB usable"):
         training_line("tiny:gpt2", lm.model, cfg, 10, ScaleConfig(), hw)
-    monkeypatch.setattr(HW, "_meminfo_available", lambda: 64 * 2**30)
-    assert "plan: train tiny:gpt2" in training_line("tiny:gpt2", lm.model, cfg, 10, ScaleConfig(),
+    monkeypatch.setattr(HW, "_meminfo_available", lambda: 64 * 2**30)  # capped at this host's RAM
+    small = TrainConfig(batch_size=8, max_length=512, max_steps=10)  # 64 x 512 x 50k logits need ~25 GiB on a CPU
+    assert "plan: train tiny:gpt2" in training_line("tiny:gpt2", lm.model, small, 10, ScaleConfig(),
                                                     HW.runtime_hardware(Accelerator(cpu=True)))  # fmt: skip
 
 

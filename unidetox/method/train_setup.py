@@ -161,7 +161,10 @@ def _prepare_model(run: TrainRun, model: torch.nn.Module, spec: str) -> None:
         {"params": [p for p in trained if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in trained if p.ndim < 2], "weight_decay": 0.0},  # biases, norms (as HF)
     ]
-    run.raw_opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+    # fused: one pass per parameter, no temporaries; torch's default (foreach) holds a copy of every moment for
+    # the update (Gemma-3-270M on a CPU: peak 6.5 -> 5.8 GiB, benchmarks/bench_train_memory.py)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in trained)
+    run.raw_opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
 
     def factor(step: int) -> float:
         return lr_factor(step, warmup_steps=cfg.warmup_steps, total_steps=run.total, kind=cfg.scheduler)

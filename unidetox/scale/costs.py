@@ -236,6 +236,28 @@ def train_memory(
     )
 
 
+#: resident bytes of a CPU training process besides its weights before training starts, for an offline plan: the
+#: interpreter, torch, transformers and the tokenizer (`unidetox detox` on Gemma-3-270M: 0.2 GiB; a pipeline process
+#: holds more, which the runtime check reads from the process itself)
+CPU_PROCESS_BYTES = 0.5 * GIB
+
+
+def cpu_training_extra(a: Arch, *, micro_batch: int, seq: int, act_bytes: int, trainable: int | None = None) -> float:
+    """Bytes a training step on a CPU holds beyond :func:`train_memory`'s parts (with AdamW fused, which keeps no
+    temporaries; benchmarks/bench_train_memory.py measures the whole):
+
+    - under bf16 autocast (`act_bytes` 2), the bf16 copy of every matrix weight, cached for backward (2 bytes each);
+    - in a full fine-tune of a tied model, the output projection's own fp32 gradient while it is added into the
+      embedding's (4 x vocab x hidden);
+    - the loss's logits beyond the (act_bytes + 8) bytes per element :func:`train_memory` counts: under autocast the
+      bf16 logits, their fp32 copy, the log-softmax, its fp32 gradient and the bf16 one, 16 bytes in all (+6); in
+      fp32, 12 (+0)."""
+    copies = 2 * matmul_params(a) if act_bytes == 2 else 0
+    head = 4 * a.vocab * a.hidden if a.tied and trainable is None else 0
+    logits = micro_batch * seq * a.vocab * (6 if act_bytes == 2 else 0)
+    return float(copies + head + logits)
+
+
 def kv_cache_bytes(a: Arch, batch: int, seq: int, dtype_bytes: int = 2) -> float:
     """Keys and values of `batch` sequences of `seq` tokens over all layers."""
     return 2 * a.layers * batch * seq * a.kv_heads * a.head_dim * dtype_bytes
@@ -328,6 +350,7 @@ def detected_gpu(device_name: str, total_bytes: int) -> GPU:
 
 
 __all__ = [
+    "CPU_PROCESS_BYTES",
     "GPU",
     "GPUS",
     "MFU",
@@ -336,6 +359,7 @@ __all__ = [
     "Arch",
     "Sharding",
     "TrainMemory",
+    "cpu_training_extra",
     "decode_memory",
     "decode_step_seconds",
     "forward_flops_per_token",

@@ -69,7 +69,7 @@ def _cgroup_room() -> float:
         return math.inf
 
 
-def _own_rss() -> float:
+def own_rss() -> float:
     """Resident bytes of this process (0 where /proc does not say)."""
     try:
         with open("/proc/self/statm") as f:
@@ -82,7 +82,7 @@ def host_memory_available() -> float:
     """Bytes a stage starting in this process can use: what it holds already plus what the system can still give it
     (MemAvailable, capped by a container's cgroup limit), at most the physical RAM."""
     room = min(_meminfo_available(), _cgroup_room())
-    return min(host_memory(), _own_rss() + room) if math.isfinite(room) else host_memory()
+    return min(host_memory(), own_rss() + room) if math.isfinite(room) else host_memory()
 
 
 def hardware(gpu: str | None = None, gpus: int = 1, strategy: str | None = None, device: str = "auto") -> Hardware:
@@ -139,4 +139,4 @@ def act_bytes(hw: Hardware, mixed_precision: str) -> int:
     return 2 if autocast_bf16(mixed_precision, "cuda" if hw.cuda else "cpu") else 4
 
 
-__all__ = ["Hardware", "act_bytes", "hardware", "host_memory", "host_memory_available", "runtime_hardware"]
+__all__ = ["Hardware", "act_bytes", "hardware", "host_memory", "host_memory_available", "own_rss", "runtime_hardware"]

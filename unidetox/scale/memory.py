@@ -104,10 +104,13 @@ def _fix_training(stage: str, arch: C.Arch, cfg: TrainConfig, hw: Hardware, gc: 
 
 def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: int, sc: ScaleConfig,
                   hw: Hardware, *, runs: int = 1, saves: int = 1, profile: str = "...",
-                  trainable: int | None = None) -> StagePlan:  # fmt: skip
+                  trainable: int | None = None, process_bytes: float = C.CPU_PROCESS_BYTES) -> StagePlan:  # fmt: skip
     """A fine-tuning stage: `runs` trainings of `spec`, `steps` optimizer steps each, each saving `saves` models;
     `trainable`: the parameter count of a LoRA adapter trained instead of every weight (its base frozen as loaded:
-    bf16 on CUDA, fp32 on CPU; each save is the fp32 adapter alone)."""
+    bf16 on CUDA, fp32 on CPU; each save is the fp32 adapter alone). On a CPU the estimate is the process's peak
+    resident memory: the parts of :func:`~unidetox.scale.costs.train_memory`, the CPU's extras
+    (:func:`~unidetox.scale.costs.cpu_training_extra`) and `process_bytes` (what the process holds besides its
+    weights), against the memory the process may reach (:func:`~unidetox.scale.hardware.host_memory_available`)."""
 
     n = hw.sharding.devices
     micro = max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n)))
@@ -115,6 +118,11 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
     mem = C.train_memory(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act_bytes(hw, sc.mixed_precision),
                          gradient_checkpointing=sc.gradient_checkpointing, sharding=hw.sharding, trainable=trainable,
                          weight_bytes=loaded)  # fmt: skip
+    cpu = 0.0
+    if not hw.cuda:
+        cpu = process_bytes + C.cpu_training_extra(arch, micro_batch=micro, seq=cfg.max_length,
+                                                   act_bytes=act_bytes(hw, sc.mixed_precision), trainable=trainable)  # fmt: skip
+    need, have = mem.total + cpu, hw.usable_bytes
     tokens = steps * cfg.batch_size * cfg.max_length  # upper bound: every sequence at max_length
     flops = runs * tokens * C.train_flops_per_token(arch, cfg.max_length,
                                                     gradient_checkpointing=sc.gradient_checkpointing)  # fmt: skip
@@ -125,16 +133,18 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
     parts = (f"{lora}weights {gib(mem.weights)} + grads {gib(mem.gradients)} + AdamW {gib(mem.optimizer)} + "
              f"activations {gib(mem.activations)} + logits {gib(mem.logits)}; {steps} steps x {cfg.batch_size} x "
              f"{cfg.max_length} tokens (micro-batch {micro})")  # fmt: skip
+    if not hw.cuda:
+        parts += f"; on a CPU also the process, autocast copies, the head's gradient and the loss: {gib(cpu)}"
     fix = ""
-    if mem.total > hw.usable_bytes and trainable is not None:
+    if need > have and trainable is not None:
         fix = (
-            f"needs ~{gib(mem.total)} GiB per device, {gib(hw.usable_bytes)} GiB usable. Fix: "
+            f"needs ~{gib(need)} GiB per device, {gib(have)} GiB usable. Fix: "
             + ("--set scale.gradient_checkpointing=true, or " if not sc.gradient_checkpointing else "")
             + "a smaller micro-batch (batch_size, grad_accum, max_length) or a device with more memory"
         )
-    elif mem.total > hw.usable_bytes:
-        fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, mem.total, profile)
-    return StagePlan(stage, spec, p, runs, mem.total, parts, flops, seconds, disk, fix, devices=n)
+    elif need > have:
+        fix = _fix_training(stage, arch, cfg, hw, sc.gradient_checkpointing, sc.mixed_precision, need, profile)
+    return StagePlan(stage, spec, p, runs, need, parts, flops, seconds, disk, fix, devices=n)
 
 
 def training_line(spec: str, model, cfg: TrainConfig, steps: int, scale: ScaleConfig, hw: Hardware,
@@ -142,13 +152,17 @@ def training_line(spec: str, model, cfg: TrainConfig, steps: int, scale: ScaleCo
     """One line with the estimate of training `model` (the loaded module; `lora`: a LoRA adapter's settings);
     raises PlanError when it cannot fit (unless scale.memory_check is off)."""
     from unidetox.models.adapters import lora_param_count, lora_targets
+    from unidetox.scale.hardware import own_rss
 
     numel = sum(p.numel() for p in model.parameters())
     arch = arch_from_config(model.config, "the loaded model's config", numel=numel)
     trainable = None
     if lora is not None:
         trainable = lora_param_count(model, lora.r, lora_targets(model.config.model_type, lora.target_modules))
-    p = plan_training("train", spec, arch, cfg, steps, scale, hw, trainable=trainable)
+    process = 0.0
+    if not hw.cuda:  # what the process holds now besides the loaded weights (the plan counts those itself)
+        process = max(0.0, own_rss() - sum(t.numel() * t.element_size() for t in model.parameters()))
+    p = plan_training("train", spec, arch, cfg, steps, scale, hw, trainable=trainable, process_bytes=process)
     line = (f"plan: train {spec} ({num(p.params)} params) on {hw.sharding.devices} x "
             f"{hw.gpu.name if hw.gpu else 'CPU'} ({hw.sharding.strategy}): ~{gib(p.memory)} GiB per device of "
             f"{gib(hw.usable_bytes)} usable ({p.parts}); {num(p.flops)}FLOPs, ~{hours(p.seconds)}")  # fmt: skip
