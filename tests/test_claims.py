@@ -247,6 +247,9 @@ def test_contrast_sentence_follows_the_verdict(tables):
     )
     assert same in sentence((0.05, 0.01, 0.09)) and "lower it more" in sentence((0.05, 0.01, 0.09))
     assert "; the primary scorer's interval contains 0: no measurable advantage" in sentence((0.005, -0.05, 0.06))
+    # the interval's lower bound is the largest advantage of UniDetox it leaves open
+    assert "An advantage of UniDetox larger than 0.050 is excluded at 95%" in sentence((0.005, -0.05, 0.06))
+    assert "excluded" not in sentence((0.05, 0.01, 0.09))
     assert "(second scorer: +0.010 [-0.040, +0.050])" in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05))
     held = sentence((-0.1, -0.2, -0.05), (-0.1, -0.15, -0.01))
     assert held.startswith("The contrast matters") and same not in held and "-0.100 [-0.200, -0.050]" in held

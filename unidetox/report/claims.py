@@ -403,8 +403,11 @@ def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
             f"samples is {value} in in-distribution EMT")  # fmt: skip
     if v == FAILS:
         return text + f", and the plain samples lower it more (the primary scorer's interval is above 0).{second}"
+    bound = (f" An advantage of UniDetox larger than {-r['lo']:.{digits}f} is excluded at 95% (the interval's lower "
+             "bound).") if r["lo"] < 0 else ""  # fmt: skip
     return (
-        f"{text}; the primary scorer's interval contains 0: no measurable advantage of the contrastive score.{second}"
+        f"{text}; the primary scorer's interval contains 0: no measurable advantage of the contrastive score."
+        f"{bound}{second}"
     )
 
 
