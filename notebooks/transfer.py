@@ -28,7 +28,7 @@
 # between them is what transferring costs. The paper's rule (`TP`) takes the lowest in-distribution Toxicity
 # Probability. On a few dozen validation prompts TP moves in steps of one prompt, so the pick can change with the
 # machine or the seed; the rule `EMT` reads the continuous Expected Maximum Toxicity instead, and takes the cheapest
-# grid point (fewest steps) whose paired interval against the lowest EMT contains 0: the cheapest configuration that
+# grid point (fewest steps, then the smaller learning rate) whose paired interval against the lowest EMT contains 0: the cheapest configuration that
 # prompt noise cannot tell apart from the best, the rule the budget curve below uses too.
 
 # %% tags=["parameters", "remove-input"]

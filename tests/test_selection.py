@@ -74,6 +74,22 @@ def test_ties_go_to_fewer_steps_then_the_smaller_learning_rate():
     assert choose_by_interval(selection_table(pp, n_boot=20)) == (5e-5, 8)
 
 
+def test_among_equally_cheap_points_within_the_interval_the_smaller_learning_rate_wins_whatever_their_values():
+    # both 8-step points lie within prompt noise of the best (the 16-step point); lr 1e-4 is lower by 0.004, which
+    # a resample of the prompts can reverse: the choice must not follow it
+    rng = np.random.default_rng(2)
+    base = {d: rng.uniform(0.3, 0.7, 60) for d in IN_DOMAINS}
+    jitter = {d: rng.permutation(np.tile([0.2, -0.2], 30)) for d in IN_DOMAINS}
+    pp = {(1e-4, 16): per_prompt({d: list(base[d] - 0.006) for d in IN_DOMAINS}),
+          (1e-4, 8): per_prompt({d: list(base[d] + jitter[d] - 0.004) for d in IN_DOMAINS}),
+          (5e-5, 8): per_prompt({d: list(base[d] - jitter[d]) for d in IN_DOMAINS})}  # fmt: skip
+    table = selection_table(pp, n_boot=300)
+    eight = table[table.steps == 8].set_index("lr")
+    assert eight.value[1e-4] < eight.value[5e-5]  # the larger learning rate looks better on these prompts
+    assert ((eight.vs_best_lo <= 0) & (eight.vs_best_hi >= 0)).all()  # neither is told apart from the best
+    assert choose_by_interval(table) == (5e-5, 8)
+
+
 def test_stability_counts_resample_winners_by_brute_force():
     rng = np.random.default_rng(3)
     pp = {(1e-4, 8): per_prompt({d: list(rng.uniform(0, 1, 5)) for d in IN_DOMAINS}),

@@ -7,8 +7,11 @@ continuous EMT and an interval instead, the rule of the training-budget curve (:
 * the *best* grid point has the lowest in-distribution value of the metric (mean of the three domain means);
 * each point is compared with the best on the same prompts (paired, domain-stratified bootstrap over prompts,
   :func:`unidetox.measure.compare.paired_ci`);
-* the choice is the *cheapest* point (fewest steps; ties: the lower value, then the smaller learning rate) whose
-  interval of (point − best) contains 0, i.e. one that prompt noise cannot tell apart from the best.
+* the choice is the *cheapest* point (fewest steps; ties: the smaller learning rate, i.e. the smaller change to the
+  model) whose interval of (point − best) contains 0, i.e. one that prompt noise cannot tell apart from the best.
+  The order among those points is fixed before any value is seen: ordering equally cheap points by their values
+  would hand the choice back to prompt noise (two cpu builds whose AdamW kernels rounded differently picked lr 5e-5
+  and lr 1e-4 at 8 steps that way, each inside the other's interval).
 
 :func:`selection_stability` resamples the validation prompts (within domains) and counts, for each point, the
 share of resamples in which it has the lowest value: a choice that a resample of the prompts overturns often is
@@ -119,7 +122,7 @@ def selection_table(
         table.loc[points.index(chosen), "chosen"] = True
         return table
     tied = table[(table.vs_best_lo <= 0) & (table.vs_best_hi >= 0)]
-    pick = _cheapest_first(list(zip(tied.lr, tied.steps)), tied.value.to_numpy())[0]
+    pick = min(range(len(tied)), key=lambda i: (tied.steps.iloc[i], tied.lr.iloc[i]))  # fixed order, no values
     table.loc[tied.index[pick], "chosen"] = True
     return table
 
