@@ -30,6 +30,18 @@ REDONE = ("evaluate", "rescore", "mmlu", "validity-continuations", "scorer-valid
 TRAINING = ("toxic-model", "expert-model", "distill", "samples", "detox")
 
 
+def commit_of(cli: str) -> str:
+    """The git commit of the checkout whose package `cli` (a console script) imports, as that script's Python sees it
+    (run from the script's own folder, without PYTHONPATH), so the figures say which code they timed."""
+    code = "import pathlib, unidetox; print(pathlib.Path(unidetox.__file__).resolve().parent.parent)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    python = Path(cli).with_name("python")
+    root = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd="/", check=True)
+    rev = subprocess.run(["git", "-C", root.stdout.strip(), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    return rev.stdout.strip() or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True, type=Path, help="runs_dir of a copy of a finished run store")
@@ -47,7 +59,10 @@ def main() -> None:
         cmd += ["--set", o]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    # without PYTHONPATH: a `PYTHONPATH=.` meant for this script would make another checkout's console script import
+    # this checkout's package, and the comparison would time one commit twice
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -60,9 +75,10 @@ def main() -> None:
         for done in (root / stage).glob("*/DONE"):
             per_stage[stage] = per_stage.get(stage, 0.0) + float(json.loads(done.read_text()).get("seconds", 0.0))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    out = {"cli": args.cli, "overrides": args.overrides, "wall_s": wall, "stage_seconds": per_stage,
-           "peak_rss_mib": peak, "load_before": load, "load_after": os.getloadavg()[0]}  # fmt: skip
-    print(f"{args.cli}: pipeline {wall:.1f} s wall; " + ", ".join(f"{k} {v:.1f} s" for k, v in per_stage.items())
+    out = {"cli": args.cli, "commit": commit_of(args.cli), "overrides": args.overrides, "wall_s": wall,
+           "stage_seconds": per_stage, "peak_rss_mib": peak, "load_before": load, "load_after": os.getloadavg()[0]}  # fmt: skip
+    print(f"{args.cli} (commit {out['commit']}): pipeline {wall:.1f} s wall; "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in per_stage.items())
           + f"; peak RSS {peak:.0f} MiB; load {load:.2f} -> {out['load_after']:.2f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

@@ -56,6 +56,7 @@ from myst_nb import glue
 
 from unidetox import pipeline as P
 from unidetox.report import claims as C
+from unidetox.report import claims_text as CT
 from unidetox.report.tables import main as T
 
 study = P.silently(P.study, prof, quiet=True)
@@ -150,7 +151,7 @@ plt.close(fig)
 
 # %% tags=["remove-input"]
 display(Markdown(f"> {C.verdict_rule()}"))
-display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
+display(Markdown(CT.claims_markdown(claims, prof.eval.scorer, study.second_scorer, digits=digits)))
 
 # %% [markdown]
 # What the table says, claim by claim (values and intervals from the table above):
@@ -159,7 +160,7 @@ display(Markdown(C.claims_markdown(claims, prof.eval.scorer, study.second_scorer
 display(
     Markdown(
         f"Intervals are {prof.study.ci_level:.0%} paired bootstrap intervals over {prof.study.bootstrap} resamples "
-        f"of the report prompts.\n\n{C.claims_summary(claims, digits=digits)}"
+        f"of the report prompts.\n\n{CT.claims_summary(claims, digits=digits)}"
     )
 )
 

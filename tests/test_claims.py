@@ -13,6 +13,7 @@ from unidetox.config.loader import load_profile
 from unidetox.measure.metrics import ALL, IN_DISTRIBUTION, TOXICITY_METRICS
 from unidetox.measure.scorers import load_scorer
 from unidetox.report import claims as C
+from unidetox.report import claims_text as CT
 from unidetox.report.tables.main import verdicts
 from unidetox.store.jsonl import read_jsonl
 
@@ -159,7 +160,7 @@ def test_claims_table_verdicts(tables):
     f = t[t.claim == "f"].iloc[0]  # the EMT rows of the distillation model only; the second scorer's contains 0
     assert (f.target, f.value, f["second hi"]) == (A, -0.05, 0.01)
     assert (f.verdict, f["scorers agree"]) == (C.HOLDS, "no: significance differs")  # the primary decides
-    md = C.claims_markdown(t, "toxblock", "hatesonar")
+    md = CT.claims_markdown(t, "toxblock", "hatesonar")
     assert md.count("\n") == len(t) + 1 and "`hatesonar`" in md
 
 
@@ -207,7 +208,7 @@ def test_claims_table_without_a_second_scorer(tables):
     a = t[t.claim == "a"]
     assert list(a.verdict) == [C.HOLDS, C.UNMEASURABLE] and set(a["scorers agree"]) == {"second scorer off"}
     assert a["second value"].isna().all()
-    assert "second (off)" in C.claims_markdown(t, "toxblock")
+    assert "second (off)" in CT.claims_markdown(t, "toxblock")
     assert t[t.claim == "f"].verdict.tolist() == [C.HOLDS]  # the first scorer's interval is below 0
 
 
@@ -229,7 +230,7 @@ def test_contrast_claim_without_base_samples_is_not_run(tables):
         t = C.claims_table(**{**tables, "contrast_cis": missing, "contrast_cis_second": None})
         f = t[t.claim == "f"].iloc[0]
         assert f.verdict == C.NOT_RUN == "not measurable (method not run)" and pd.isna(f.value)
-    assert "method not run" in C.claims_markdown(t, "toxblock")
+    assert "method not run" in CT.claims_markdown(t, "toxblock")
 
 
 def test_contrast_sentence_follows_the_verdict(tables):
@@ -239,7 +240,7 @@ def test_contrast_sentence_follows_the_verdict(tables):
         c2 = None if second is None else _cis([(A, U, T, "EMT", IN, *second)])
         t = C.claims_table(**{**tables, "contrast_cis": first if first is None else _cis([(A, U, T, "EMT", IN, *first)]),
                               "contrast_cis_second": c2})  # fmt: skip
-        return C.contrast_sentence(t)
+        return CT.contrast_sentence(t)
 
     same = "plain base-model samples detoxify as much as the distilled text"
     assert same in sentence((0.005, -0.05, 0.06), (0.01, -0.04, 0.05)) and "+0.005 [-0.050, +0.060]" in sentence(
@@ -256,7 +257,7 @@ def test_contrast_sentence_follows_the_verdict(tables):
     assert held.endswith("The second scorer agrees.")
     assert "does not agree (no: significance differs)" in sentence((-0.1, -0.2, -0.05), (-0.1, -0.15, 0.01))
     assert "not among `study.baselines`" in sentence(None)
-    summary = C.claims_summary(C.claims_table(**tables))
+    summary = CT.claims_summary(C.claims_table(**tables))
     # (f) holds under the primary scorer, whose interval is below 0; the second scorer's contains 0
     assert summary.count("\n- ") == 5 and "**(f)**" in summary and "The contrast matters" in summary
     assert "PPL ratio detoxified / untouched on distiller 1.20 [1.10, 1.30]: **holds**" in summary

@@ -25,13 +25,17 @@ def is_main_process() -> bool:
     return process_state().is_main_process
 
 
-def _rss_mb() -> float:
-    """Resident memory of this process now, in MiB (Linux /proc; 0 where unavailable)."""
+def own_rss() -> float:
+    """Resident bytes of this process now (Linux /proc; 0 where /proc does not say)."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _rss_mb() -> float:
+    return own_rss() / 2**20
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from unidetox.processes import own_rss
 from unidetox.scale import costs as C
 from unidetox.scale.errors import PlanError
 
@@ -67,15 +68,6 @@ def _cgroup_room() -> float:
         return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
     except (OSError, ValueError):
         return math.inf
-
-
-def own_rss() -> float:
-    """Resident bytes of this process (0 where /proc does not say)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def host_memory_available() -> float:

@@ -115,13 +115,14 @@ def plan_training(stage: str, spec: str, arch: C.Arch, cfg: TrainConfig, steps: 
     n = hw.sharding.devices
     micro = max(1, math.ceil(cfg.batch_size / (cfg.grad_accum * n)))
     loaded = 2 if hw.cuda else 4  # bytes per weight as unidetox.models.loading loads them
-    mem = C.train_memory(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act_bytes(hw, sc.mixed_precision),
+    act = act_bytes(hw, sc.mixed_precision)
+    mem = C.train_memory(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act,
                          gradient_checkpointing=sc.gradient_checkpointing, sharding=hw.sharding, trainable=trainable,
                          weight_bytes=loaded)  # fmt: skip
     cpu = 0.0
     if not hw.cuda:
-        cpu = process_bytes + C.cpu_training_extra(arch, micro_batch=micro, seq=cfg.max_length,
-                                                   act_bytes=act_bytes(hw, sc.mixed_precision), trainable=trainable)  # fmt: skip
+        cpu = process_bytes + C.cpu_training_extra(arch, micro_batch=micro, seq=cfg.max_length, act_bytes=act,
+                                                   trainable=trainable)  # fmt: skip
     need, have = mem.total + cpu, hw.usable_bytes
     tokens = steps * cfg.batch_size * cfg.max_length  # upper bound: every sequence at max_length
     flops = runs * tokens * C.train_flops_per_token(arch, cfg.max_length,
