@@ -30,13 +30,19 @@ REDONE = ("evaluate", "rescore", "mmlu", "validity-continuations", "scorer-valid
 TRAINING = ("toxic-model", "expert-model", "distill", "samples", "detox")
 
 
+def child_env() -> dict[str, str]:
+    """This environment without PYTHONPATH: a `PYTHONPATH=.` meant for this script would make another checkout's
+    console script import this checkout's package, and the comparison would time one commit twice."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def commit_of(cli: str) -> str:
     """The git commit of the checkout whose package `cli` (a console script) imports, as that script's Python sees it
     (run from the script's own folder, without PYTHONPATH), so the figures say which code they timed."""
     code = "import pathlib, unidetox; print(pathlib.Path(unidetox.__file__).resolve().parent.parent)"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    python = Path(cli).with_name("python")
-    root = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd="/", check=True)
+    python = Path(cli).absolute().with_name("python")  # the venv's python: absolute, not resolved (a link)
+    root = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=child_env(), cwd="/",
+                          check=True)  # fmt: skip
     rev = subprocess.run(["git", "-C", root.stdout.strip(), "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, check=False)  # fmt: skip
     return rev.stdout.strip() or "unknown"
@@ -59,10 +65,7 @@ def main() -> None:
         cmd += ["--set", o]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    # without PYTHONPATH: a `PYTHONPATH=.` meant for this script would make another checkout's console script import
-    # this checkout's package, and the comparison would time one commit twice
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=child_env())
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

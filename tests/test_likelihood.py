@@ -11,13 +11,13 @@ import torch
 
 from unidetox.measure.likelihood import (
     LikelihoodError,
-    _pack_groups,
     adds_bos,
     conditional_perplexity,
     continuation_logprobs,
     continuation_logprobs_shared,
     encode_pairs,
 )
+from unidetox.measure.shared_prefill import pack_groups
 from unidetox.models.loading import load_model as _load_model
 
 # each tiny model is built once per module (tiny:gpt2 takes a moment on a busy CPU); tests do not modify them
@@ -454,7 +454,7 @@ def test_shared_bad_inputs(tiny_gpt2):
 def test_pack_groups_bounds_and_covers():
     groups = [((1, 2), list(range(7))), ((3,), [7, 8]), ((4, 5, 6), [9]), ((7,), list(range(10, 15)))]
     for batch_size in (1, 2, 3, 4, 8):
-        blocks = _pack_groups(groups, batch_size)
+        blocks = pack_groups(groups, batch_size)
         assert all(1 <= len({p for chunk in block for p, _ in chunk}) <= batch_size for block in blocks)
         chunks = [chunk for block in blocks for chunk in block]
         assert all(1 <= sum(len(idx) for _, idx in chunk) <= batch_size for chunk in chunks)

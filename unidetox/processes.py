@@ -34,10 +34,6 @@ def own_rss() -> float:
         return 0.0
 
 
-def _rss_mb() -> float:
-    return own_rss() / 2**20
-
-
 @contextmanager
 def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
     """Wall seconds and peak resident memory of the block (sampled every `interval` s), into `summary`."""
@@ -46,12 +42,12 @@ def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
     t0 = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    peak = [_rss_mb()]
+    peak = [own_rss() / 2**20]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(interval):
-            peak[0] = max(peak[0], _rss_mb())
+            peak[0] = max(peak[0], own_rss() / 2**20)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -61,7 +57,7 @@ def timed(summary: dict, interval: float = 0.2) -> Iterator[dict]:
         stop.set()
         sampler.join()
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    summary["peak_rss_mb"] = round(max(peak[0], _rss_mb()), 1)
+    summary["peak_rss_mb"] = round(max(peak[0], own_rss() / 2**20), 1)
     if torch.cuda.is_available():
         summary["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 

@@ -17,29 +17,30 @@ def claims_markdown(table: pd.DataFrame, first: str, second: str = "", digits: i
             "verdict", "agree"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        v = r["value"]
-        if r["measure"].startswith("PPL ratio") and not pd.isna(v):
-            one = ratio_cell(v, r["lo"], r["hi"])
-        else:
-            one = ci_cell(v, r["lo"], r["hi"], digits)
         two = ci_cell(r["second value"], r["second lo"], r["second hi"], digits)
-        target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
         agree = r["scorers agree"] if r["scorers agree"] in ("yes",) or str(r["scorers agree"]).startswith("no") else ""
-        cells = [f"({r['claim']})", target, r["measure"], one, two, f"**{r['verdict']}**", agree]
+        cells = [f"({r['claim']})", _target(r), r["measure"], _value_cell(r, digits), two, f"**{r['verdict']}**", agree]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
+def _target(r: pd.Series) -> str:
+    """A row's target: a model spec shortened to its name, anything else (e.g. the distilled text) as it is."""
+    return short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
+
+
+def _value_cell(r: pd.Series, digits: int) -> str:
+    """A row's primary value [interval]: a ratio cell for a PPL ratio, else a difference with `digits` decimals."""
+    if r["measure"].startswith("PPL ratio") and not pd.isna(r["value"]):
+        return ratio_cell(r["value"], r["lo"], r["hi"])
+    return ci_cell(r["value"], r["lo"], r["hi"], digits)
+
+
 def _row_text(r: pd.Series, digits: int) -> str:
-    target = short_name(r["target"]) if ":" in r["target"] or "/" in r["target"] else r["target"]
     note = f" ({r['note']})" if isinstance(r.get("note"), str) and r["note"] else ""
     if pd.isna(r["value"]):
-        return f"{r['measure']} on {target}: **{r['verdict']}**{note}"
-    if r["measure"].startswith("PPL ratio"):
-        value = ratio_cell(r["value"], r["lo"], r["hi"])
-    else:
-        value = ci_cell(r["value"], r["lo"], r["hi"], digits)
-    return f"{r['measure']} on {target} {value}: **{r['verdict']}**{note}"
+        return f"{r['measure']} on {_target(r)}: **{r['verdict']}**{note}"
+    return f"{r['measure']} on {_target(r)} {_value_cell(r, digits)}: **{r['verdict']}**{note}"
 
 
 def contrast_sentence(table: pd.DataFrame, digits: int = 3) -> str:
